@@ -1,0 +1,5 @@
+"""``python -m cli`` is ``unitsync``."""
+
+from . import main
+
+main()

@@ -1,0 +1,93 @@
+"""The public data types and the protocol shared by the in-process coordinator and the RPC client.
+
+Code written against :class:`Coordinator` / :class:`UnitHandle` runs unchanged against
+``open_coordinator()`` (in this process) and ``connect(path)`` (over the Unix socket).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Protocol
+
+from ._status import Status
+
+__all__ = ["Coordinator", "Dependency", "Event", "UnitHandle", "UnitInfo"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Dependency:
+    """One edge as seen from the dependent: what it needs and what it has."""
+
+    depends_on: str
+    required: Status
+    current: Status
+    satisfied: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnitInfo:
+    """A snapshot of one unit.
+
+    ``ready``: every requirement is met (an unregistered unit is ready). ``blocked_by``: the name
+    of the failed unit that keeps this one from becoming ready ("" when none); ``reason``: the
+    unit's own failure reason ("" unless failed). ``dependencies`` are sorted by name.
+    """
+
+    name: str
+    status: Status
+    ready: bool
+    reason: str = ""
+    blocked_by: str = ""
+    dependencies: tuple[Dependency, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """One status change. ``seq`` increases by one per event, coordinator-wide; ``time`` is the
+    wall-clock time of the change in seconds since the epoch."""
+
+    seq: int
+    time: float
+    unit: str
+    old: Status
+    new: Status
+    reason: str = ""
+
+
+class UnitHandle(Protocol):
+    """A unit, by name. Creating a handle registers nothing."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def register(self) -> None: ...
+
+    async def want(self, *dependencies: str, requires: Status = Status.COMPLETED) -> None: ...
+
+    async def start(self) -> None: ...
+
+    async def complete(self) -> None: ...
+
+    async def fail(self, reason: str = "") -> None: ...
+
+    async def ready(self) -> UnitInfo: ...
+
+    async def reached(self, status: Status) -> None: ...
+
+    async def info(self) -> UnitInfo: ...
+
+
+class Coordinator(Protocol):
+    """The coordinator: ``open_coordinator()`` in this process, ``connect(path)`` over RPC."""
+
+    def unit(self, name: str) -> UnitHandle: ...
+
+    async def ping(self) -> str: ...
+
+    async def list(self) -> list[UnitInfo]: ...
+
+    async def graph(self) -> str: ...
+
+    def watch(self) -> AbstractAsyncContextManager[AsyncIterator[Event]]: ...

@@ -1,0 +1,151 @@
+"""The exceptions unitsync raises: one root, subclasses that carry data.
+
+Each class has a stable ``code`` (``unitsync.cycle`` ...) used on the wire, so clients in any
+language can tell errors apart; the Python RPC client maps codes back to these classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "AlreadyInStatus",
+    "AlreadyRegistered",
+    "CoordinatorClosed",
+    "CycleError",
+    "DependencyFailed",
+    "InvalidName",
+    "InvalidArgument",
+    "Lagged",
+    "NotReady",
+    "UnitNotFound",
+    "UnitsyncError",
+]
+
+
+class UnitsyncError(Exception):
+    """Root of every error unitsync raises on purpose."""
+
+    code = "unitsync.error"
+
+
+class InvalidName(UnitsyncError, ValueError):
+    """A unit name is empty, longer than 255 UTF-8 bytes, not valid UTF-8 or has control characters."""
+
+    code = "unitsync.invalid-name"
+
+    def __init__(self, name: str, why: str) -> None:
+        self.name = name
+        self.why = why
+        shown = name if len(name) <= 64 else name[:61] + "..."
+        super().__init__(f"invalid unit name {shown!r}: {why}")
+
+
+class InvalidArgument(UnitsyncError, ValueError):
+    """An argument other than a name is out of range (an unknown status, a requirement that is not
+    ``started``/``completed``)."""
+
+    code = "unitsync.invalid-argument"
+
+
+class CycleError(UnitsyncError):
+    """Adding a dependency would close a cycle; nothing was changed.
+
+    ``path`` is the whole cycle, first and last element equal: ``("claude", "git", "claude")``.
+    """
+
+    code = "unitsync.cycle"
+
+    def __init__(self, path: Sequence[str]) -> None:
+        self.path = tuple(path)
+        super().__init__("dependency cycle refused: " + " -> ".join(self.path))
+
+
+class DependencyFailed(UnitsyncError):
+    """A unit can no longer become ready (or reach a status) because a unit it depends on failed.
+
+    ``unit`` is the unit that failed, ``reason`` its reason and ``path`` the chain of dependencies
+    from the unit that was waited on down to ``unit`` (``("claude", "git")``; ``("git",)`` when the
+    unit waited on failed itself).
+    """
+
+    code = "unitsync.dependency-failed"
+
+    def __init__(self, unit: str, reason: str, path: Sequence[str]) -> None:
+        self.unit = unit
+        self.reason = reason
+        self.path = tuple(path)
+        chain = " -> ".join(self.path)
+        because = f": {reason}" if reason else ""
+        super().__init__(f"unit {unit!r} failed{because} (via {chain})")
+
+
+class UnitNotFound(UnitsyncError, LookupError):
+    """The operation needs a registered unit and ``name`` is not registered."""
+
+    code = "unitsync.not-found"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"unit {name!r} not found")
+
+
+class AlreadyRegistered(UnitsyncError):
+    """``register`` of a unit that is already registered."""
+
+    code = "unitsync.already"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"unit {name!r} is already registered")
+
+
+class AlreadyInStatus(UnitsyncError):
+    """A transition to the status the unit is already in (``start`` twice, ``complete`` twice)."""
+
+    code = "unitsync.already"
+
+    def __init__(self, name: str, status: object) -> None:
+        self.name = name
+        self.status = status
+        label = getattr(status, "label", status)
+        super().__init__(f"unit {name!r} is already {label}")
+
+
+class NotReady(UnitsyncError):
+    """``start`` of a unit whose dependencies are not satisfied; ``unmet`` lists them by name."""
+
+    code = "unitsync.not-ready"
+
+    def __init__(self, name: str, unmet: Sequence[str]) -> None:
+        self.name = name
+        self.unmet = tuple(unmet)
+        super().__init__(
+            f"unit {name!r} is not ready: unsatisfied dependencies [{', '.join(self.unmet)}]"
+        )
+
+
+class CoordinatorClosed(UnitsyncError):
+    """The coordinator has shut down (or the connection to it was lost) before answering."""
+
+    code = "unitsync.closed"
+
+    def __init__(self, message: str = "the coordinator is closed") -> None:
+        super().__init__(message)
+
+
+class Lagged(UnitsyncError):
+    """A watch subscriber fell more than its buffer behind and was cut off.
+
+    ``seq`` is the sequence number of the last event it was given (0 if none). The coordinator
+    never waits for a slow watcher; it drops the subscription instead of dropping events silently.
+    """
+
+    code = "unitsync.lagged"
+
+    def __init__(self, seq: int, buffer: int) -> None:
+        self.seq = seq
+        self.buffer = buffer
+        super().__init__(
+            f"watcher fell more than {buffer} events behind after event {seq} and was cut off"
+        )

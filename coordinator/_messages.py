@@ -1,0 +1,201 @@
+"""The messages the actors exchange: one closed union per actor.
+
+Every request that expects an answer carries a :class:`~._reply.Reply`; the actor answers it,
+the caller awaits it. Messages are frozen and slotted; the reply is excluded from equality.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ._api import UnitInfo
+from ._errors import CoordinatorClosed
+from ._reply import Reply
+from ._status import Status
+
+if TYPE_CHECKING:
+    from ._inbox import Inbox
+
+__all__ = [
+    "AddRequirements",
+    "Blocker",
+    "Complete",
+    "Fail",
+    "Info",
+    "Inspect",
+    "Ping",
+    "Published",
+    "Reached",
+    "Ready",
+    "Register",
+    "RegistryMessage",
+    "RegistrySnapshot",
+    "Snapshot",
+    "Start",
+    "Subscribe",
+    "ToUnit",
+    "UnitRequest",
+    "UnitStatistics",
+    "Want",
+    "answer_closed",
+]
+
+def _reply() -> Any:
+    return field(repr=False, compare=False)
+
+
+# --- what a unit publishes to the units that depend on it -----------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Blocker:
+    """Why a unit cannot become ready: ``unit`` failed with ``reason``; ``path`` leads from the
+    blocked unit to it through unmet requirements (``("claude", "git")``)."""
+
+    unit: str
+    reason: str
+    path: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """The state a unit pushes to its dependents: status is state, so only the latest counts."""
+
+    status: Status
+    reason: str = ""
+    blocker: Blocker | None = None
+
+
+NOT_REGISTERED = Published(Status.NOT_REGISTERED)
+
+# --- requests a UnitActor handles -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Register:
+    reply: Reply[None] = _reply()
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    reply: Reply[None] = _reply()
+
+
+@dataclass(frozen=True, slots=True)
+class Complete:
+    reply: Reply[None] = _reply()
+
+
+@dataclass(frozen=True, slots=True)
+class Fail:
+    reason: str
+    reply: Reply[None] = _reply()
+
+
+@dataclass(frozen=True, slots=True)
+class Info:
+    reply: Reply[UnitInfo] = _reply()
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """Answer when the unit is ready; error with ``DependencyFailed`` when it is blocked."""
+
+    reply: Reply[UnitInfo] = _reply()
+
+
+@dataclass(frozen=True, slots=True)
+class Reached:
+    """Answer when the unit's status reaches ``status``; error when it fails or is blocked."""
+
+    status: Status
+    reply: Reply[None] = _reply()
+
+
+@dataclass(frozen=True, slots=True)
+class AddRequirements:
+    """From the registry, after the cycle check: the unit now requires these dependencies.
+    Applied atomically once the state of every one of them is known; answered then."""
+
+    requirements: tuple[tuple[str, Status], ...]
+    reply: Reply[None] = _reply()
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    """From the registry: push your state to ``dependent`` now and on every change."""
+
+    dependent: str
+    inbox: Inbox = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnitStatistics:
+    name: str
+    status: Status
+    requirements: int
+    subscribers: int
+    ready_waiters: int
+    reached_waiters: int
+    pending_wants: int
+
+
+@dataclass(frozen=True, slots=True)
+class Inspect:
+    reply: Reply[UnitStatistics] = _reply()
+
+
+UnitRequest = (
+    Register | Start | Complete | Fail | Info | Ready | Reached | AddRequirements | Subscribe | Inspect
+)
+
+# --- requests the RegistryActor handles -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ToUnit:
+    """Route ``request`` to the actor of ``unit`` (creating it if the request needs one)."""
+
+    unit: str
+    request: UnitRequest
+
+
+@dataclass(frozen=True, slots=True)
+class Want:
+    """Check for cycles, then link ``unit`` to each dependency with its requirement."""
+
+    unit: str
+    requirements: tuple[tuple[str, Status], ...]
+    reply: Reply[None] = _reply()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RegistrySnapshot:
+    inboxes: dict[str, Inbox]
+    edges: list[tuple[str, str, Status]]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Every actor's address, and the edges when ``edges`` is true."""
+
+    edges: bool
+    reply: Reply[RegistrySnapshot] = _reply()
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    reply: Reply[None] = _reply()
+
+
+RegistryMessage = ToUnit | Want | Snapshot | Ping
+
+
+def answer_closed(message: Any) -> None:
+    """Answer ``message`` (either actor's) with :class:`CoordinatorClosed`, if it expects an answer."""
+    if isinstance(message, ToUnit):
+        message = message.request
+    reply = getattr(message, "reply", None)
+    if reply is not None:
+        reply.error(CoordinatorClosed())

@@ -1,0 +1,37 @@
+"""What a unit name may be."""
+
+from __future__ import annotations
+
+import unicodedata
+
+from ._errors import InvalidName
+
+__all__ = ["MAX_NAME_BYTES", "validate_name"]
+
+#: Longest name accepted, in UTF-8 bytes (coder accepts any string; we bound it so that one
+#: request cannot make the coordinator store megabytes).
+MAX_NAME_BYTES = 255
+
+
+def validate_name(name: object) -> str:
+    """Return ``name`` if it is a valid unit name, else raise :class:`InvalidName`.
+
+    Valid: a non-empty ``str`` of at most :data:`MAX_NAME_BYTES` UTF-8 bytes without control
+    characters (Unicode category ``Cc``, which covers NUL, newline, tab and DEL).
+    """
+    if not isinstance(name, str):
+        raise InvalidName(repr(name), f"must be a string, not {type(name).__name__}")
+    if not name:
+        raise InvalidName(name, "must not be empty")
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidName(name, "is not valid UTF-8") from None
+    if size > MAX_NAME_BYTES:
+        raise InvalidName(name, f"is {size} bytes long; at most {MAX_NAME_BYTES} are allowed")
+    if not name.isprintable():
+        # isprintable() is a fast pre-check; only control characters are refused.
+        for char in name:
+            if unicodedata.category(char) == "Cc":
+                raise InvalidName(name, f"contains control character U+{ord(char):04X}")
+    return name

@@ -1,0 +1,61 @@
+"""The status of a unit and what a requirement on it means."""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = ["Status"]
+
+
+class Status(enum.Enum):
+    """Where a unit is in its life.
+
+    ``NOT_REGISTERED`` → ``PENDING`` → ``STARTED`` → ``COMPLETED``, or ``FAILED`` (with a reason).
+    The value is the string used in JSON output (coder's spelling: ``""`` for a unit nobody has
+    registered); :attr:`label` is the human spelling used in tables.
+
+    A *requirement* on a dependency edge is ``STARTED`` or ``COMPLETED``; see :meth:`reaches`.
+    """
+
+    NOT_REGISTERED = ""
+    PENDING = "pending"
+    STARTED = "started"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+    @property
+    def label(self) -> str:
+        """Human spelling: ``not registered`` for :attr:`NOT_REGISTERED`, else the value."""
+        return self.value or "not registered"
+
+    def reaches(self, target: Status) -> bool:
+        """True when a unit in this status has *reached* ``target``.
+
+        ``PENDING < STARTED < COMPLETED``: started is reached by started or completed, completed
+        only by completed. ``FAILED`` reaches only ``FAILED`` (a failed unit meets no requirement
+        until it is re-run). This is where we differ from coder, which compares for equality, so
+        that a ``started`` requirement became unmet again when its dependency completed.
+        """
+        if target is Status.FAILED or self is Status.FAILED:
+            return self is target
+        return _RANK[self] >= _RANK[target]
+
+    @classmethod
+    def parse(cls, text: str) -> Status:
+        """The status spelled ``text`` (its value or its label, any case); ``ValueError`` if none."""
+        wanted = text.strip().lower()
+        for status in cls:
+            if wanted in (status.value, status.label, status.name.lower()):
+                return status
+        raise ValueError(f"unknown status {text!r}")
+
+
+_RANK = {
+    Status.NOT_REGISTERED: 0,
+    Status.PENDING: 1,
+    Status.STARTED: 2,
+    Status.COMPLETED: 3,
+}
+
+#: The statuses a dependency edge may require.
+REQUIREMENTS = (Status.STARTED, Status.COMPLETED)

@@ -1,0 +1,312 @@
+"""UnitActor: the Trio task that owns one unit."""
+
+from __future__ import annotations
+
+import functools
+
+import trio
+
+from ._api import Dependency, UnitInfo
+from ._errors import (
+    AlreadyInStatus,
+    AlreadyRegistered,
+    CoordinatorClosed,
+    DependencyFailed,
+    NotReady,
+    UnitNotFound,
+)
+from ._events import EventHub
+from ._inbox import POKE, Inbox
+from ._messages import (
+    NOT_REGISTERED,
+    AddRequirements,
+    Blocker,
+    Complete,
+    Fail,
+    Info,
+    Inspect,
+    Published,
+    Reached,
+    Ready,
+    Register,
+    Start,
+    Subscribe,
+    UnitRequest,
+    UnitStatistics,
+    answer_closed,
+)
+from ._reply import Reply
+from ._status import Status
+
+__all__ = ["UnitActor", "answer_absent"]
+
+
+class UnitActor:
+    """Owns one unit: its status and reason, its requirements with the last known state of each
+    dependency, its waiters (``ready`` / ``reached`` promises) and its subscribers (dependents).
+
+    It handles one message at a time from its :class:`~._inbox.Inbox` and never awaits another
+    actor: dependents are told of a change with :meth:`Inbox.post_state`, which never blocks.
+
+    Derived state, kept incrementally so that a unit with thousands of dependencies pays O(1) per
+    dependency update:
+
+    * ``ready`` — no requirement is unmet (``_unmet`` is empty).
+    * blocked — the unit is not running (pending, failed or unregistered) and an unmet
+      requirement's dependency has failed or is itself blocked (``_blocking``). Blocking is
+      derived, never stored: re-running the failed unit unblocks everything downstream.
+    """
+
+    __slots__ = (
+        "name",
+        "_inbox",
+        "_events",
+        "_status",
+        "_reason",
+        "_requirements",
+        "_known",
+        "_unmet",
+        "_blocking",
+        "_pending_wants",
+        "_ready_waiters",
+        "_reached_waiters",
+        "_subscribers",
+        "_published",
+    )
+
+    def __init__(self, name: str, inbox: Inbox, events: EventHub) -> None:
+        self.name = name
+        self._inbox = inbox
+        self._events = events
+        self._status = Status.NOT_REGISTERED
+        self._reason = ""
+        self._requirements: dict[str, Status] = {}
+        self._known: dict[str, Published] = {}
+        self._unmet: set[str] = set()
+        self._blocking: set[str] = set()
+        self._pending_wants: list[AddRequirements] = []
+        self._ready_waiters: dict[Reply[UnitInfo], None] = {}
+        self._reached_waiters: dict[Reply[None], Status] = {}
+        self._subscribers: dict[str, Inbox] = {}
+        self._published = NOT_REGISTERED
+
+    async def run(self) -> None:
+        """The actor loop; returns when the inbox is closed, and answers everyone on the way out."""
+        inbox = self._inbox
+        try:
+            async for request in inbox.receiver:
+                states = inbox.take_states(request)
+                for dependency, state in states.items():
+                    self._dependency_changed(dependency, state)
+                if request is not POKE:
+                    self._handle(request)  # type: ignore[arg-type]
+                self._settle()
+        finally:
+            self._close()
+
+    # --- messages -----------------------------------------------------------------------------
+
+    def _handle(self, request: UnitRequest) -> None:
+        match request:
+            case Info(reply):
+                reply.ok(self._info())
+            case Ready(reply):
+                self._park(reply, self._ready_waiters, None)
+            case Reached(status, reply):
+                self._park(reply, self._reached_waiters, status)
+            case Start(reply):
+                if self._status is Status.STARTED:
+                    reply.error(AlreadyInStatus(self.name, self._status))
+                elif self._unmet:
+                    reply.error(NotReady(self.name, sorted(self._unmet)))
+                else:
+                    self._set_status(Status.STARTED)
+                    reply.ok(None)
+            case Complete(reply):
+                if self._status is Status.NOT_REGISTERED:
+                    reply.error(UnitNotFound(self.name))
+                elif self._status is Status.COMPLETED:
+                    reply.error(AlreadyInStatus(self.name, self._status))
+                else:
+                    self._set_status(Status.COMPLETED)
+                    reply.ok(None)
+            case Fail(reason, reply):
+                if self._status is Status.NOT_REGISTERED:
+                    reply.error(UnitNotFound(self.name))
+                elif self._status is Status.FAILED:
+                    reply.error(AlreadyInStatus(self.name, self._status))
+                else:
+                    self._set_status(Status.FAILED, reason)
+                    reply.ok(None)
+            case Register(reply):
+                if self._status is Status.NOT_REGISTERED:
+                    self._set_status(Status.PENDING)
+                    reply.ok(None)
+                else:
+                    reply.error(AlreadyRegistered(self.name))
+            case AddRequirements():
+                if self._status is Status.NOT_REGISTERED:
+                    self._set_status(Status.PENDING)
+                self._pending_wants.append(request)
+                self._apply_wants()
+            case Subscribe(dependent, inbox):
+                self._subscribers[dependent] = inbox
+                inbox.post_state(self.name, self._published)
+            case Inspect(reply):
+                reply.ok(self._statistics())
+
+    def _park(self, reply: Reply[object], waiters: dict[object, object], value: object) -> None:
+        if reply.answered:
+            return  # the caller gave up before we got here
+        waiters[reply] = value
+        # Removing a waiter cannot break an invariant, so the caller may do it directly, at once.
+        reply.on_abandon(functools.partial(waiters.pop, reply, None))
+
+    def _apply_wants(self) -> None:
+        """Apply queued ``want`` batches, in order, once every dependency's state is known."""
+        while self._pending_wants:
+            batch = self._pending_wants[0]
+            if any(dependency not in self._known for dependency, _ in batch.requirements):
+                return  # the dependency will post its state (it was told to subscribe us)
+            self._pending_wants.pop(0)
+            for dependency, required in batch.requirements:
+                self._requirements[dependency] = required
+                self._classify(dependency)
+            batch.reply.ok(None)
+
+    def _dependency_changed(self, dependency: str, state: Published) -> None:
+        self._known[dependency] = state
+        if dependency in self._requirements:
+            self._classify(dependency)
+        if self._pending_wants:
+            self._apply_wants()
+
+    def _classify(self, dependency: str) -> None:
+        state = self._known[dependency]
+        if state.status.reaches(self._requirements[dependency]):
+            self._unmet.discard(dependency)
+            self._blocking.discard(dependency)
+            return
+        self._unmet.add(dependency)
+        if state.status is Status.FAILED or state.blocker is not None:
+            self._blocking.add(dependency)
+        else:
+            self._blocking.discard(dependency)
+
+    # --- derived state and notification -------------------------------------------------------
+
+    def _blocker(self) -> Blocker | None:
+        if not self._blocking or self._status in (Status.STARTED, Status.COMPLETED):
+            return None
+        dependency = min(self._blocking)
+        state = self._known[dependency]
+        if state.status is Status.FAILED:
+            return Blocker(dependency, state.reason, (self.name, dependency))
+        assert state.blocker is not None
+        return Blocker(state.blocker.unit, state.blocker.reason, (self.name, *state.blocker.path))
+
+    def _settle(self) -> None:
+        """After each message: push a changed state to dependents, answer waiters that can be."""
+        blocker = self._blocker()
+        published = Published(self._status, self._reason, blocker)
+        if published != self._published:
+            self._published = published
+            for inbox in self._subscribers.values():
+                inbox.post_state(self.name, published)
+        if self._ready_waiters and (blocker is not None or not self._unmet):
+            waiters, self._ready_waiters = self._ready_waiters, {}
+            if blocker is None:
+                info = self._info()
+                for reply in waiters:
+                    reply.ok(info)
+            else:
+                for reply in waiters:
+                    reply.error(DependencyFailed(blocker.unit, blocker.reason, blocker.path))
+        if self._reached_waiters:
+            for reply, target in list(self._reached_waiters.items()):
+                if self._status.reaches(target):
+                    del self._reached_waiters[reply]
+                    reply.ok(None)
+                elif self._status is Status.FAILED:
+                    del self._reached_waiters[reply]
+                    reply.error(DependencyFailed(self.name, self._reason, (self.name,)))
+                elif blocker is not None:
+                    del self._reached_waiters[reply]
+                    reply.error(DependencyFailed(blocker.unit, blocker.reason, blocker.path))
+
+    def _set_status(self, status: Status, reason: str = "") -> None:
+        old = self._status
+        self._status = status
+        self._reason = reason
+        self._events.publish(self.name, old, status, reason)
+
+    def _info(self) -> UnitInfo:
+        blocker = self._blocker()
+        return UnitInfo(
+            name=self.name,
+            status=self._status,
+            ready=not self._unmet,
+            reason=self._reason,
+            blocked_by=blocker.unit if blocker else "",
+            dependencies=tuple(
+                Dependency(
+                    depends_on=dependency,
+                    required=required,
+                    current=self._known[dependency].status,
+                    satisfied=dependency not in self._unmet,
+                )
+                for dependency, required in sorted(self._requirements.items())
+            ),
+        )
+
+    def _statistics(self) -> UnitStatistics:
+        return UnitStatistics(
+            name=self.name,
+            status=self._status,
+            requirements=len(self._requirements),
+            subscribers=len(self._subscribers),
+            ready_waiters=len(self._ready_waiters),
+            reached_waiters=len(self._reached_waiters),
+            pending_wants=len(self._pending_wants),
+        )
+
+    def _close(self) -> None:
+        """Shutting down: answer every waiter and every queued request with CoordinatorClosed."""
+        for reply in (*self._ready_waiters, *self._reached_waiters):
+            reply.error(CoordinatorClosed())
+        for batch in self._pending_wants:
+            answer_closed(batch)
+        self._ready_waiters.clear()
+        self._reached_waiters.clear()
+        self._pending_wants.clear()
+        receiver = self._inbox.receiver
+        while True:
+            try:
+                answer_closed(receiver.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                break
+        receiver.close()
+
+
+def answer_absent(name: str, request: UnitRequest) -> bool:
+    """Answer ``request`` for a unit that has no actor (never mentioned) if that needs no actor.
+
+    Returns False when the request needs an actor (it registers, parks a waiter or links).
+    """
+    match request:
+        case Info(reply) | Ready(reply):
+            reply.ok(UnitInfo(name=name, status=Status.NOT_REGISTERED, ready=True))
+        case Complete(reply) | Fail(_, reply):
+            reply.error(UnitNotFound(name))
+        case Inspect(reply):
+            reply.ok(
+                UnitStatistics(
+                    name=name, status=Status.NOT_REGISTERED, requirements=0, subscribers=0,
+                    ready_waiters=0, reached_waiters=0, pending_wants=0,
+                )
+            )
+        case Reached(status, reply) if Status.NOT_REGISTERED.reaches(status):
+            reply.ok(None)
+        case _:
+            return False
+    return True

@@ -1,0 +1,1 @@
+"""unitsync's benchmarks: ``python -m stress <scenario>`` (see stress/README.md)."""

@@ -1,0 +1,23 @@
+"""``python -m stress <scenario>``: the scenarios land with the stress-suite issue.
+
+Available now: ``chain [--units N]`` — build an N-unit chain in-process, then propagate
+completion from the leaf to the root; prints the two times.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from .chain import main as chain_main
+
+SCENARIOS = {"chain": chain_main}
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in SCENARIOS:
+        print(f"usage: python -m stress {{{'|'.join(SCENARIOS)}}} [options]", file=sys.stderr)
+        return 2
+    return SCENARIOS[argv[0]](argv[1:])
+
+
+sys.exit(main(sys.argv[1:]))
