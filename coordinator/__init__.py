@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from ._errors import InvalidName as InvalidName
     from ._errors import Lagged as Lagged
     from ._errors import NotReady as NotReady
+    from ._errors import Overloaded as Overloaded
     from ._errors import UnitNotFound as UnitNotFound
     from ._errors import UnitsyncError as UnitsyncError
     from ._names import MAX_NAME_BYTES as MAX_NAME_BYTES
@@ -57,6 +58,7 @@ _EXPORTS = {
     "InvalidName": "._errors",
     "Lagged": "._errors",
     "NotReady": "._errors",
+    "Overloaded": "._errors",
     "UnitNotFound": "._errors",
     "UnitsyncError": "._errors",
     "MAX_NAME_BYTES": "._names",

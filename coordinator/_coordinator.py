@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, Final, TypeVar
 
+import outcome
 import trio
 
 from ._api import UnitInfo
-from ._errors import CoordinatorClosed, InvalidArgument
+from ._errors import CoordinatorClosed, InvalidArgument, Overloaded
 from ._events import WATCH_BUFFER, EventHub, Subscription
 from ._graph import to_dot
+from ._inbox import Inbox
 from ._messages import (
     Complete,
     Fail,
@@ -29,6 +32,7 @@ from ._messages import (
     ToUnit,
     UnitStatistics,
     Want,
+    answer_closed,
 )
 from ._names import validate_name
 from ._registry import REGISTRY_INBOX_SIZE, RegistryActor
@@ -40,6 +44,10 @@ __all__ = ["CoordinatorStatistics", "LocalCoordinator", "LocalUnit", "open_coord
 
 T = TypeVar("T")
 
+#: Requests :meth:`LocalUnit.submit` may queue beyond the registry's inbox before it refuses
+#: with :class:`Overloaded` (callers that cannot wait, like the RPC bridge, queue here in order).
+OVERFLOW_LIMIT: Final = 65_536
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CoordinatorStatistics:
@@ -50,7 +58,7 @@ class CoordinatorStatistics:
     edges: int
     ready_waiters: int
     reached_waiters: int
-    pending_wants: int
+    overflow: int  #: submitted requests queued beyond the registry's inbox
     watchers: int
     events: int  #: seq of the last event
 
@@ -58,11 +66,15 @@ class CoordinatorStatistics:
 class LocalCoordinator:
     """The coordinator running in this process. Get one from :func:`open_coordinator`."""
 
-    __slots__ = ("_send", "_events")
+    __slots__ = ("_inbox", "_events", "_nursery", "_overflow")
 
-    def __init__(self, send: trio.MemorySendChannel[RegistryMessage], events: EventHub) -> None:
-        self._send = send
+    def __init__(
+        self, inbox: Inbox[RegistryMessage], events: EventHub, nursery: trio.Nursery
+    ) -> None:
+        self._inbox = inbox
         self._events = events
+        self._nursery = nursery
+        self._overflow: deque[RegistryMessage] = deque()
 
     def unit(self, name: str) -> LocalUnit:
         """A handle for unit ``name`` (validated here: :class:`InvalidName`); registers nothing."""
@@ -109,7 +121,7 @@ class LocalCoordinator:
             edges=len(snapshot.edges),
             ready_waiters=sum(s.ready_waiters for s in stats),
             reached_waiters=sum(s.reached_waiters for s in stats),
-            pending_wants=sum(s.pending_wants for s in stats),
+            overflow=len(self._overflow),
             watchers=self._events.watchers,
             events=self._events.seq,
         )
@@ -117,14 +129,39 @@ class LocalCoordinator:
     async def _request(self, make: Callable[[Reply[T]], RegistryMessage]) -> T:
         """Send the message ``make(reply)`` to the registry and await the reply."""
         reply: Reply[T] = Reply()
-        try:
-            await self._send.send(make(reply))
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            raise CoordinatorClosed() from None
+        await self._inbox.send(make(reply))
         return await reply.receive()
 
+    def _post(self, message: RegistryMessage) -> None:
+        """Queue ``message`` for the registry without waiting, keeping the order of posts.
+
+        When the registry's inbox is full, posts wait in an ordered overflow queue that one pump
+        task drains; past :data:`OVERFLOW_LIMIT` they are refused with :class:`Overloaded`.
+        """
+        if not self._overflow:
+            try:
+                self._inbox.send_nowait(message)
+                return
+            except trio.WouldBlock:
+                self._nursery.start_soon(self._pump_overflow)
+        elif len(self._overflow) >= OVERFLOW_LIMIT:
+            raise Overloaded(f"{len(self._overflow)} requests queued")
+        self._overflow.append(message)
+
+    async def _pump_overflow(self) -> None:
+        try:
+            while self._overflow:
+                await self._inbox.send(self._overflow[0])
+                self._overflow.popleft()
+        except CoordinatorClosed:
+            pass
+        finally:
+            for message in self._overflow:
+                answer_closed(message)  # only reached when closing (or cancelled)
+            self._overflow.clear()
+
     def _close(self) -> None:
-        self._send.close()
+        self._inbox.close()
         self._events.close()
 
 
@@ -154,12 +191,9 @@ class LocalUnit:
     def __repr__(self) -> str:
         return f"<unit {self.name!r}>"
 
-    async def _ask(self, make: Callable[[Reply[T]], object]) -> T:
-        return await self._coord._request(lambda reply: ToUnit(self.name, make(reply)))  # type: ignore[arg-type]
-
     async def register(self) -> None:
         """Register as pending. :class:`AlreadyRegistered` if it is registered."""
-        await self._ask(Register)
+        await self._call("register")
 
     async def want(self, *dependencies: str, requires: Status = Status.COMPLETED) -> None:
         """Declare that this unit needs each dependency to reach ``requires`` (``STARTED`` or
@@ -169,27 +203,24 @@ class LocalUnit:
         :class:`CycleError` names the whole cycle and nothing changes. Re-declaring an edge
         replaces its requirement. When this returns, ``info``/``ready`` reflect the new edges.
         """
-        if requires not in REQUIREMENTS:
-            raise InvalidArgument(f"a requirement is started or completed, not {requires.label}")
-        requirements = tuple((validate_name(d), requires) for d in dict.fromkeys(dependencies))
-        await self._coord._request(lambda reply: Want(self.name, requirements, reply))
+        await self._call("want", dependencies, requires)
 
     async def start(self) -> None:
         """Mark started (registering if needed). :class:`NotReady` (with ``unmet``) if a
         requirement is not met; :class:`AlreadyInStatus` if started. Completed or failed units
         may start again (a re-run)."""
-        await self._ask(Start)
+        await self._call("start")
 
     async def complete(self) -> None:
         """Mark completed. :class:`UnitNotFound` if not registered; :class:`AlreadyInStatus` if
         completed. Allowed from pending (as coder allows)."""
-        await self._ask(Complete)
+        await self._call("complete")
 
     async def fail(self, reason: str = "") -> None:
         """Mark failed with ``reason``. Every unit that needed this one — transitively — becomes
         blocked: its ``ready()`` waiters get :class:`DependencyFailed` at once. A later ``start``
         (a re-run) unblocks them."""
-        await self._ask(lambda reply: Fail(reason, reply))
+        await self._call("fail", reason)
 
     async def ready(self) -> UnitInfo:
         """Wait until every requirement is met and return the unit's info then.
@@ -198,7 +229,7 @@ class LocalUnit:
         :class:`DependencyFailed` as soon as the unit is blocked by a failure. Pushed, never
         polled; cancelling the wait removes the waiter.
         """
-        return await self._ask(Ready)
+        return await self._call("ready")
 
     async def reached(self, status: Status) -> None:
         """Wait until the unit's status reaches ``status`` (see :meth:`Status.reaches`).
@@ -206,13 +237,55 @@ class LocalUnit:
         Raises :class:`DependencyFailed` if the unit fails (``path == (unit,)``) or is blocked
         by a failed dependency before reaching it.
         """
-        if not isinstance(status, Status):
-            raise InvalidArgument(f"not a status: {status!r}")
-        await self._ask(lambda reply: Reached(status, reply))
+        await self._call("reached", status)
 
     async def info(self) -> UnitInfo:
         """A snapshot: status, readiness, reason, blocker and dependencies (sorted)."""
-        return await self._ask(Info)
+        return await self._call("info")
+
+    def submit(
+        self, operation: str, *args: Any, on_answer: Callable[[outcome.Outcome[Any]], object]
+    ) -> Reply[Any]:
+        """Start ``operation`` (the name of one of the methods above, with its arguments)
+        without waiting, in the order of submission; ``on_answer(outcome)`` is called in the
+        answering actor's task. For callers that are not Trio tasks (the RPC bridge): call it in
+        the Trio thread; give up with ``reply.abandon()``. Bad arguments raise here;
+        :class:`Overloaded` when too much is queued.
+        """
+        reply: Reply[Any] = Reply(on_answer)
+        self._coord._post(self._message(operation, args, reply))
+        return reply
+
+    async def _call(self, operation: str, *args: Any) -> Any:
+        reply: Reply[Any] = Reply()
+        await self._coord._inbox.send(self._message(operation, args, reply))
+        return await reply.receive()
+
+    def _message(self, operation: str, args: Sequence[Any], reply: Reply[Any]) -> RegistryMessage:
+        """Validate the arguments of ``operation`` and build its message."""
+        match operation, *args:
+            case "info",:
+                return ToUnit(self.name, Info(reply))
+            case "ready",:
+                return ToUnit(self.name, Ready(reply))
+            case "start",:
+                return ToUnit(self.name, Start(reply))
+            case "complete",:
+                return ToUnit(self.name, Complete(reply))
+            case "register",:
+                return ToUnit(self.name, Register(reply))
+            case "fail", str(reason):
+                return ToUnit(self.name, Fail(reason, reply))
+            case "reached", Status() as status:
+                return ToUnit(self.name, Reached(status, reply))
+            case "want", dependencies, Status() as requires:
+                if requires not in REQUIREMENTS:
+                    raise InvalidArgument(
+                        f"a requirement is started or completed, not {requires.label}"
+                    )
+                deps = tuple(validate_name(d) for d in dict.fromkeys(dependencies))
+                return Want(self.name, tuple((d, requires) for d in deps), reply)
+        raise InvalidArgument(f"bad arguments for {operation}: {args!r}")
 
 
 @asynccontextmanager
@@ -227,11 +300,11 @@ async def open_coordinator() -> AsyncIterator[LocalCoordinator]:
     as the ExceptionGroup the nursery raises, and cancels the body.
     """
     events = EventHub()
-    send, receive = trio.open_memory_channel[RegistryMessage](REGISTRY_INBOX_SIZE)
-    coord = LocalCoordinator(send, events)
+    inbox: Inbox[RegistryMessage] = Inbox(REGISTRY_INBOX_SIZE)
     body_error: BaseException | None = None
     async with trio.open_nursery() as nursery:
-        await nursery.start(RegistryActor(receive, events).run)
+        coord = LocalCoordinator(inbox, events, nursery)
+        await nursery.start(RegistryActor(inbox, events).run)
         try:
             yield coord
         except BaseException as exc:

@@ -18,6 +18,7 @@ __all__ = [
     "InvalidArgument",
     "Lagged",
     "NotReady",
+    "Overloaded",
     "UnitNotFound",
     "UnitsyncError",
 ]
@@ -149,3 +150,13 @@ class Lagged(UnitsyncError):
         super().__init__(
             f"watcher fell more than {buffer} events behind after event {seq} and was cut off"
         )
+
+
+class Overloaded(UnitsyncError):
+    """The coordinator refused the request to protect itself (too many queued requests); nothing
+    was changed. Retry later."""
+
+    code = "unitsync.overloaded"
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"coordinator overloaded: {what}")

@@ -115,10 +115,10 @@ class Reached:
 
 @dataclass(frozen=True, slots=True)
 class AddRequirements:
-    """From the registry, after the cycle check: the unit now requires these dependencies.
-    Applied atomically once the state of every one of them is known; answered then."""
+    """From the registry, after the cycle check: the unit now requires these dependencies, each
+    given with the registry's copy of its latest state. Applied at once, atomically."""
 
-    requirements: tuple[tuple[str, Status], ...]
+    requirements: tuple[tuple[str, Status, Published], ...]
     reply: Reply[None] = _reply()
 
 
@@ -138,7 +138,6 @@ class UnitStatistics:
     subscribers: int
     ready_waiters: int
     reached_waiters: int
-    pending_wants: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,15 +9,18 @@ import trio
 from ._errors import CycleError
 from ._events import EventHub
 from ._graph import DependencyGraph
-from ._inbox import UNIT_INBOX_SIZE, Inbox
+from ._inbox import POKE, UNIT_INBOX_SIZE, Inbox
 from ._messages import (
+    NOT_REGISTERED,
     AddRequirements,
+    Published,
     Ping,
     RegistryMessage,
     RegistrySnapshot,
     Snapshot,
     Subscribe,
     ToUnit,
+    UnitRequest,
     Want,
     answer_closed,
 )
@@ -34,30 +37,37 @@ class RegistryActor:
 
     * Creates a :class:`~._unit.UnitActor` (in its own nursery) the first time a request needs
       one; requests that need no actor (``info`` of a unit nobody mentioned) are answered here.
+    * Keeps the latest published state of every unit (units post it, like to their dependents),
+      so that a new edge carries its dependency's current state and ``want`` costs one hop.
     * ``want``: runs the cycle check on the graph **before** linking, so a refused edge changes
-      nothing; then tells the dependent its new requirements and each dependency to push its state
-      to the dependent.
+      nothing; then tells the dependent its new requirements (with their states) and each
+      dependency to push its changes to the dependent from now on.
     * It awaits only unit inboxes, and units never await the registry, so no cycle of waits exists.
     """
 
-    __slots__ = ("_receive", "_events", "_graph", "_inboxes", "_nursery")
+    __slots__ = ("_inbox", "_events", "_graph", "_inboxes", "_states", "_nursery")
 
-    def __init__(self, receive: trio.MemoryReceiveChannel[RegistryMessage], events: EventHub) -> None:
-        self._receive = receive
+    def __init__(self, inbox: Inbox[RegistryMessage], events: EventHub) -> None:
+        self._inbox = inbox
         self._events = events
         self._graph = DependencyGraph()
-        self._inboxes: dict[str, Inbox] = {}
+        self._inboxes: dict[str, Inbox[UnitRequest]] = {}
+        self._states: dict[str, Published] = {}
         self._nursery: trio.Nursery | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Serve until cancelled or until every sender is closed; unit actors stop with it."""
+        """Serve until cancelled or until the inbox is closed; unit actors stop with it."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             task_status.started()
+            inbox = self._inbox
             try:
-                async for message in self._receive:
+                async for message in inbox.receiver:
+                    self._states.update(inbox.take_states(message))
+                    if message is POKE:
+                        continue
                     try:
-                        await self._handle(message)
+                        await self._handle(message)  # type: ignore[arg-type]
                     except BaseException:
                         answer_closed(message)  # cancelled while handing it to a unit
                         raise
@@ -81,7 +91,13 @@ class RegistryActor:
                     reply.error(exc)
                     return
                 dependent = self._inboxes.get(unit) or self._spawn(unit)
-                await dependent.send(AddRequirements(requirements, reply))
+                states = self._states
+                await dependent.send(
+                    AddRequirements(
+                        tuple((d, req, states.get(d, NOT_REGISTERED)) for d, req in requirements),
+                        reply,
+                    )
+                )
                 for dependency, _ in requirements:
                     inbox = self._inboxes.get(dependency) or self._spawn(dependency)
                     await inbox.send(Subscribe(unit, dependent))
@@ -95,19 +111,21 @@ class RegistryActor:
             case Ping(reply):
                 reply.ok(None)
 
-    def _spawn(self, unit: str) -> Inbox:
+    def _spawn(self, unit: str) -> Inbox[UnitRequest]:
         assert self._nursery is not None
-        inbox = Inbox(UNIT_INBOX_SIZE)
+        inbox: Inbox[UnitRequest] = Inbox(UNIT_INBOX_SIZE)
         self._inboxes[unit] = inbox
         self._graph.add_node(unit)
-        self._nursery.start_soon(UnitActor(unit, inbox, self._events).run, name=f"unit:{unit}")
+        actor = UnitActor(unit, inbox, self._inbox, self._events)  # type: ignore[arg-type]
+        self._nursery.start_soon(actor.run, name=f"unit:{unit}")
         return inbox
 
     def _close(self) -> None:
         """Answer what is still queued with CoordinatorClosed and refuse anything more."""
+        receiver = self._inbox.receiver
         while True:
             try:
-                answer_closed(self._receive.receive_nowait())
+                answer_closed(receiver.receive_nowait())
             except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                 break
-        self._receive.close()
+        receiver.close()

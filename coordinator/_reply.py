@@ -25,14 +25,19 @@ class Reply(Generic[T]):
     If the caller is cancelled while waiting, the reply is *abandoned*: later answers are dropped,
     and the callback the owning actor installed with :meth:`on_abandon` runs at once, so a parked
     waiter does not outlive its caller.
+
+    A caller that is not a Trio task (the RPC bridge) passes ``on_answer`` instead of awaiting
+    :meth:`receive`: it is called with the outcome, synchronously, in the answering actor's task —
+    no task is spent per call — and must not block. Such a caller gives up with :meth:`abandon`.
     """
 
-    __slots__ = ("_event", "_outcome", "_on_abandon")
+    __slots__ = ("_event", "_outcome", "_on_abandon", "_on_answer")
 
-    def __init__(self) -> None:
+    def __init__(self, on_answer: Callable[[outcome.Outcome[T]], object] | None = None) -> None:
         self._event = trio.Event()
         self._outcome: outcome.Outcome[T] | None = None
         self._on_abandon: Callable[[], object] | None = None
+        self._on_answer = on_answer
 
     @property
     def answered(self) -> bool:
@@ -42,18 +47,31 @@ class Reply(Generic[T]):
     def ok(self, value: T) -> None:
         """Answer with ``value`` (ignored if already answered or abandoned)."""
         if self._outcome is None:
-            self._outcome = outcome.Value(value)
-            self._event.set()
+            self._answer(outcome.Value(value))
 
     def error(self, exc: BaseException) -> None:
         """Answer with an exception to raise in the caller (ignored if already answered)."""
         if self._outcome is None:
-            self._outcome = outcome.Error(exc)
+            self._answer(outcome.Error(exc))
+
+    def _answer(self, result: outcome.Outcome[T]) -> None:
+        self._outcome = result
+        if self._on_answer is None:
             self._event.set()
+        else:
+            self._on_answer(result)
 
     def on_abandon(self, callback: Callable[[], object] | None) -> None:
         """Run ``callback`` (synchronously, in the caller's task) if the caller gives up waiting."""
         self._on_abandon = callback
+
+    def abandon(self) -> None:
+        """Give up waiting: drop any later answer and remove the parked waiter, if any."""
+        if self._outcome is None:
+            self._outcome = _ABANDONED  # type: ignore[assignment]
+            callback, self._on_abandon = self._on_abandon, None
+            if callback is not None:
+                callback()
 
     async def receive(self) -> T:
         """Wait for the answer; return its value or raise its error.
@@ -63,11 +81,7 @@ class Reply(Generic[T]):
         try:
             await self._event.wait()
         except BaseException:
-            if self._outcome is None:
-                self._outcome = _ABANDONED  # type: ignore[assignment]
-                callback, self._on_abandon = self._on_abandon, None
-                if callback is not None:
-                    callback()
+            self.abandon()
             raise
         result = self._outcome
         assert result is not None

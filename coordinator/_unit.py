@@ -67,16 +67,17 @@ class UnitActor:
         "_known",
         "_unmet",
         "_blocking",
-        "_pending_wants",
+        "_registry",
         "_ready_waiters",
         "_reached_waiters",
         "_subscribers",
         "_published",
     )
 
-    def __init__(self, name: str, inbox: Inbox, events: EventHub) -> None:
+    def __init__(self, name: str, inbox: Inbox[UnitRequest], registry: Inbox[object], events: EventHub) -> None:
         self.name = name
         self._inbox = inbox
+        self._registry = registry
         self._events = events
         self._status = Status.NOT_REGISTERED
         self._reason = ""
@@ -84,7 +85,6 @@ class UnitActor:
         self._known: dict[str, Published] = {}
         self._unmet: set[str] = set()
         self._blocking: set[str] = set()
-        self._pending_wants: list[AddRequirements] = []
         self._ready_waiters: dict[Reply[UnitInfo], None] = {}
         self._reached_waiters: dict[Reply[None], Status] = {}
         self._subscribers: dict[str, Inbox] = {}
@@ -144,11 +144,15 @@ class UnitActor:
                     reply.ok(None)
                 else:
                     reply.error(AlreadyRegistered(self.name))
-            case AddRequirements():
+            case AddRequirements(requirements, reply):
                 if self._status is Status.NOT_REGISTERED:
                     self._set_status(Status.PENDING)
-                self._pending_wants.append(request)
-                self._apply_wants()
+                for dependency, required, state in requirements:
+                    # what we already know of it is at least as fresh as the registry's copy
+                    self._known.setdefault(dependency, state)
+                    self._requirements[dependency] = required
+                    self._classify(dependency)
+                reply.ok(None)
             case Subscribe(dependent, inbox):
                 self._subscribers[dependent] = inbox
                 inbox.post_state(self.name, self._published)
@@ -162,24 +166,10 @@ class UnitActor:
         # Removing a waiter cannot break an invariant, so the caller may do it directly, at once.
         reply.on_abandon(functools.partial(waiters.pop, reply, None))
 
-    def _apply_wants(self) -> None:
-        """Apply queued ``want`` batches, in order, once every dependency's state is known."""
-        while self._pending_wants:
-            batch = self._pending_wants[0]
-            if any(dependency not in self._known for dependency, _ in batch.requirements):
-                return  # the dependency will post its state (it was told to subscribe us)
-            self._pending_wants.pop(0)
-            for dependency, required in batch.requirements:
-                self._requirements[dependency] = required
-                self._classify(dependency)
-            batch.reply.ok(None)
-
     def _dependency_changed(self, dependency: str, state: Published) -> None:
         self._known[dependency] = state
         if dependency in self._requirements:
             self._classify(dependency)
-        if self._pending_wants:
-            self._apply_wants()
 
     def _classify(self, dependency: str) -> None:
         state = self._known[dependency]
@@ -211,6 +201,7 @@ class UnitActor:
         published = Published(self._status, self._reason, blocker)
         if published != self._published:
             self._published = published
+            self._registry.post_state(self.name, published)
             for inbox in self._subscribers.values():
                 inbox.post_state(self.name, published)
         if self._ready_waiters and (blocker is not None or not self._unmet):
@@ -267,18 +258,14 @@ class UnitActor:
             subscribers=len(self._subscribers),
             ready_waiters=len(self._ready_waiters),
             reached_waiters=len(self._reached_waiters),
-            pending_wants=len(self._pending_wants),
         )
 
     def _close(self) -> None:
         """Shutting down: answer every waiter and every queued request with CoordinatorClosed."""
         for reply in (*self._ready_waiters, *self._reached_waiters):
             reply.error(CoordinatorClosed())
-        for batch in self._pending_wants:
-            answer_closed(batch)
         self._ready_waiters.clear()
         self._reached_waiters.clear()
-        self._pending_wants.clear()
         receiver = self._inbox.receiver
         while True:
             try:
@@ -302,7 +289,7 @@ def answer_absent(name: str, request: UnitRequest) -> bool:
             reply.ok(
                 UnitStatistics(
                     name=name, status=Status.NOT_REGISTERED, requirements=0, subscribers=0,
-                    ready_waiters=0, reached_waiters=0, pending_wants=0,
+                    ready_waiters=0, reached_waiters=0,
                 )
             )
         case Reached(status, reply) if Status.NOT_REGISTERED.reaches(status):
