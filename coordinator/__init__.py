@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from ._errors import AlreadyInStatus as AlreadyInStatus
     from ._errors import AlreadyRegistered as AlreadyRegistered
     from ._errors import CoordinatorClosed as CoordinatorClosed
+    from ._errors import CoordinatorUnreachable as CoordinatorUnreachable
     from ._errors import CycleError as CycleError
     from ._errors import DependencyFailed as DependencyFailed
     from ._errors import InvalidArgument as InvalidArgument
@@ -34,8 +35,11 @@ if TYPE_CHECKING:
     from ._errors import Overloaded as Overloaded
     from ._errors import UnitNotFound as UnitNotFound
     from ._errors import UnitsyncError as UnitsyncError
+    from ._lease import Lease as Lease
     from ._names import MAX_NAME_BYTES as MAX_NAME_BYTES
     from ._names import validate_name as validate_name
+    from .rpc._remote import connect as connect
+    from .rpc._server import serve as serve
     from ._status import Status as Status
     from ._version import __version__ as __version__
 
@@ -52,6 +56,7 @@ _EXPORTS = {
     "AlreadyInStatus": "._errors",
     "AlreadyRegistered": "._errors",
     "CoordinatorClosed": "._errors",
+    "CoordinatorUnreachable": "._errors",
     "CycleError": "._errors",
     "DependencyFailed": "._errors",
     "InvalidArgument": "._errors",
@@ -61,8 +66,11 @@ _EXPORTS = {
     "Overloaded": "._errors",
     "UnitNotFound": "._errors",
     "UnitsyncError": "._errors",
+    "Lease": "._lease",
     "MAX_NAME_BYTES": "._names",
     "validate_name": "._names",
+    "serve": ".rpc._server",
+    "connect": ".rpc._remote",
     "Status": "._status",
     "__version__": "._version",
 }

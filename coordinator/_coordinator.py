@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
+import contextlib
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
@@ -12,10 +13,12 @@ import outcome
 import trio
 
 from ._api import UnitInfo
-from ._errors import CoordinatorClosed, InvalidArgument, Overloaded
+from ._errors import CoordinatorClosed, InvalidArgument, Overloaded, UnitsyncError
 from ._events import WATCH_BUFFER, EventHub, Subscription
 from ._graph import to_dot
 from ._inbox import Inbox
+from ._lease import HOLDER_GONE, Lease
+from ._nursery import open_service_nursery
 from ._messages import (
     Complete,
     Fail,
@@ -243,6 +246,25 @@ class LocalUnit:
         """A snapshot: status, readiness, reason, blocker and dependencies (sorted)."""
         return await self._call("info")
 
+    @asynccontextmanager
+    async def hold(self) -> AsyncIterator[Lease]:
+        """Start the unit (as :meth:`start`) and hold it for the block:
+        ``async with unit.hold() as lease: ...; await lease.complete()``.
+
+        Leaving the block without ``lease.complete()``/``lease.fail()`` — an exception, a
+        cancellation — fails the unit with ``"holder disconnected"`` (unless it is no longer
+        started), so its dependents are told at once instead of waiting for a timeout.
+        """
+        await self.start()
+        lease = Lease(complete=self.complete, fail=self.fail)
+        try:
+            yield lease
+        finally:
+            if not lease.released:
+                # synchronous and non-blocking: no shield needed, even when cancelled
+                with contextlib.suppress(UnitsyncError):
+                    self.submit("fail_held", HOLDER_GONE, on_answer=lambda _result: None)
+
     def submit(
         self, operation: str, *args: Any, on_answer: Callable[[outcome.Outcome[Any]], object]
     ) -> Reply[Any]:
@@ -276,6 +298,8 @@ class LocalUnit:
                 return ToUnit(self.name, Register(reply))
             case "fail", str(reason):
                 return ToUnit(self.name, Fail(reason, reply))
+            case "fail_held", str(reason):
+                return ToUnit(self.name, Fail(reason, reply, held=True))
             case "reached", Status() as status:
                 return ToUnit(self.name, Reached(status, reply))
             case "want", dependencies, Status() as requires:
@@ -301,16 +325,10 @@ async def open_coordinator() -> AsyncIterator[LocalCoordinator]:
     """
     events = EventHub()
     inbox: Inbox[RegistryMessage] = Inbox(REGISTRY_INBOX_SIZE)
-    body_error: BaseException | None = None
-    async with trio.open_nursery() as nursery:
+    async with open_service_nursery() as nursery:
         coord = LocalCoordinator(inbox, events, nursery)
         await nursery.start(RegistryActor(inbox, events).run)
         try:
             yield coord
-        except BaseException as exc:
-            body_error = exc
         finally:
             coord._close()
-            nursery.cancel_scope.cancel()
-    if body_error is not None:
-        raise body_error

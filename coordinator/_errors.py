@@ -6,9 +6,16 @@ language can tell errors apart; the Python RPC client maps codes back to these c
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Sequence
+from typing import Any
+
+from ._status import Status
 
 __all__ = [
+    "error_from_wire",
+    "error_to_wire",
     "AlreadyInStatus",
     "AlreadyRegistered",
     "CoordinatorClosed",
@@ -19,15 +26,35 @@ __all__ = [
     "Lagged",
     "NotReady",
     "Overloaded",
+    "CoordinatorUnreachable",
     "UnitNotFound",
     "UnitsyncError",
 ]
 
 
 class UnitsyncError(Exception):
-    """Root of every error unitsync raises on purpose."""
+    """Root of every error unitsync raises on purpose.
+
+    Subclasses keep their constructor arguments (``wire_args``) so an error can cross the wire
+    and be rebuilt as the same class with the same data (:func:`error_to_wire`).
+    """
 
     code = "unitsync.error"
+    wire_args: tuple[Any, ...] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _WIRE_CLASSES[cls.__name__] = cls
+        init = cls.__init__
+
+        def __init__(self: UnitsyncError, *args: Any) -> None:
+            init(self, *args)
+            self.wire_args = args
+
+        cls.__init__ = __init__  # type: ignore[method-assign]
+
+
+_WIRE_CLASSES: dict[str, type[UnitsyncError]] = {}
 
 
 class InvalidName(UnitsyncError, ValueError):
@@ -106,10 +133,10 @@ class AlreadyInStatus(UnitsyncError):
 
     code = "unitsync.already"
 
-    def __init__(self, name: str, status: object) -> None:
+    def __init__(self, name: str, status: Status | str) -> None:
         self.name = name
-        self.status = status
-        label = getattr(status, "label", status)
+        self.status = Status(status) if isinstance(status, str) else status
+        label = self.status.label
         super().__init__(f"unit {name!r} is already {label}")
 
 
@@ -160,3 +187,46 @@ class Overloaded(UnitsyncError):
 
     def __init__(self, what: str) -> None:
         super().__init__(f"coordinator overloaded: {what}")
+
+
+_WIRE_CODE = re.compile(r"(unitsync\.[a-z-]+): ")
+_WIRE_DATA = "\nunitsync-data: "
+
+
+def error_to_wire(error: UnitsyncError) -> str:
+    """The text an error crosses the wire as: ``<code>: <message>``, then a line
+    ``unitsync-data: <json>`` from which :func:`error_from_wire` rebuilds the same class."""
+    args = [a.value if isinstance(a, Status) else a for a in error.wire_args]
+    data = json.dumps({"type": type(error).__name__, "args": args})
+    return f"{error.code}: {error}{_WIRE_DATA}{data}"
+
+
+def error_from_wire(text: str) -> UnitsyncError | None:
+    """Rebuild the error in ``text`` (a capnp exception description that contains what
+    :func:`error_to_wire` made, whatever the transport put around it); None if it has no code."""
+    found = _WIRE_CODE.search(text)
+    if found is None:
+        return None
+    code = found.group(1)
+    message, _, rest = text[found.end():].partition(_WIRE_DATA)
+    try:
+        data = json.loads(rest.splitlines()[0])
+        cls = _WIRE_CLASSES[data["type"]]
+        if cls.code == code:
+            return cls(*data["args"])
+    except (ValueError, KeyError, IndexError, TypeError):
+        pass
+    error = UnitsyncError(message.strip())
+    error.code = code
+    return error
+
+
+class CoordinatorUnreachable(UnitsyncError, ConnectionError):
+    """No coordinator answers on ``path`` (no socket file, or nobody listening)."""
+
+    code = "unitsync.unreachable"
+
+    def __init__(self, path: str, why: str) -> None:
+        self.path = path
+        self.why = why
+        super().__init__(f"no unitsync coordinator at {path} ({why}); is `unitsync serve` running?")

@@ -42,8 +42,8 @@ class Subscription:
         except trio.WouldBlock:
             self.end(Lagged)
             return False
-        except trio.BrokenResourceError:
-            return False  # the watcher went away
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return False  # the watcher went away, or was already cut off
         self.delivered = event.seq
         return True
 

@@ -89,8 +89,11 @@ class Complete:
 
 @dataclass(frozen=True, slots=True)
 class Fail:
+    """Mark failed. ``held``: a lease was dropped — fail only if the unit is still started."""
+
     reason: str
     reply: Reply[None] = _reply()
+    held: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -130,8 +130,10 @@ class UnitActor:
                 else:
                     self._set_status(Status.COMPLETED)
                     reply.ok(None)
-            case Fail(reason, reply):
-                if self._status is Status.NOT_REGISTERED:
+            case Fail(reason, reply, held):
+                if held and self._status is not Status.STARTED:
+                    reply.ok(None)  # completed, failed or re-run since: the lease has no say
+                elif self._status is Status.NOT_REGISTERED:
                     reply.error(UnitNotFound(self.name))
                 elif self._status is Status.FAILED:
                     reply.error(AlreadyInStatus(self.name, self._status))
@@ -283,7 +285,7 @@ def answer_absent(name: str, request: UnitRequest) -> bool:
     match request:
         case Info(reply) | Ready(reply):
             reply.ok(UnitInfo(name=name, status=Status.NOT_REGISTERED, ready=True))
-        case Complete(reply) | Fail(_, reply):
+        case Complete(reply) | Fail(_, reply, _):
             reply.error(UnitNotFound(name))
         case Inspect(reply):
             reply.ok(

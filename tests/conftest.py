@@ -1,22 +1,59 @@
 """Fixtures shared by the suite.
 
-``coord`` is the coordinator under test. Every test written against it runs once per
-transport (in-process today; the RPC client joins the parametrization) with the same assertions.
+``coord`` is the coordinator under test. Every test written against it runs twice with the same
+assertions: against ``open_coordinator()`` in this process (``local``), and against
+``connect()`` over a real Unix socket to ``serve()`` (``rpc``). ``server`` is the in-process
+coordinator behind it (the same object for ``local``), for its ``statistics()``.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
+import trio
+import trio.testing
 
-from coordinator import Coordinator, open_coordinator
+from coordinator import Coordinator, LocalCoordinator, connect, open_coordinator, serve
 
 #: Upper bound for any single wait in a test (they all finish in milliseconds when correct).
 WAIT = 5.0
 
 
-@pytest.fixture(params=["local"])
-async def coord(request: pytest.FixtureRequest) -> AsyncIterator[Coordinator]:
+@pytest.fixture
+def sock_dir() -> Iterator[Path]:
+    """A short directory for sockets (a Unix socket path must stay under 108 bytes)."""
+    path = Path(tempfile.mkdtemp(prefix="us-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[LocalCoordinator]:
     async with open_coordinator() as coordinator:
         yield coordinator
+
+
+@pytest.fixture(params=["local", "rpc"])
+async def coord(
+    request: pytest.FixtureRequest, server: LocalCoordinator, sock_dir: Path
+) -> AsyncIterator[Coordinator]:
+    if request.param == "local":
+        yield server
+        return
+    async with trio.open_nursery() as nursery:
+        path = await nursery.start(serve, server, sock_dir / "unitsync.sock")
+        async with connect(path) as client:
+            yield client
+        nursery.cancel_scope.cancel()
+
+
+async def settle(coord: Coordinator, unit: str = "~settle") -> None:
+    """Wait until what was sent to ``unit`` before has been handled: a round trip to it (over
+    RPC, calls to a unit reach its actor in order), then until every Trio task is blocked."""
+    with trio.fail_after(WAIT):
+        await coord.unit(unit).info()
+        await trio.testing.wait_all_tasks_blocked()

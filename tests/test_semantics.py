@@ -17,7 +17,7 @@ from coordinator import (
     open_coordinator,
 )
 
-from .conftest import WAIT
+from .conftest import WAIT, settle
 
 # --- "reached" requirements -----------------------------------------------------------------
 
@@ -79,7 +79,7 @@ async def test_ready_is_pushed_when_dependencies_complete(coord) -> None:
             await trio.testing.wait_all_tasks_blocked()
             await coord.unit("git").start()
             await coord.unit("git").complete()
-            await trio.testing.wait_all_tasks_blocked()
+            await settle(coord, "claude")
             assert results == []  # still needs dotfiles
             await coord.unit("dotfiles").start()
             await coord.unit("dotfiles").complete()
@@ -96,16 +96,18 @@ async def test_ready_resolves_at_once_when_ready(coord) -> None:
         assert (await coord.unit("y").ready()).status is Status.PENDING
 
 
-async def test_cancelled_ready_leaves_no_waiter(coord) -> None:
+async def test_cancelled_ready_leaves_no_waiter(coord, server) -> None:
     with trio.fail_after(WAIT):
         await coord.unit("claude").want("git")
         async with trio.open_nursery() as nursery:
             for _ in range(10):
                 nursery.start_soon(coord.unit("claude").ready)
             await trio.testing.wait_all_tasks_blocked()
-            assert (await coord.statistics()).ready_waiters == 10
+            await settle(coord, "claude")
+            assert (await server.statistics()).ready_waiters == 10
             nursery.cancel_scope.cancel()
-        assert (await coord.statistics()).ready_waiters == 0
+        await settle(coord, "claude")
+        assert (await server.statistics()).ready_waiters == 0
         # and the unit still works
         await coord.unit("git").start()
         await coord.unit("git").complete()
@@ -115,7 +117,7 @@ async def test_cancelled_ready_leaves_no_waiter(coord) -> None:
 # --- failure propagation --------------------------------------------------------------------
 
 
-async def test_fail_blocks_dependents_transitively_and_rerun_unblocks(coord) -> None:
+async def test_fail_blocks_dependents_transitively_and_rerun_unblocks(coord, server) -> None:
     errors: dict[str, DependencyFailed] = {}
 
     async def wait_ready(name: str) -> None:
@@ -130,6 +132,8 @@ async def test_fail_blocks_dependents_transitively_and_rerun_unblocks(coord) -> 
             nursery.start_soon(wait_ready, "agent")
             nursery.start_soon(wait_ready, "claude")
             await trio.testing.wait_all_tasks_blocked()
+            await settle(coord, "agent")
+            await settle(coord, "claude")
             await coord.unit("git").start()
             await coord.unit("git").fail("clone failed: 403")
         assert (errors["claude"].unit, errors["claude"].reason, errors["claude"].path) == (
@@ -139,7 +143,7 @@ async def test_fail_blocks_dependents_transitively_and_rerun_unblocks(coord) -> 
         assert "clone failed: 403" in str(errors["agent"])
         agent = await coord.unit("agent").info()
         assert (agent.blocked_by, agent.ready) == ("git", False)
-        assert (await coord.statistics()).ready_waiters == 0
+        assert (await server.statistics()).ready_waiters == 0
 
         # a blocked unit's ready() fails at once
         with pytest.raises(DependencyFailed):
@@ -185,11 +189,12 @@ async def test_reached_resolves_and_raises(coord) -> None:
             for status in (Status.COMPLETED, Status.STARTED, Status.PENDING):
                 nursery.start_soon(wait_for, status)
             await trio.testing.wait_all_tasks_blocked()
+            await settle(coord, "git")
             await coord.unit("git").register()
-            await trio.testing.wait_all_tasks_blocked()
+            await settle(coord, "git")
             assert order == ["pending"]
             await coord.unit("git").start()
-            await trio.testing.wait_all_tasks_blocked()
+            await settle(coord, "git")
             assert order == ["pending", "started"]
             await coord.unit("git").complete()
         assert order == ["pending", "started", "completed"]
@@ -207,6 +212,7 @@ async def test_reached_resolves_and_raises(coord) -> None:
             nursery.start_soon(wait_for, Status.FAILED)
             nursery.start_soon(expect_failure)
             await trio.testing.wait_all_tasks_blocked()
+            await settle(coord, "git")
             await coord.unit("git").fail("oops")
         (failure,) = failures
         assert (failure.unit, failure.reason, failure.path) == ("git", "oops", ("git",))
@@ -269,7 +275,7 @@ async def test_watch_delivers_every_change_in_order(coord) -> None:
     assert all(a.time <= b.time for a, b in zip(seen, seen[1:]))
 
 
-async def test_lagging_watcher_is_cut_off_and_coordinator_goes_on(coord) -> None:
+async def test_lagging_watcher_is_cut_off_and_coordinator_goes_on(coord, server) -> None:
     with trio.fail_after(WAIT):
         async with coord.watch(buffer=4) as slow, coord.watch() as fast:
             for i in range(10):
@@ -282,14 +288,16 @@ async def test_lagging_watcher_is_cut_off_and_coordinator_goes_on(coord) -> None
             assert (caught.value.seq, caught.value.buffer) == (got[-1].seq, 4)
             # the fast one has everything, and the coordinator did not wait for anyone
             assert [(await anext(fast)).unit for _ in range(10)] == [f"u{i}" for i in range(10)]
-            assert (await coord.statistics()).watchers == 1
+            await settle(coord)
+            assert (await server.statistics()).watchers == 1
 
 
-async def test_watch_unsubscribes_on_exit(coord) -> None:
+async def test_watch_unsubscribes_on_exit(coord, server) -> None:
     with trio.fail_after(WAIT):
         async with coord.watch():
-            assert (await coord.statistics()).watchers == 1
-        assert (await coord.statistics()).watchers == 0
+            assert (await server.statistics()).watchers == 1
+        await settle(coord)
+        assert (await server.statistics()).watchers == 0
 
 
 # --- nesting, shutdown, exceptions ----------------------------------------------------------

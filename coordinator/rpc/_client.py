@@ -1,0 +1,164 @@
+"""The asyncio client core: pycapnp calls in, plain values and library errors out.
+
+Runs on a KJ loop: the CLI runs it directly under ``capnp.run`` (no Trio import: fast start);
+Trio programs get it through ``coordinator.connect`` (the KJ thread bridge). Every capnp object
+stays inside this class; its methods take and return the dataclasses of ``coordinator``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import capnp
+
+from .._api import Event, UnitInfo
+from .._errors import CoordinatorUnreachable
+from .._names import validate_name
+from .._status import Status
+from ._convert import error_from_capnp, read_event, read_info, status_to_wire
+from ._schema import schema
+from ._socket import connect_socket
+
+__all__ = ["ClientCore"]
+
+S = schema()
+
+
+class _Watcher(S.Watcher.Server):  # type: ignore[name-defined,misc]
+    """The client-side capability the server streams events to."""
+
+    def __init__(self, deliver: Callable[[Event | str], object]) -> None:
+        self._deliver = deliver
+
+    async def event(self, event: Any, _context: Any, **kwargs: Any) -> None:
+        if event.seq == 0:
+            self._deliver(str(event.reason))  # the end: "unitsync.lagged: ..." / "unitsync.closed: ..."
+        else:
+            self._deliver(read_event(event))
+
+
+class ClientCore:
+    """One connection to a coordinator. Create with :meth:`connect` on a running KJ loop."""
+
+    def __init__(self, path: Path, stream: Any, client: Any) -> None:
+        self.path = path
+        self._stream = stream
+        self._client = client
+        self._coord = client.bootstrap().cast_as(S.Coordinator)
+        self._units: dict[str, Any] = {}
+        self._held: dict[int, Any] = {}
+        self._watches: dict[int, Any] = {}
+        self._ids = itertools.count(1)
+
+    @classmethod
+    async def connect(cls, path: Path, *, timeout: float = 5.0) -> ClientCore:
+        """Connect to the coordinator at ``path``: :class:`CoordinatorUnreachable` if none."""
+        try:
+            sock = connect_socket(path, timeout=timeout)
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            raise CoordinatorUnreachable(str(path), exc.strerror or str(exc)) from None
+        except OSError as exc:
+            raise CoordinatorUnreachable(str(path), exc.strerror or str(exc)) from None
+        stream = await capnp.AsyncIoStream.create_unix_connection(sock=sock)
+        return cls(path, stream, capnp.TwoPartyClient(stream))
+
+    def close(self) -> None:
+        self._units.clear()
+        self._held.clear()
+        self._watches.clear()
+        self._coord = None
+        self._client.close()
+        self._stream.close()
+
+    def _unit(self, name: str) -> Any:
+        """The Unit capability for ``name`` — pipelined: usable before ``unit()`` returns."""
+        cap = self._units.get(name)
+        if cap is None:
+            cap = self._coord.unit(validate_name(name)).unit
+            if len(self._units) > 1024:
+                self._units.clear()
+            self._units[name] = cap
+        return cap
+
+    async def _call(self, promise: Any) -> Any:
+        try:
+            return await promise
+        except capnp.KjException as exc:
+            raise error_from_capnp(exc) from None
+
+    # --- Coordinator --------------------------------------------------------------------------
+
+    async def ping(self) -> str:
+        return str((await self._call(self._coord.ping())).version)
+
+    async def list(self) -> list[UnitInfo]:
+        return [read_info(u) for u in (await self._call(self._coord.list())).units]
+
+    async def graph(self) -> str:
+        return str((await self._call(self._coord.graph())).dot)
+
+    async def watch(self, deliver: Callable[[Event | str], object]) -> int:
+        """Subscribe; ``deliver`` gets each Event, then possibly one str (why it ended).
+        Returns an id for :meth:`unwatch`."""
+        result = await self._call(self._coord.watch(_Watcher(deliver)))
+        watch_id = next(self._ids)
+        self._watches[watch_id] = result.subscription
+        return watch_id
+
+    def unwatch(self, watch_id: int) -> None:
+        self._watches.pop(watch_id, None)  # dropping the capability ends the watch
+
+    # --- Unit ---------------------------------------------------------------------------------
+
+    async def info(self, name: str) -> UnitInfo:
+        return read_info((await self._call(self._unit(name).info())).info)
+
+    async def ready(self, name: str) -> UnitInfo:
+        return read_info((await self._call(self._unit(name).ready())).info)
+
+    async def want(self, name: str, dependencies: list[str], requires: Status) -> None:
+        for dependency in dependencies:
+            validate_name(dependency)
+        await self._call(self._unit(name).want(dependencies, status_to_wire(requires)))
+
+    async def register(self, name: str) -> None:
+        await self._call(self._unit(name).register())
+
+    async def start(self, name: str) -> None:
+        await self._call(self._unit(name).start())
+
+    async def complete(self, name: str) -> None:
+        await self._call(self._unit(name).complete())
+
+    async def fail(self, name: str, reason: str) -> None:
+        await self._call(self._unit(name).fail(reason))
+
+    async def reached(self, name: str, status: Status) -> None:
+        await self._call(self._unit(name).reached(status_to_wire(status)))
+
+    async def hold(self, name: str) -> int:
+        """Start ``name`` bound to a lease; returns the lease's id (the capability stays here)."""
+        result = await self._call(self._unit(name).hold())
+        lease_id = next(self._ids)
+        self._held[lease_id] = result.lease
+        return lease_id
+
+    async def lease_complete(self, lease_id: int) -> None:
+        await self._call(self._held[lease_id].complete())
+        self._held.pop(lease_id, None)
+
+    async def lease_fail(self, lease_id: int, reason: str) -> None:
+        await self._call(self._held[lease_id].fail(reason))
+        self._held.pop(lease_id, None)
+
+    def lease_drop(self, lease_id: int) -> None:
+        """Release the lease capability: the server fails the unit if it is still started."""
+        self._held.pop(lease_id, None)
+
+
+async def wait_forever() -> None:
+    await asyncio.Event().wait()

@@ -1,0 +1,147 @@
+"""Between capnp messages and the library's plain values. Runs on the KJ thread only: nothing
+capnp made ever leaves it; what crosses to Trio is the frozen dataclasses of ``coordinator``."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import capnp
+
+from .._api import Dependency, Event, UnitInfo
+from .._errors import CoordinatorClosed, UnitsyncError, error_from_wire, error_to_wire
+from .._status import Status
+
+__all__ = [
+    "error_from_capnp",
+    "fill_event",
+    "fill_info",
+    "read_event",
+    "read_info",
+    "status_from_wire",
+    "to_wire_error",
+]
+
+_TO_WIRE = {
+    Status.NOT_REGISTERED: "notRegistered",
+    Status.PENDING: "pending",
+    Status.STARTED: "started",
+    Status.COMPLETED: "completed",
+    Status.FAILED: "failed",
+}
+_FROM_WIRE = {wire: status for status, wire in _TO_WIRE.items()}
+
+
+def status_to_wire(status: Status) -> str:
+    return _TO_WIRE[status]
+
+
+def status_from_wire(value: Any) -> Status:
+    return _FROM_WIRE[str(value)]
+
+
+def fill_info(builder: Any, info: UnitInfo) -> None:
+    builder.name = info.name
+    builder.status = _TO_WIRE[info.status]
+    builder.ready = info.ready
+    builder.reason = info.reason
+    builder.blockedBy = info.blocked_by
+    dependencies = builder.init("dependencies", len(info.dependencies))
+    for slot, dependency in zip(dependencies, info.dependencies):
+        slot.dependsOn = dependency.depends_on
+        slot.required = _TO_WIRE[dependency.required]
+        slot.current = _TO_WIRE[dependency.current]
+        slot.satisfied = dependency.satisfied
+
+
+def read_info(reader: Any) -> UnitInfo:
+    return UnitInfo(
+        name=reader.name,
+        status=_FROM_WIRE[str(reader.status)],
+        ready=reader.ready,
+        reason=reader.reason,
+        blocked_by=reader.blockedBy,
+        dependencies=tuple(
+            Dependency(
+                depends_on=d.dependsOn,
+                required=_FROM_WIRE[str(d.required)],
+                current=_FROM_WIRE[str(d.current)],
+                satisfied=d.satisfied,
+            )
+            for d in reader.dependencies
+        ),
+    )
+
+
+def fill_event(builder: Any, event: Event) -> None:
+    builder.seq = event.seq
+    builder.timeNs = int(event.time * 1e9)
+    builder.unit = event.unit
+    builder.old = _TO_WIRE[event.old]
+    builder.new = _TO_WIRE[event.new]
+    builder.reason = event.reason
+
+
+def read_event(reader: Any) -> Event:
+    return Event(
+        seq=reader.seq,
+        time=reader.timeNs / 1e9,
+        unit=reader.unit,
+        old=_FROM_WIRE[str(reader.old)],
+        new=_FROM_WIRE[str(reader.new)],
+        reason=reader.reason,
+    )
+
+
+def to_wire_error(error: BaseException) -> Exception:
+    """The exception a server method raises so that the client gets ``<code>: <message>``.
+
+    pycapnp sends ``traceback.format_exception(...)`` of a server method's exception as the
+    capnp exception's description. This exception formats as exactly our wire text — no
+    traceback, no module, no chained context — so clients in other languages find the code as
+    DESIGN §4 says. (pycapnp's server puts ``message = `` before it and the receiving RPC system
+    ``remote exception: ``: clients search for ``unitsync.<code>: ``.)
+    """
+    if isinstance(error, UnitsyncError):
+        code, _, text = error_to_wire(error).partition(": ")
+    else:
+        code, text = "unitsync.error", f"internal error: {type(error).__name__}: {error}"
+    return _wire_error_class(code)(text)
+
+
+class _WireError(Exception):
+    """Has no traceback and no context, whatever the interpreter records."""
+
+    @property  # type: ignore[override]
+    def __traceback__(self) -> None:
+        return None
+
+    @__traceback__.setter
+    def __traceback__(self, value: object) -> None:
+        pass
+
+    @property  # type: ignore[override]
+    def __context__(self) -> None:
+        return None
+
+    @__context__.setter
+    def __context__(self, value: object) -> None:
+        pass
+
+
+@functools.cache
+def _wire_error_class(code: str) -> type[_WireError]:
+    # format_exception_only prints "<qualname>: <str>", without a module for builtins
+    return type(code, (_WireError,), {"__module__": "builtins", "__qualname__": code})
+
+
+def error_from_capnp(error: BaseException) -> BaseException:
+    """The library exception for what a capnp call raised (client side)."""
+    if isinstance(error, capnp.KjException):
+        found = error_from_wire(error.description or str(error))
+        if found is not None:
+            return found
+        if error.type == "DISCONNECTED":
+            return CoordinatorClosed(f"connection to the coordinator lost: {error.description}")
+        return UnitsyncError(f"coordinator call failed: {error.description}")
+    return error

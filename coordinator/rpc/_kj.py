@@ -1,0 +1,266 @@
+"""The KJ thread: pycapnp's RPC runs on asyncio, so it gets a thread of its own, bridged to Trio.
+
+* :func:`run_kj_thread` — from Trio, run an asyncio coroutine under ``capnp.kj_loop()`` in a new
+  thread until Trio cancels it (DESIGN §7: ``to_thread.run_sync(abandon_on_cancel=False)`` so
+  the nursery cannot exit before the thread has; stopped with ``call_soon_threadsafe(cancel)``).
+* :class:`TrioPortal` — from the KJ thread, start work in Trio without blocking any thread:
+  ``TrioToken.run_sync_soon`` in, ``loop.call_soon_threadsafe`` back out.
+* :class:`AsyncioPortal` — from Trio, run a coroutine on the KJ thread's loop.
+
+Only plain Python values cross: results are converted on the KJ thread before they leave it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import capnp
+import outcome
+import trio
+
+__all__ = ["AsyncioPortal", "TrioPortal", "run_kj_thread"]
+
+T = TypeVar("T")
+
+
+class _Stopper:
+    """Cancels the thread's main task, whether it has started yet or not."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._stopped = False
+
+    def attach(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> bool:
+        with self._lock:
+            self._loop, self._task = loop, task
+            return not self._stopped
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            if self._loop is not None and self._task is not None:
+                try:
+                    self._loop.call_soon_threadsafe(self._task.cancel)
+                except RuntimeError:
+                    pass  # the loop has already closed
+
+
+async def run_kj_thread(
+    amain: Callable[[Callable[[Any], None]], Awaitable[None]],
+    *,
+    name: str = "unitsync-kj",
+    task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run ``amain(started)`` on asyncio + KJ in a new thread, until cancelled.
+
+    ``amain`` calls ``started(value)`` once it is ready; ``value`` goes to ``task_status``.
+    If ``amain`` fails before that, its exception is raised here (so ``nursery.start`` re-raises
+    it). Cancelling this task cancels ``amain`` and waits for the thread to end.
+    """
+    token = trio.lowlevel.current_trio_token()
+    stopper = _Stopper()
+    ready = trio.Event()
+    box: list[Any] = []
+
+    def started(value: Any) -> None:  # called on the KJ thread
+        def in_trio() -> None:
+            box.append(value)
+            ready.set()
+
+        token.run_sync_soon(in_trio)
+
+    async def thread_main() -> None:
+        if not stopper.attach(asyncio.get_running_loop(), asyncio.current_task()):  # type: ignore[arg-type]
+            return
+        async with capnp.kj_loop():
+            await amain(started)
+
+    errors: list[BaseException] = []
+
+    def thread_body() -> None:
+        threading.current_thread().name = name
+        try:
+            asyncio.run(thread_main())
+        except asyncio.CancelledError:
+            pass
+        except BaseException as exc:  # raised below, in Trio, unwrapped
+            errors.append(exc)
+
+    async def run_thread() -> None:
+        try:
+            await trio.to_thread.run_sync(thread_body, abandon_on_cancel=False)
+        finally:
+            ready.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run_thread)
+        try:
+            await ready.wait()
+            if box:
+                task_status.started(box[0])
+                await trio.sleep_forever()
+        finally:
+            stopper.stop()
+    if errors:
+        raise errors[0]
+
+
+def _settle(future: asyncio.Future[outcome.Outcome[Any]], result: outcome.Outcome[Any]) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+def _settle_soon(
+    loop: asyncio.AbstractEventLoop,
+    future: asyncio.Future[outcome.Outcome[Any]],
+    result: outcome.Outcome[Any],
+) -> None:
+    """From the Trio thread: resolve ``future`` on its loop (dropped if the loop has closed)."""
+    try:
+        loop.call_soon_threadsafe(_settle, future, result)
+    except RuntimeError:
+        pass  # the KJ thread has stopped; nobody is waiting any more
+
+
+class TrioPortal:
+    """The KJ thread's way into Trio. Create it in Trio; use it from the KJ thread."""
+
+    __slots__ = ("_token", "_nursery", "loop")
+
+    def __init__(self, nursery: trio.Nursery) -> None:
+        self._token = trio.lowlevel.current_trio_token()
+        self._nursery = nursery
+        self.loop: asyncio.AbstractEventLoop | None = None  # set by the KJ thread
+
+    async def submit(self, start: Callable[[Callable[[outcome.Outcome[Any]], None]], Any]) -> Any:
+        """Run ``start(on_answer)`` in the Trio thread (in submission order) and wait for
+        ``on_answer(outcome)``. ``start`` returns an object with ``abandon()`` (a ``Reply``),
+        called if this caller is cancelled (a capnp Finish) — no Trio task is spent per call.
+        """
+        loop = self.loop
+        assert loop is not None
+        future: asyncio.Future[outcome.Outcome[Any]] = loop.create_future()
+        handle: list[Any] = []
+
+        def on_answer(result: outcome.Outcome[Any]) -> None:  # Trio thread, in an actor
+            _settle_soon(loop, future, result)
+
+        def begin() -> None:  # Trio thread
+            try:
+                handle.append(start(on_answer))
+            except BaseException as exc:  # bad arguments, Overloaded, closed
+                on_answer(outcome.Error(exc))
+
+        self._token.run_sync_soon(begin)
+        try:
+            result = await future
+        except asyncio.CancelledError:
+            self._call_soon(lambda: handle and handle[0].abandon())
+            raise
+        return result.unwrap()
+
+    async def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run ``await fn(*args)`` as a Trio task; cancelled with this caller."""
+        loop = self.loop
+        assert loop is not None
+        future: asyncio.Future[outcome.Outcome[Any]] = loop.create_future()
+        scope = trio.CancelScope()
+
+        async def task() -> None:
+            with scope:
+                result = await outcome.acapture(fn, *args)
+                _settle_soon(loop, future, result)
+
+        self._call_soon(lambda: self._nursery.start_soon(task))
+        try:
+            result = await future
+        except asyncio.CancelledError:
+            self._call_soon(scope.cancel)
+            raise
+        return result.unwrap()
+
+    def call_soon(self, fn: Callable[[], object]) -> None:
+        """Run ``fn()`` in the Trio thread, fire and forget (ignored once Trio has finished)."""
+        self._call_soon(fn)
+
+    def spawn(self, fn: Callable[[], Awaitable[object]]) -> None:
+        """In the Trio thread: start ``fn()`` as a task of the server's nursery."""
+        self._nursery.start_soon(fn)
+
+    def to_loop(self, fn: Callable[..., object], *args: Any) -> None:
+        """In the Trio thread: run ``fn(*args)`` on the KJ thread's loop (dropped once it has
+        closed)."""
+        assert self.loop is not None
+        try:
+            self.loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:
+            pass
+
+    def _call_soon(self, fn: Callable[[], object]) -> None:
+        try:
+            self._token.run_sync_soon(fn)
+        except trio.RunFinishedError:
+            pass
+
+
+class AsyncioPortal:
+    """Trio's way into the KJ thread's asyncio loop. Create it on the KJ thread; use it from Trio."""
+
+    __slots__ = ("_loop", "_token")
+
+    def __init__(self, token: trio.lowlevel.TrioToken) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._token = token
+
+    async def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run ``await fn(*args)`` as an asyncio task on the KJ thread and return its result.
+
+        ``fn`` must return plain Python values and raise plain Python exceptions (convert on the
+        KJ thread). Cancelling the Trio caller cancels the asyncio task.
+        """
+        done = trio.Event()
+        box: list[outcome.Outcome[T]] = []
+        tasks: list[asyncio.Task[T]] = []
+        token = self._token
+
+        def finished(task: asyncio.Task[T]) -> None:  # KJ thread
+            result = outcome.capture(task.result)
+
+            def in_trio() -> None:
+                box.append(result)
+                done.set()
+
+            try:
+                token.run_sync_soon(in_trio)
+            except trio.RunFinishedError:
+                pass
+
+        def begin() -> None:  # KJ thread
+            task = self._loop.create_task(fn(*args))  # type: ignore[arg-type]
+            tasks.append(task)
+            task.add_done_callback(finished)
+
+        try:
+            self._loop.call_soon_threadsafe(begin)
+        except RuntimeError:
+            from .._errors import CoordinatorClosed
+
+            raise CoordinatorClosed("the client's connection thread has stopped") from None
+        try:
+            await done.wait()
+        except BaseException:
+            self._loop.call_soon_threadsafe(lambda: tasks and tasks[0].cancel())
+            raise
+        return box[0].unwrap()
+
+    def call_soon(self, fn: Callable[[], object]) -> None:
+        try:
+            self._loop.call_soon_threadsafe(fn)
+        except RuntimeError:
+            pass

@@ -1,0 +1,342 @@
+"""The Cap'n Proto server: ``serve(coord, path)`` in Trio, the capability objects on the KJ thread."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import weakref
+from pathlib import Path
+from typing import Any
+
+import capnp
+import trio
+
+from .._coordinator import LocalCoordinator, LocalUnit
+from .._api import Event
+from .._errors import Lagged, UnitsyncError, error_to_wire
+from .._lease import HOLDER_GONE
+from .._paths import socket_path
+from .._status import Status
+from .._version import __version__
+from ._convert import fill_event, fill_info, status_from_wire, to_wire_error
+from ._kj import TrioPortal, run_kj_thread
+from ._schema import schema
+from ._socket import Listener, bind_listener, peer_uid
+
+__all__ = ["serve"]
+
+log = logging.getLogger("unitsync.server")
+
+#: Events queued for one remote watcher before it is cut off as lagged.
+REMOTE_WATCH_BUFFER = 1024
+
+S = schema()
+
+
+def _wire_errors(method: Any) -> Any:
+    """Raise errors as wire errors (``<code>: <message>``); see :func:`to_wire_error`."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await method(self, *args, **kwargs)
+        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:
+            raise to_wire_error(exc) from None
+
+    return wrapper
+
+
+class UnitServer(S.Unit.Server):  # type: ignore[name-defined,misc]
+    """A capability for one unit. Calls enter Trio in the order they arrive (E-order): each
+    is handed to the registry's inbox synchronously, in arrival order, by the portal."""
+
+    def __init__(self, portal: TrioPortal, unit: LocalUnit) -> None:
+        self._portal = portal
+        self._unit = unit
+
+    def _submit(self, operation: str, *args: Any) -> Any:
+        unit = self._unit
+        return self._portal.submit(lambda on_answer: unit.submit(operation, *args, on_answer=on_answer))
+
+    @_wire_errors
+    async def info(self, _context: Any, **kwargs: Any) -> None:
+        fill_info(_context.results.info, await self._submit("info"))
+
+    @_wire_errors
+    async def ready(self, _context: Any, **kwargs: Any) -> None:
+        fill_info(_context.results.info, await self._submit("ready"))
+
+    @_wire_errors
+    async def want(self, dependencies: Any, requires: Any, _context: Any, **kwargs: Any) -> None:
+        await self._submit("want", list(dependencies), status_from_wire(requires))
+
+    @_wire_errors
+    async def start(self, _context: Any, **kwargs: Any) -> None:
+        await self._submit("start")
+
+    @_wire_errors
+    async def complete(self, _context: Any, **kwargs: Any) -> None:
+        await self._submit("complete")
+
+    @_wire_errors
+    async def fail(self, reason: str, _context: Any, **kwargs: Any) -> None:
+        await self._submit("fail", reason)
+
+    @_wire_errors
+    async def register(self, _context: Any, **kwargs: Any) -> None:
+        await self._submit("register")
+
+    @_wire_errors
+    async def reached(self, status: Any, _context: Any, **kwargs: Any) -> None:
+        await self._submit("reached", status_from_wire(status))
+
+    @_wire_errors
+    async def hold(self, _context: Any, **kwargs: Any) -> None:
+        await self._submit("start")
+        _context.results.lease = LeaseServer(self._portal, self._unit)
+
+
+class LeaseServer(S.Lease.Server):  # type: ignore[name-defined,misc]
+    """The unit is started and bound to this capability: when the client drops it (or its
+    connection) before ``complete``/``fail``, the unit fails with :data:`HOLDER_GONE`.
+
+    pycapnp finalizes a server object on the KJ thread when its last reference goes (client
+    release or disconnect); we act on that with :func:`weakref.finalize`.
+    """
+
+    def __init__(self, portal: TrioPortal, unit: LocalUnit) -> None:
+        self._portal = portal
+        self._unit = unit
+        self._flag = [False]  # released: completed or failed through the lease
+        weakref.finalize(self, _fail_abandoned, portal, unit, self._flag)
+
+    @_wire_errors
+    async def complete(self, _context: Any, **kwargs: Any) -> None:
+        unit = self._unit
+        await self._portal.submit(lambda on_answer: unit.submit("complete", on_answer=on_answer))
+        self._flag[0] = True
+
+    @_wire_errors
+    async def fail(self, reason: str, _context: Any, **kwargs: Any) -> None:
+        unit = self._unit
+        await self._portal.submit(lambda on_answer: unit.submit("fail", reason, on_answer=on_answer))
+        self._flag[0] = True
+
+
+def _fail_abandoned(portal: TrioPortal, unit: LocalUnit, released: list[bool]) -> None:
+    if not released[0]:
+        log.info("lease on %r dropped before complete/fail: failing it", unit.name)
+        portal.call_soon(
+            lambda: unit.submit("fail_held", HOLDER_GONE, on_answer=lambda _result: None)
+        )
+
+
+class SubscriptionServer(S.Subscription.Server):  # type: ignore[name-defined,misc]
+    """Dropping it ends the watch."""
+
+    def __init__(self, stop: Any) -> None:
+        weakref.finalize(self, stop)
+
+
+class CoordinatorServer(S.Coordinator.Server):  # type: ignore[name-defined,misc]
+    """The bootstrap capability of one connection."""
+
+    def __init__(self, coord: LocalCoordinator, portal: TrioPortal) -> None:
+        self._coord = coord
+        self._portal = portal
+
+    @_wire_errors
+    async def ping(self, _context: Any, **kwargs: Any) -> None:
+        _context.results.version = __version__  # answered here: no need to enter Trio
+
+    @_wire_errors
+    async def unit(self, name: str, _context: Any, **kwargs: Any) -> None:
+        _context.results.unit = UnitServer(self._portal, self._coord.unit(name))
+
+    @_wire_errors
+    async def list(self, _context: Any, **kwargs: Any) -> None:
+        infos = await self._portal.run(self._coord.list)
+        units = _context.results.init("units", len(infos))
+        for slot, info in zip(units, infos):
+            fill_info(slot, info)
+
+    @_wire_errors
+    async def graph(self, _context: Any, **kwargs: Any) -> None:
+        _context.results.dot = await self._portal.run(self._coord.graph)
+
+    @_wire_errors
+    async def watch(self, watcher: Any, _context: Any, **kwargs: Any) -> None:
+        forward = _RemoteWatch(self._coord, self._portal, watcher)
+        await forward.start()
+        _context.results.subscription = SubscriptionServer(forward.stop)
+
+
+class _RemoteWatch:
+    """Events from a Trio subscription, streamed to a client's ``Watcher`` (``-> stream``).
+
+    The Trio side reads its subscription and hands each event to the KJ thread; the KJ side
+    sends them in order, one ``event`` call at a time under capnp stream flow control. A watcher
+    more than :data:`REMOTE_WATCH_BUFFER` events behind is cut off: it gets one last event with
+    ``seq == 0`` whose reason starts ``unitsync.lagged:``, and the watch ends.
+    """
+
+    def __init__(self, coord: LocalCoordinator, portal: TrioPortal, watcher: Any) -> None:
+        self._coord = coord
+        self._portal = portal
+        self._watcher = watcher
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()  # bounded by _deliver
+        self._scope: trio.CancelScope | None = None
+        self._sender: asyncio.Task[None] | None = None
+        self._closed = False
+
+    async def start(self) -> None:
+        """Subscribe (in Trio) and start sending; returns once subscribed."""
+        loop = asyncio.get_running_loop()
+        subscribed: asyncio.Future[None] = loop.create_future()
+        portal, coord = self._portal, self._coord
+
+        def set_subscribed(error: BaseException | None) -> None:  # KJ thread
+            if not subscribed.done():
+                subscribed.set_exception(error) if error else subscribed.set_result(None)
+
+        async def reader() -> None:  # Trio
+            with trio.CancelScope() as scope:
+                self._scope = scope
+                try:
+                    async with coord.watch() as events:
+                        portal.to_loop(set_subscribed, None)
+                        async for event in events:
+                            portal.to_loop(self._deliver, event)
+                except UnitsyncError as exc:  # Lagged (cannot happen: we drain), CoordinatorClosed
+                    portal.to_loop(set_subscribed, exc)
+                    portal.to_loop(self._end, exc)
+
+        portal.call_soon(lambda: portal.spawn(reader))
+        await subscribed
+        self._sender = asyncio.create_task(self._send_events())
+
+    def _deliver(self, event: Event) -> None:  # KJ thread
+        if self._closed:
+            return
+        if self._queue.qsize() >= REMOTE_WATCH_BUFFER:
+            self._cut_off(event.seq)
+            return
+        self._queue.put_nowait(event)
+
+    def _cut_off(self, seq: int) -> None:
+        self._end(Lagged(seq - 1, REMOTE_WATCH_BUFFER))
+
+    def _end(self, error: UnitsyncError) -> None:  # KJ thread
+        """Replace what is queued by one last event (seq 0) whose reason is the error's wire
+        text, and stop reading."""
+        if self._closed:
+            return
+        self._closed = True
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self._queue.put_nowait(("end", error_to_wire(error).split("\n")[0]))
+        self._stop_reader()
+
+    async def _send_events(self) -> None:
+        try:
+            while True:
+                item = await self._queue.get()
+                request = self._watcher.event_request()
+                if isinstance(item, tuple):
+                    request.event.seq = 0
+                    request.event.reason = item[1]
+                    await request.send()
+                    return
+                fill_event(request.event, item)
+                await request.send()
+        except (capnp.KjException, asyncio.CancelledError):
+            pass
+        finally:
+            self._closed = True
+            self._watcher = None
+            self._stop_reader()
+
+    def _stop_reader(self) -> None:
+        scope = self._scope
+        if scope is not None:
+            self._portal.call_soon(scope.cancel)
+
+    def stop(self) -> None:
+        self._closed = True
+        self._stop_reader()
+        if self._sender is not None:
+            self._sender.cancel()
+
+
+async def serve(
+    coord: LocalCoordinator,
+    path: str | os.PathLike[str] | None = None,
+    *,
+    task_status: trio.TaskStatus[Path] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``coord`` over Cap'n Proto RPC on a Unix socket until cancelled.
+
+    ``path``: else ``$UNITSYNC_SOCKET``, else the default (see :func:`socket_path`). Use as
+    ``await nursery.start(serve, coord, path)``: it returns the socket path once clients can
+    connect; binding errors (:class:`AddressInUse` for a live server) are raised from
+    ``nursery.start``. Cancelling stops the KJ thread, disconnects every client and removes the
+    socket file. Connections from another uid are refused.
+    """
+    listener = bind_listener(socket_path(path))
+    try:
+        async with trio.open_nursery() as nursery:
+            portal = TrioPortal(nursery)
+            bound = await nursery.start(
+                functools.partial(run_kj_thread, name="unitsync-server"),
+                functools.partial(_accept_loop, coord, portal, listener),
+            )
+            log.info("unitsync %s serving on %s", __version__, bound)
+            task_status.started(bound)
+    finally:
+        listener.close()
+
+
+async def _accept_loop(
+    coord: LocalCoordinator, portal: TrioPortal, listener: Listener, started: Any
+) -> None:
+    """On the KJ thread: accept, check the peer's uid, run one capnp connection per client."""
+    loop = asyncio.get_running_loop()
+    portal.loop = loop
+    connections: set[asyncio.Task[None]] = set()
+    started(listener.path)
+    my_uid = os.getuid()
+    try:
+        while True:
+            sock, _ = await loop.sock_accept(listener.sock)
+            try:
+                uid = peer_uid(sock)
+            except OSError:
+                sock.close()
+                continue
+            if uid != my_uid:
+                log.warning("refused a connection from uid %d", uid)
+                sock.close()
+                continue
+            task = asyncio.create_task(_connection(coord, portal, sock))
+            connections.add(task)
+            task.add_done_callback(connections.discard)
+    finally:
+        for task in list(connections):
+            task.cancel()
+        await asyncio.gather(*connections, return_exceptions=True)
+
+
+async def _connection(coord: LocalCoordinator, portal: TrioPortal, sock: Any) -> None:
+    stream = await capnp.AsyncIoStream.create_unix_connection(sock=sock)
+    server = capnp.TwoPartyServer(stream, bootstrap=CoordinatorServer(coord, portal))
+    try:
+        await server.on_disconnect()
+    except capnp.KjException:
+        pass
+    finally:
+        server.close()
+        stream.close()
