@@ -1,0 +1,57 @@
+"""``unitsync serve`` as a real process: ready line, clients, a second server refused,
+SIGINT/SIGTERM stop it cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+
+from coordinator import Status, connect
+
+from .conftest import WAIT
+
+UNITSYNC = [sys.executable, "-m", "cli"]
+
+
+async def read_line(stream: trio.abc.ReceiveStream) -> str:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = await stream.receive_some(1)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+async def test_serve_runs_until_signalled(sock_dir: Path, signum: int) -> None:
+    path = sock_dir / "unitsync.sock"
+    env = {**os.environ, "UNITSYNC_SOCKET": str(path)}
+    with trio.fail_after(WAIT * 2):
+        process = await trio.lowlevel.open_process(UNITSYNC + ["serve"], env=env, stderr=subprocess.PIPE)
+        try:
+            assert process.stderr is not None
+            line = await read_line(process.stderr)
+            assert line == f"unitsync: serving on {path}\n"
+            assert oct(path.stat().st_mode & 0o777) == oct(0o600)
+
+            async with connect(path) as coord:
+                await coord.unit("claude").want("git")
+                assert (await coord.unit("claude").info()).dependencies[0].current is Status.NOT_REGISTERED
+
+            second = await trio.run_process(UNITSYNC + ["serve", "--socket", str(path)],
+                                            capture_stderr=True, check=False)
+            assert second.returncode == 1
+            assert b"already serving on" in second.stderr
+
+            process.send_signal(signum)
+            assert await process.wait() == 0
+        finally:
+            process.kill()
+    assert not path.exists()
