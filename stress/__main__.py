@@ -1,7 +1,8 @@
 """``python -m stress <scenario>``: the scenarios land with the stress-suite issue.
 
 Available now: ``chain [--units N]`` — build an N-unit chain in-process, then propagate
-completion from the leaf to the root; prints the two times.
+completion from the leaf to the root; ``rpc [--seconds S] [--quick]`` — calls/s of ``ping`` and
+``info`` against our server and a plain pycapnp server, same run. ``--json``: last line is JSON.
 """
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ from __future__ import annotations
 import sys
 
 from .chain import main as chain_main
+from .rpc import main as rpc_main
 
-SCENARIOS = {"chain": chain_main}
+SCENARIOS = {"chain": chain_main, "rpc": rpc_main}
 
 
 def main(argv: list[str]) -> int:

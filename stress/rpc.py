@@ -1,0 +1,113 @@
+"""Calls per second over RPC: our server against a plain pycapnp asyncio server, same run.
+
+Both servers run as separate processes; one client process (this one, raw pycapnp) makes
+sequential calls, then 16 concurrent ones, for ``--seconds`` each. ``ping`` is answered on the
+KJ thread without entering Trio; ``info`` crosses the bridge into a unit actor and back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+import capnp
+
+from coordinator.rpc._schema import schema
+
+S = schema()
+
+
+def start(argv: list[str], env: dict[str, str], ready: str) -> subprocess.Popen[str]:
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stream = process.stdout if ready == "ready" else process.stderr
+    assert stream is not None
+    line = stream.readline()
+    if ready not in line:
+        process.kill()
+        raise RuntimeError(f"server did not start: {line!r}")
+    return process
+
+
+async def rate(call: Any, seconds: float, concurrency: int) -> float:
+    count = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal count
+        while time.perf_counter() < deadline:
+            await call()
+            count += 1
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return count / (time.perf_counter() - t0)
+
+
+async def measure(path: str, seconds: float) -> dict[str, float]:
+    stream = await capnp.AsyncIoStream.create_unix_connection(path)
+    client = capnp.TwoPartyClient(stream)
+    coord = client.bootstrap().cast_as(S.Coordinator)
+    unit = coord.unit("bench").unit
+    await unit.info()  # warm up
+    result = {
+        "ping": await rate(lambda: coord.ping(), seconds, 1),
+        "info": await rate(lambda: unit.info(), seconds, 1),
+        "ping_16": await rate(lambda: coord.ping(), seconds, 16),
+        "info_16": await rate(lambda: unit.info(), seconds, 16),
+    }
+    client.close()
+    stream.close()
+    return result
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stress rpc")
+    parser.add_argument("--seconds", type=float, default=2.0, help="per measurement")
+    parser.add_argument("--quick", action="store_true", help="0.2 s per measurement (smoke test)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    seconds = 0.2 if args.quick else args.seconds
+    workdir = tempfile.mkdtemp(prefix="us-bench-", dir="/tmp")
+    ours_path, base_path = os.path.join(workdir, "ours.sock"), os.path.join(workdir, "base.sock")
+    env = {**os.environ, "UNITSYNC_SOCKET": ours_path}
+    ours = start([sys.executable, "-m", "cli", "serve"], env, "serving on")
+    base = start([sys.executable, "-m", "stress.baseline_server", base_path], env, "ready")
+    try:
+        # alternate, so that drift in machine load hits both alike
+        runs = {"ours": [], "base": []}  # type: dict[str, list[dict[str, float]]]
+        for _ in range(1 if args.quick else 3):
+            runs["ours"].append(asyncio.run(capnp.run(measure(ours_path, seconds))))
+            runs["base"].append(asyncio.run(capnp.run(measure(base_path, seconds))))
+    finally:
+        for process in (ours, base):
+            process.terminate()
+            process.wait(timeout=10)
+
+    def median(side: str, key: str) -> float:
+        values = sorted(run[key] for run in runs[side])
+        return values[len(values) // 2]
+
+    result = {
+        "ours_calls_per_s": round(median("ours", "info")),
+        "baseline_calls_per_s": round(median("base", "info")),
+        "ping_ours_calls_per_s": round(median("ours", "ping")),
+        "ping_baseline_calls_per_s": round(median("base", "ping")),
+        "concurrent16_ours_calls_per_s": round(median("ours", "info_16")),
+        "concurrent16_baseline_calls_per_s": round(median("base", "info_16")),
+        "ping16_ours_calls_per_s": round(median("ours", "ping_16")),
+        "ping16_baseline_calls_per_s": round(median("base", "ping_16")),
+    }
+    result["info_ratio"] = round(result["ours_calls_per_s"] / result["baseline_calls_per_s"], 3)
+    result["ping_ratio"] = round(result["ping_ours_calls_per_s"] / result["ping_baseline_calls_per_s"], 3)
+    if not args.json:
+        for key, value in result.items():
+            print(f"{key:40} {value}")
+    print(json.dumps(result))
+    return 0
