@@ -37,10 +37,10 @@ from ._messages import (
     Want,
     answer_closed,
 )
-from ._names import validate_name
+from ._names import validate_dependencies, validate_name
 from ._registry import REGISTRY_INBOX_SIZE, RegistryActor
 from ._reply import Reply
-from ._status import REQUIREMENTS, Status
+from ._status import Status
 from ._version import __version__
 
 __all__ = ["CoordinatorStatistics", "LocalCoordinator", "LocalUnit", "open_coordinator"]
@@ -303,11 +303,7 @@ class LocalUnit:
             case "reached", Status() as status:
                 return ToUnit(self.name, Reached(status, reply))
             case "want", dependencies, Status() as requires:
-                if requires not in REQUIREMENTS:
-                    raise InvalidArgument(
-                        f"a requirement is started or completed, not {requires.label}"
-                    )
-                deps = tuple(validate_name(d) for d in dict.fromkeys(dependencies))
+                deps = validate_dependencies(dependencies, requires)
                 return Want(self.name, tuple((d, requires) for d in deps), reply)
         raise InvalidArgument(f"bad arguments for {operation}: {args!r}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, Generic, TypeVar
 
 import trio
@@ -85,6 +86,17 @@ class Inbox(Generic[M]):
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return  # the actor has stopped (or is stopping); nothing to tell
             self._poked = True
+
+    def drain_and_close(self, answer: Callable[[object], None]) -> None:
+        """For the actor, stopping: hand each queued request to ``answer`` (so no caller is left
+        waiting), then close; later sends raise :class:`CoordinatorClosed`. Synchronous, so
+        nothing can slip in between."""
+        while True:
+            try:
+                answer(self.receiver.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                break
+        self.receiver.close()
 
     def take_states(self, request: object) -> dict[str, Published]:
         """For the actor, on each message: the states posted since the last call (and clears them)."""

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import unicodedata
 
-from ._errors import InvalidName
+from collections.abc import Iterable
 
-__all__ = ["MAX_NAME_BYTES", "validate_name"]
+from ._errors import InvalidArgument, InvalidName
+from ._status import REQUIREMENTS, Status
+
+__all__ = ["MAX_NAME_BYTES", "validate_dependencies", "validate_name"]
 
 #: Longest name accepted, in UTF-8 bytes (coder accepts any string; we bound it so that one
 #: request cannot make the coordinator store megabytes).
@@ -35,3 +38,11 @@ def validate_name(name: object) -> str:
             if unicodedata.category(char) == "Cc":
                 raise InvalidName(name, f"contains control character U+{ord(char):04X}")
     return name
+
+
+def validate_dependencies(dependencies: Iterable[str], requires: Status) -> tuple[str, ...]:
+    """The arguments of ``want``: each name validated, duplicates dropped (first kept);
+    ``requires`` must be ``STARTED`` or ``COMPLETED`` (:class:`InvalidArgument`)."""
+    if requires not in REQUIREMENTS:
+        raise InvalidArgument(f"a requirement is started or completed, not {requires.label}")
+    return tuple(validate_name(d) for d in dict.fromkeys(dependencies))

@@ -122,10 +122,4 @@ class RegistryActor:
 
     def _close(self) -> None:
         """Answer what is still queued with CoordinatorClosed and refuse anything more."""
-        receiver = self._inbox.receiver
-        while True:
-            try:
-                answer_closed(receiver.receive_nowait())
-            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                break
-        receiver.close()
+        self._inbox.drain_and_close(answer_closed)

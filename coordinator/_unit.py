@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 
-import trio
 
 from ._api import Dependency, UnitInfo
 from ._errors import (
@@ -268,13 +267,7 @@ class UnitActor:
             reply.error(CoordinatorClosed())
         self._ready_waiters.clear()
         self._reached_waiters.clear()
-        receiver = self._inbox.receiver
-        while True:
-            try:
-                answer_closed(receiver.receive_nowait())
-            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                break
-        receiver.close()
+        self._inbox.drain_and_close(answer_closed)
 
 
 def answer_absent(name: str, request: UnitRequest) -> bool:

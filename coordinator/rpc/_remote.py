@@ -14,10 +14,10 @@ from .._api import Event, UnitInfo
 from .._errors import CoordinatorClosed, Lagged, error_from_wire
 from .._events import WATCH_BUFFER, Subscription
 from .._lease import Lease
-from .._names import validate_name
+from .._names import validate_dependencies, validate_name
 from .._nursery import open_service_nursery
 from .._paths import socket_path
-from .._status import REQUIREMENTS, Status
+from .._status import Status
 from ._client import ClientCore, wait_forever
 from ._kj import AsyncioPortal, run_kj_thread
 
@@ -132,11 +132,7 @@ class RemoteUnit:
         await self._coord._run(self._coord._core.register, self.name)
 
     async def want(self, *dependencies: str, requires: Status = Status.COMPLETED) -> None:
-        if requires not in REQUIREMENTS:
-            from .._errors import InvalidArgument
-
-            raise InvalidArgument(f"a requirement is started or completed, not {requires.label}")
-        deps = [validate_name(d) for d in dict.fromkeys(dependencies)]
+        deps = list(validate_dependencies(dependencies, requires))
         await self._coord._run(self._coord._core.want, self.name, deps, requires)
 
     async def start(self) -> None:
