@@ -44,5 +44,5 @@ def validate_dependencies(dependencies: Iterable[str], requires: Status) -> tupl
     """The arguments of ``want``: each name validated, duplicates dropped (first kept);
     ``requires`` must be ``STARTED`` or ``COMPLETED`` (:class:`InvalidArgument`)."""
     if requires not in REQUIREMENTS:
-        raise InvalidArgument(f"a requirement is started or completed, not {requires.label}")
+        raise InvalidArgument(f"a requirement is 'started' or 'completed', not {requires.label!r}")
     return tuple(validate_name(d) for d in dict.fromkeys(dependencies))

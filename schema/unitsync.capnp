@@ -56,7 +56,9 @@ interface Coordinator {
 
 interface Unit {
   info @0 () -> (info :UnitInfo);
-  want @1 (dependencies :List(Text), requires :Status) -> ();  # requires: started | completed; atomic
+  want @1 (dependencies :List(Text), requires :Status) -> ();
+    # requires: started | completed (left out, i.e. notRegistered: completed). Atomic: a cycle
+    # refuses every dependency of the call.
   start @2 () -> ();
   complete @3 () -> ();
   fail @4 (reason :Text) -> ();

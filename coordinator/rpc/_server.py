@@ -72,7 +72,10 @@ class UnitServer(S.Unit.Server):  # type: ignore[name-defined,misc]
 
     @_wire_errors
     async def want(self, dependencies: Any, requires: Any, _context: Any, **kwargs: Any) -> None:
-        await self._submit("want", list(dependencies), status_from_wire(requires))
+        required = status_from_wire(requires)
+        if required is Status.NOT_REGISTERED:  # the enum's default: the field was left out
+            required = Status.COMPLETED
+        await self._submit("want", list(dependencies), required)
 
     @_wire_errors
     async def start(self, _context: Any, **kwargs: Any) -> None:

@@ -1,0 +1,172 @@
+"""Cross-language interop: clients written against ``schema/unitsync.capnp`` alone, in separate
+processes, talk to ``serve()`` running in this process.
+
+* Interop 1: ``interop/plain_client.py`` — plain pycapnp + asyncio, no import from this project.
+* Interop 2: ``interop/client.c++`` — the C++ Cap'n Proto library (Debian's libcapnp-dev), the
+  schema compiled with ``capnp compile -oc++``. Needs ``g++``, ``capnp`` and ``pkg-config``'s
+  ``capnp-rpc`` (Debian: ``apt-get install g++ capnproto libcapnp-dev pkg-config``; ``.ci/run``
+  installs them); skipped, saying so, only when they cannot be found.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+
+from coordinator import LocalCoordinator, Status, serve
+
+from .conftest import WAIT
+
+HERE = Path(__file__).resolve().parent
+SCHEMA = HERE.parent / "schema" / "unitsync.capnp"
+INTEROP = HERE / "interop"
+
+#: Upper bound for running one client process (interpreter start-up included).
+PROCESS_WAIT = 20.0
+
+#: What every client does to find an error's code (see the schema header).
+CODE = re.compile(r"unitsync\.[a-z-]+: ")
+
+
+def code_of(description: str) -> str | None:
+    found = CODE.search(description)
+    return found.group(0)[:-2] if found else None
+
+
+async def run_client(args: list[str]) -> dict:
+    """Run a client process; its one line of JSON on stdout, parsed."""
+    with trio.fail_after(PROCESS_WAIT):
+        done = await trio.run_process(args, capture_stdout=True, capture_stderr=True, check=False)
+    stderr = done.stderr.decode(errors="replace")
+    assert done.returncode == 0, f"{args[0]} exited {done.returncode}:\n{stderr}"
+    lines = done.stdout.decode().splitlines()
+    assert len(lines) == 1, f"expected one JSON line, got {done.stdout!r}\nstderr:\n{stderr}"
+    return json.loads(lines[0])
+
+
+async def check_server_side(server: LocalCoordinator) -> None:
+    """What both scenarios leave in the coordinator, seen in-process."""
+    with trio.fail_after(WAIT):
+        git = await server.unit("git").info()
+        claude = await server.unit("claude").info()
+        names = [info.name for info in await server.list()]
+    assert git.status is Status.COMPLETED
+    assert claude.ready
+    assert claude.status is Status.PENDING  # became ready; nobody started it
+    assert [(d.depends_on, d.required, d.current) for d in claude.dependencies] == [
+        ("git", Status.COMPLETED, Status.COMPLETED)
+    ]
+    assert names == ["claude", "git"]  # the refused calls registered nothing
+
+
+# --- Interop 1: plain pycapnp ---------------------------------------------------------------
+
+
+async def test_plain_pycapnp_client(server: LocalCoordinator, sock_dir: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        with trio.fail_after(WAIT):
+            path = await nursery.start(serve, server, sock_dir / "s.sock")
+        seen = await run_client(
+            [sys.executable, str(INTEROP / "plain_client.py"), str(SCHEMA), str(path)]
+        )
+        await check_server_side(server)
+        nursery.cancel_scope.cancel()
+
+    assert seen["version"]
+    assert code_of(seen["start_not_ready"]) == "unitsync.not-ready"
+    assert "unitsync.not-ready: unit 'claude' is not ready" in seen["start_not_ready"]
+    assert seen["ready_before"] is False
+    assert seen["ready"] is True
+    assert seen["status"] == "pending"
+    assert seen["dependencies"] == [
+        {"dependsOn": "git", "required": "completed", "current": "completed", "satisfied": True}
+    ]
+    assert code_of(seen["cycle"]) == "unitsync.cycle"
+    assert "git -> claude -> git" in seen["cycle"]
+    assert code_of(seen["invalid_name"]) == "unitsync.invalid-name"
+    assert code_of(seen["not_found"]) == "unitsync.not-found"
+    assert "'ghost'" in seen["not_found"]
+    # each description carries the machine-readable data line after the message
+    for key in ("start_not_ready", "cycle", "invalid_name", "not_found"):
+        data = seen[key].split("\nunitsync-data: ", 1)[1].splitlines()[0]
+        assert json.loads(data)["type"]
+    assert json.loads(seen["cycle"].split("\nunitsync-data: ", 1)[1].splitlines()[0]) == {
+        "type": "CycleError",
+        "args": [["git", "claude", "git"]],
+    }
+
+
+# --- Interop 2: C++ -------------------------------------------------------------------------
+
+
+def _missing_cxx_tools() -> list[str]:
+    missing = [tool for tool in ("g++", "capnp", "pkg-config") if shutil.which(tool) is None]
+    if "pkg-config" not in missing:
+        found = subprocess.run(["pkg-config", "--exists", "capnp-rpc"], check=False)
+        if found.returncode != 0:
+            missing.append("pkg-config capnp-rpc (libcapnp-dev)")
+    if "capnp" not in missing and not Path("/usr/include/capnp/stream.capnp").is_file():
+        # capnp finds /capnp/stream.capnp under its default import paths
+        if not Path("/usr/local/include/capnp/stream.capnp").is_file():
+            missing.append("capnp/stream.capnp (libcapnp-dev)")
+    return missing
+
+
+@pytest.fixture(scope="session")
+def cxx_client(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The C++ client, built once per session from a copy of the schema. Skips (loudly) only
+    when the toolchain is missing; a build failure fails the test."""
+    missing = _missing_cxx_tools()
+    if missing:
+        pytest.skip(
+            "INTEROP 2 (C++ client) NOT RUN: missing " + ", ".join(missing)
+            + " — install with `apt-get install g++ capnproto libcapnp-dev pkg-config`"
+        )
+    build = tmp_path_factory.mktemp("cxx-client")
+    shutil.copy(SCHEMA, build / "unitsync.capnp")
+    shutil.copy(INTEROP / "client.c++", build / "client.c++")
+    flags = subprocess.run(
+        ["pkg-config", "--cflags", "--libs", "capnp-rpc"],
+        check=True, capture_output=True, text=True,
+    ).stdout.split()
+    for command in (
+        ["capnp", "compile", "-I/usr/include", "-oc++", "unitsync.capnp"],
+        ["g++", "-std=c++17", "-o", "client", "client.c++", "unitsync.capnp.c++", *flags],
+    ):
+        done = subprocess.run(command, cwd=build, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout}{done.stderr}"
+    return build / "client"
+
+
+async def test_cxx_client(cxx_client: Path, server: LocalCoordinator, sock_dir: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        with trio.fail_after(WAIT):
+            path = await nursery.start(serve, server, sock_dir / "s.sock")
+        seen = await run_client([str(cxx_client), f"unix:{path}"])
+        await check_server_side(server)
+        nursery.cancel_scope.cancel()
+
+    assert seen["version"]
+    # ready() was sent, pipelined, before this info(); git was not registered yet
+    assert seen["before"]["ready"] is False
+    assert seen["before"]["dependencies"] == [
+        {"dependsOn": "git", "required": "completed", "current": "notRegistered", "satisfied": False}
+    ]
+    assert seen["ready"] == {
+        "name": "claude",
+        "status": "pending",
+        "ready": True,
+        "dependencies": [
+            {"dependsOn": "git", "required": "completed", "current": "completed", "satisfied": True}
+        ],
+    }
+    assert code_of(seen["cycle"]) == "unitsync.cycle"
+    assert "unitsync.cycle: dependency cycle refused: git -> claude -> git\n" in seen["cycle"]
+    assert seen["cycleType"] == "failed"
