@@ -94,7 +94,11 @@ async def run_kj_thread(
 
     async def run_thread() -> None:
         try:
-            await trio.to_thread.run_sync(thread_body, abandon_on_cancel=False)
+            # a limiter of its own: a KJ thread lives as long as its connection or server, and
+            # must not hold one of Trio's shared thread tokens (40 by default) all that time
+            await trio.to_thread.run_sync(
+                thread_body, abandon_on_cancel=False, limiter=trio.CapacityLimiter(1)
+            )
         finally:
             ready.set()
 

@@ -99,7 +99,8 @@ class RemoteCoordinator:
                         self._portal.call_soon(functools.partial(self._core.unwatch, watch_id))
                 else:  # the server ended the stream; its reason says why
                     error = error_from_wire(item)
-                    subscription.end(Lagged if isinstance(error, Lagged) else CoordinatorClosed)
+                    lagged = error is not None and error.code == Lagged.code
+                    subscription.end(Lagged if lagged else CoordinatorClosed)
 
             try:
                 token.run_sync_soon(in_trio)

@@ -192,6 +192,7 @@ class _RemoteWatch:
         self._portal = portal
         self._watcher = watcher
         self._queue: asyncio.Queue[Any] = asyncio.Queue()  # bounded by _deliver
+        self._last_queued = 0
         self._scope: trio.CancelScope | None = None
         self._sender: asyncio.Task[None] | None = None
         self._closed = False
@@ -226,22 +227,21 @@ class _RemoteWatch:
         if self._closed:
             return
         if self._queue.qsize() >= REMOTE_WATCH_BUFFER:
-            self._cut_off(event.seq)
+            self._cut_off()
             return
         self._queue.put_nowait(event)
+        self._last_queued = event.seq
 
-    def _cut_off(self, seq: int) -> None:
-        self._end(Lagged(seq - 1, REMOTE_WATCH_BUFFER))
+    def _cut_off(self) -> None:
+        self._end(Lagged(self._last_queued, REMOTE_WATCH_BUFFER))
 
     def _end(self, error: UnitsyncError) -> None:  # KJ thread
-        """Replace what is queued by one last event (seq 0) whose reason is the error's wire
-        text, and stop reading."""
+        """After what is queued, one last event (seq 0) whose reason is the error's wire text
+        (code, message and data line); stop reading."""
         if self._closed:
             return
         self._closed = True
-        while not self._queue.empty():
-            self._queue.get_nowait()
-        self._queue.put_nowait(("end", error_to_wire(error).split("\n")[0]))
+        self._queue.put_nowait(("end", error_to_wire(error)))
         self._stop_reader()
 
     async def _send_events(self) -> None:
