@@ -179,13 +179,6 @@ async def _started_then(fn: Callable[[], Awaitable[None]], *, task_status: Any) 
     await fn()  # no checkpoint in between: see park()
 
 
-def more_threads(tokens: int = 1000) -> None:
-    """Every ``connect()`` and ``serve()`` keeps one of Trio's default worker-thread tokens for
-    as long as it runs (its KJ thread; see test_many_connections_do_not_exhaust_trio_threads).
-    Tests with hundreds of connections in this process raise the (per-run) limit."""
-    trio.to_thread.current_default_thread_limiter().total_tokens = tokens
-
-
 # --- 1. promise pipelining ------------------------------------------------------------------
 
 
@@ -403,7 +396,6 @@ async def test_200_clients_parked_on_one_dependency_all_resolve(
     server: LocalCoordinator, sock_dir: Path
 ) -> None:
     n = 200
-    more_threads()
     results: dict[int, list[object]] = {i: [] for i in range(n)}
     all_parked, all_resolved = trio.Event(), trio.Event()
     parked = resolved = 0
@@ -451,9 +443,9 @@ async def test_many_connections_do_not_exhaust_trio_threads(
 ) -> None:
     """As many ``connect()`` as Trio lends worker threads by default (40), in one program that
     also serves: they connect, and the program can still run a thread (``trio.open_file``,
-    ``getaddrinfo`` and ``to_thread`` users need one). Without the raised limit of
-    :func:`more_threads`, run_kj_thread's ``to_thread.run_sync`` waits for a token forever —
-    ``connect(timeout=)`` does not bound it."""
+    ``getaddrinfo`` and ``to_thread`` users need one). Each KJ thread has a limiter of its own;
+    were it to take a token of Trio's default limiter for its lifetime, the 40th would wait
+    forever — ``connect(timeout=)`` does not bound that."""
     tokens = trio.to_thread.current_default_thread_limiter().total_tokens
     connected = 0
 
@@ -478,7 +470,6 @@ async def test_many_connections_do_not_exhaust_trio_threads(
 
 async def test_shutdown_with_200_parked_waiters_is_prompt(sock_dir: Path) -> None:
     n = 200
-    more_threads()
     path = sock_dir / "unitsync.sock"
     server_scope = trio.CancelScope()
     server_done = trio.Event()
