@@ -13,7 +13,6 @@ Only plain Python values cross: results are converted on the KJ thread before th
 from __future__ import annotations
 
 import asyncio
-import functools
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -165,7 +164,7 @@ class TrioPortal:
         try:
             result = await future
         except asyncio.CancelledError:
-            self._call_soon(lambda: handle and handle[0].abandon())
+            self.call_soon(lambda: handle and handle[0].abandon())
             raise
         return result.unwrap()
 
@@ -181,17 +180,13 @@ class TrioPortal:
                 result = await outcome.acapture(fn, *args)
                 _settle_soon(loop, future, result)
 
-        self._call_soon(lambda: self._nursery.start_soon(task))
+        self.call_soon(lambda: self._nursery.start_soon(task))
         try:
             result = await future
         except asyncio.CancelledError:
-            self._call_soon(scope.cancel)
+            self.call_soon(scope.cancel)
             raise
         return result.unwrap()
-
-    def call_soon(self, fn: Callable[[], object]) -> None:
-        """Run ``fn()`` in the Trio thread, fire and forget (ignored once Trio has finished)."""
-        self._call_soon(fn)
 
     def spawn(self, fn: Callable[[], Awaitable[object]]) -> None:
         """In the Trio thread: start ``fn()`` as a task of the server's nursery."""
@@ -206,7 +201,8 @@ class TrioPortal:
         except RuntimeError:
             pass
 
-    def _call_soon(self, fn: Callable[[], object]) -> None:
+    def call_soon(self, fn: Callable[[], object]) -> None:
+        """Run ``fn()`` in the Trio thread, fire and forget (ignored once Trio has finished)."""
         try:
             self._token.run_sync_soon(fn)
         except trio.RunFinishedError:
