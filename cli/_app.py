@@ -1,7 +1,8 @@
 """The ``unitsync`` cyclopts application.
 
-Commands are registered lazily (``"cli._serve:serve"``) so ``unitsync --help`` imports neither
-Trio nor capnp; each command module imports what it needs when it runs.
+Commands are registered lazily (``"cli._sync:start"``) so ``unitsync --help`` imports neither
+Trio nor capnp; each command module imports what it needs when it runs. ``main`` is the one
+place where errors become a diagnostic line and an exit code.
 """
 
 from __future__ import annotations
@@ -10,13 +11,12 @@ import sys
 
 from cyclopts import App
 
+from coordinator._errors import UnitsyncError
 from coordinator._version import __version__
 
-__all__ = ["app", "main"]
+from ._connect import EXIT_CODES, CommandError, report
 
-EXIT_CODES = """\
-Exit codes: 0 ok, 1 error, 2 usage, 3 timeout, 4 dependency failed, 5 cycle refused,
-69 coordinator unreachable."""
+__all__ = ["app", "main"]
 
 app = App(
     name="unitsync",
@@ -28,14 +28,32 @@ app = App(
     version=__version__,
 )
 
-app.command(
-    "cli._serve:serve",
-    name="serve",
-    help="Run the coordinator in the foreground, serving on the socket until SIGINT/SIGTERM.",
-)
+_COMMANDS = {
+    "serve": ("cli._serve:serve",
+              "Run the coordinator in the foreground, serving on the socket until SIGINT/SIGTERM."),
+    "ping": ("cli._sync:ping", "Check that the coordinator answers."),
+    "want": ("cli._sync:want", "Declare that UNIT depends on each DEP (atomically)."),
+    "start": ("cli._sync:start", "Wait until UNIT is ready, then mark it started."),
+    "complete": ("cli._sync:complete", "Mark UNIT completed."),
+    "fail": ("cli._sync:fail", "Mark UNIT failed; units waiting on it are answered at once."),
+    "status": ("cli._show:status", "Show one unit and its dependencies."),
+    "list": ("cli._show:list_", "List the registered units."),
+    "graph": ("cli._show:graph", "Print the dependency graph (Graphviz DOT or JSON)."),
+    "wait": ("cli._sync:wait", "Wait until UNIT has reached a status, without being a unit."),
+    "watch": ("cli._show:watch", "Print status changes as they happen, until interrupted."),
+    "run": ("cli._run:run",
+            "Run a command as UNIT: wait for its dependencies, complete or fail it on exit."),
+}
+for _name, (_target, _help) in _COMMANDS.items():
+    app.command(_target, name=_name, help=_help)
 
 
 def main() -> None:
-    """Console-script entry point."""
-    result = app()
+    """Console-script entry point: run the command, exit with its code."""
+    try:
+        result = app(result_action="return_value")
+    except (UnitsyncError, CommandError) as error:
+        result = report(error)
+    except KeyboardInterrupt:
+        result = 130
     sys.exit(result if isinstance(result, int) else 0)

@@ -9,6 +9,8 @@ coordinator behind it (the same object for ``local``), for its ``statistics()``.
 from __future__ import annotations
 
 import shutil
+import signal
+import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -18,6 +20,8 @@ import trio
 import trio.testing
 
 from coordinator import Coordinator, LocalCoordinator, connect, open_coordinator, serve
+
+from .cli_support import UNITSYNC, Served, env_for, read_line
 
 #: Upper bound for any single wait in a test (they all finish in milliseconds when correct).
 WAIT = 5.0
@@ -57,3 +61,26 @@ async def settle(coord: Coordinator, unit: str = "~settle") -> None:
     with trio.fail_after(WAIT):
         await coord.unit(unit).info()
         await trio.testing.wait_all_tasks_blocked()
+
+
+@pytest.fixture
+async def served(sock_dir: Path) -> AsyncIterator[Served]:
+    """A real ``unitsync serve`` process on a fresh socket; stopped with SIGTERM afterwards
+    (and required to exit 0)."""
+    path = sock_dir / "unitsync.sock"
+    env = env_for(path)
+    with trio.fail_after(WAIT * 2):
+        process = await trio.lowlevel.open_process(
+            UNITSYNC + ["serve"], env=env, stderr=subprocess.PIPE
+        )
+    try:
+        assert process.stderr is not None
+        with trio.fail_after(WAIT * 2):
+            line = await read_line(process.stderr)
+        assert line == f"unitsync: serving on {path}\n", line
+        yield Served(path, env)
+        process.send_signal(signal.SIGTERM)
+        with trio.fail_after(WAIT):
+            assert await process.wait() == 0
+    finally:
+        process.kill()

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import capnp
 
@@ -23,9 +23,10 @@ from ._convert import error_from_capnp, read_event, read_info, status_to_wire
 from ._schema import schema
 from ._socket import connect_socket
 
-__all__ = ["ClientCore"]
+__all__ = ["ClientCore", "run_client"]
 
 S = schema()
+T = TypeVar("T")
 
 
 class _Watcher(S.Watcher.Server):  # type: ignore[name-defined,misc]
@@ -65,6 +66,10 @@ class ClientCore:
             raise CoordinatorUnreachable(str(path), exc.strerror or str(exc)) from None
         stream = await capnp.AsyncIoStream.create_unix_connection(sock=sock)
         return cls(path, stream, capnp.TwoPartyClient(stream))
+
+    async def disconnected(self) -> None:
+        """Returns when the connection to the coordinator is lost (never if it is closed here)."""
+        await self._client.on_disconnect()
 
     def close(self) -> None:
         self._units.clear()
@@ -158,6 +163,24 @@ class ClientCore:
     def lease_drop(self, lease_id: int) -> None:
         """Release the lease capability: the server fails the unit if it is still started."""
         self._held.pop(lease_id, None)
+
+
+def run_client(
+    path: Path, body: Callable[[ClientCore], Awaitable[T]], *, connect_timeout: float = 5.0
+) -> T:
+    """Run ``body(core)`` on a fresh asyncio + KJ event loop (``capnp.run``) with a connection to ``path``,
+    close the connection and return what ``body`` returned. Errors propagate as the library's
+    exceptions (:class:`CoordinatorUnreachable` if nothing answers). For short-lived programs
+    such as the CLI: no Trio, no thread."""
+
+    async def main() -> T:
+        core = await ClientCore.connect(path, timeout=connect_timeout)
+        try:
+            return await body(core)
+        finally:
+            core.close()
+
+    return asyncio.run(capnp.run(main()))  # type: ignore[no-any-return]
 
 
 async def wait_forever() -> None:

@@ -1,0 +1,92 @@
+"""Running a client command: connect, call, map the outcome to an exit code.
+
+Client commands run on pycapnp's own asyncio event loop (``run_client``), so a command imports
+capnp and asyncio but never Trio: ``unitsync complete x`` stays a short process. Errors are
+printed as one line, ``unitsync: <message>``, and become the documented exit codes.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from coordinator._errors import (
+    CoordinatorClosed,
+    CoordinatorUnreachable,
+    CycleError,
+    DependencyFailed,
+    InvalidArgument,
+    InvalidName,
+)
+from coordinator._paths import socket_path
+
+from ._options import Common
+
+if TYPE_CHECKING:
+    from coordinator.rpc._client import ClientCore
+
+__all__ = [
+    "EXIT_CODES",
+    "CommandError",
+    "call",
+    "exit_code",
+    "report",
+    "say",
+]
+
+OK, ERROR, USAGE, TIMEOUT, DEPENDENCY_FAILED, CYCLE, UNREACHABLE = 0, 1, 2, 3, 4, 5, 69
+
+#: The exit codes, as ``--help`` and the README give them.
+EXIT_CODES = """\
+Exit codes: 0 ok; 1 error (request refused); 2 usage (bad arguments, duration or unit name);
+3 timeout; 4 dependency failed; 5 cycle refused; 69 coordinator unreachable.
+`run` exits with its command's code once the command has run (128+N if killed by signal N)."""
+
+
+class CommandError(Exception):
+    """A failure the command itself detects (a timeout, a bad argument), with its exit code."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def exit_code(error: BaseException) -> int:
+    """The documented exit code for ``error``."""
+    match error:
+        case CommandError():
+            return error.code
+        case CoordinatorUnreachable() | CoordinatorClosed():
+            return UNREACHABLE
+        case CycleError():
+            return CYCLE
+        case DependencyFailed():
+            return DEPENDENCY_FAILED
+        case InvalidName() | InvalidArgument():
+            return USAGE
+        case TimeoutError():
+            return TIMEOUT
+        case _:
+            return ERROR
+
+
+def say(message: str) -> None:
+    """A diagnostic on stderr: ``unitsync: <message>``."""
+    print(f"unitsync: {message}", file=sys.stderr, flush=True)
+
+
+def report(error: BaseException) -> int:
+    """Print ``error`` as one diagnostic line and return its exit code. (An unreachable
+    coordinator's message names the socket tried and asks whether `unitsync serve` runs.)"""
+    say(str(error))
+    return exit_code(error)
+
+
+def call(common: Common, body: Callable[[ClientCore], Awaitable[int | None]]) -> int:
+    """Connect to the coordinator named by ``common``, run ``body`` and return its exit code
+    (``None`` means 0). Library errors and :class:`CommandError` propagate: ``main`` reports
+    them (:func:`report`), wherever in a command they were raised."""
+    from coordinator.rpc._client import run_client
+
+    return run_client(socket_path(common.socket), body) or OK

@@ -1,0 +1,146 @@
+"""``unitsync run UNIT [--after DEP]... -- CMD ARGS...``: a command as a unit.
+
+want + start + complete/fail in one process, with the unit bound to this process by a lease:
+if ``run`` dies (even by SIGKILL) before CMD's outcome is recorded, the coordinator fails the
+unit with ``holder disconnected`` and its dependents are told at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import TYPE_CHECKING, Annotated
+
+from cyclopts import Parameter
+
+from coordinator._errors import CoordinatorClosed
+from coordinator._names import validate_name
+from coordinator._status import Status
+
+from ._connect import USAGE, CommandError, call, say
+from ._format import names
+from ._options import Common, Duration, Requirement
+from ._sync import start_when_ready
+
+if TYPE_CHECKING:
+    from coordinator.rpc._client import ClientCore
+
+__all__ = ["run"]
+
+#: Signals passed on to CMD while it runs (SIGINT from a terminal reaches CMD directly too: it
+#: is in our process group, so an interactive CMD keeps its terminal).
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def outcome(returncode: int) -> tuple[int, str]:
+    """``run``'s exit code and the failure reason ("" for success) for CMD's return code
+    (negative: killed by that signal, as asyncio reports it)."""
+    if returncode == 0:
+        return 0, ""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = str(-returncode)
+        return 128 - returncode, f"killed by signal {name}"
+    return returncode, f"exit code {returncode}"
+
+
+def run(
+    unit: str,
+    /,
+    *command: str,
+    after: Annotated[tuple[str, ...], Parameter(name="--after", negative=())] = (),
+    requires: Requirement = "completed",
+    timeout: Duration = 300.0,
+    common: Common = Common(),
+) -> int:
+    """Run CMD as UNIT: declare the --after dependencies (atomically), wait until UNIT is
+    ready, start it bound to this process, run CMD with this terminal's stdin/stdout/stderr,
+    then complete UNIT if CMD exits 0 and fail it otherwise (reason `exit code N` or
+    `killed by signal S`). SIGINT, SIGTERM and SIGHUP are forwarded to CMD.
+
+    Exits with CMD's code (128+N if killed by signal N); 4 without running CMD if a dependency
+    failed; 3 on timeout; 127 (126) if CMD cannot be found (executed). If the coordinator goes
+    away while CMD runs, CMD keeps running and its exit code is still returned.
+
+    Parameters
+    ----------
+    unit
+        The unit CMD is.
+    command
+        The command and its arguments, after `--`.
+    after
+        A dependency of UNIT (repeatable).
+    requires
+        What each --after dependency must have reached.
+    timeout
+        How long to wait for the dependencies (not CMD): 30s, 5m ...; 0 waits forever.
+        Default 5m.
+    """
+    validate_name(unit)
+    for dependency in after:
+        validate_name(dependency)
+    if not command:
+        raise CommandError("run needs a command: unitsync run UNIT [--after DEP]... -- CMD ARGS",
+                           USAGE)
+
+    def waiting(unmet: object) -> None:
+        say(f'Unit "{unit}" is waiting for dependencies to be satisfied: {names(unmet)}')  # type: ignore[arg-type]
+
+    async def body(core: ClientCore) -> int:
+        if after:
+            await core.want(unit, list(after), Status(requires))
+        lease, _, _ = await start_when_ready(
+            core, unit, lambda: core.hold(unit), timeout, waiting=waiting
+        )
+        try:
+            child = await asyncio.create_subprocess_exec(*command)
+        except OSError as exc:
+            reason = f"cannot run {command[0]!r}: {exc.strerror or exc}"
+            say(reason)
+            await core.lease_fail(lease, reason)
+            return 126 if isinstance(exc, PermissionError) else 127
+        return await _supervise(core, lease, child)
+
+    return call(common, body)
+
+
+async def _supervise(core: ClientCore, lease: int, child: asyncio.subprocess.Process) -> int:
+    """Wait for CMD, forwarding signals; record its outcome on the lease if the coordinator is
+    still there."""
+    loop = asyncio.get_running_loop()
+    for signum in FORWARDED:
+        loop.add_signal_handler(signum, _forward, child, signum)
+    lost = asyncio.ensure_future(core.disconnected())
+
+    def went_away(_: object) -> None:
+        if not lost.cancelled():
+            say(f"lost the coordinator at {core.path}; the command keeps running, "
+                "its outcome will not be recorded")
+
+    lost.add_done_callback(went_away)
+    try:
+        code, reason = outcome(await child.wait())
+    finally:
+        for signum in FORWARDED:
+            loop.remove_signal_handler(signum)
+    if lost.done():
+        return code
+    lost.cancel()
+    try:
+        if reason:
+            await core.lease_fail(lease, reason)
+        else:
+            await core.lease_complete(lease)
+    except CoordinatorClosed:
+        say(f"lost the coordinator at {core.path}; the outcome ({reason or 'exit code 0'}) "
+            "was not recorded")
+    return code
+
+
+def _forward(child: asyncio.subprocess.Process, signum: int) -> None:
+    try:
+        child.send_signal(signum)
+    except ProcessLookupError:  # already gone; its exit status is on its way
+        pass

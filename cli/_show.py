@@ -1,0 +1,166 @@
+"""The read-only commands: ``status``, ``list``, ``graph``, ``watch``."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from cyclopts import Parameter
+
+from coordinator._errors import CoordinatorClosed, error_from_wire
+from coordinator._names import validate_name
+
+from ._connect import ERROR, OK, UNREACHABLE, say
+from ._connect import call
+from ._format import event_json, event_text, graph_json, list_json, list_table, status_json
+from ._format import status_table
+from ._options import Common
+
+if TYPE_CHECKING:
+    from coordinator._api import Event
+    from coordinator.rpc._client import ClientCore
+
+__all__ = ["graph", "list_", "status", "watch"]
+
+
+def status(
+    unit: str,
+    /,
+    *,
+    output: Annotated[Literal["table", "json"], Parameter(name=["--output", "-o"])] = "table",
+    common: Common = Common(),
+) -> int:
+    """Show UNIT: its status, whether it is ready, and each dependency with its required and
+    current status. An unregistered unit shows `not registered` (`""` in JSON).
+
+    Parameters
+    ----------
+    unit
+        Any unit name.
+    output
+        table (coder's layout) or json (coder's keys plus reason and blocked_by).
+    """
+    validate_name(unit)
+
+    async def body(core: ClientCore) -> None:
+        info = await core.info(unit)
+        print(status_json(info) if output == "json" else status_table(info))
+
+    return call(common, body)
+
+
+def list_(
+    *,
+    output: Annotated[Literal["table", "json"], Parameter(name=["--output", "-o"])] = "table",
+    common: Common = Common(),
+) -> int:
+    """List the registered units, sorted by name, with their status and readiness.
+
+    Parameters
+    ----------
+    output
+        table (`UNIT STATUS READY`) or json (`[{"unit_name", "status", "is_ready"}]`).
+    """
+
+    async def body(core: ClientCore) -> None:
+        units = await core.list()
+        print(list_json(units) if output == "json" else list_table(units))
+
+    return call(common, body)
+
+
+def graph(
+    *,
+    output: Annotated[Literal["dot", "json"], Parameter(name=["--output", "-o"])] = "dot",
+    common: Common = Common(),
+) -> int:
+    """Print the dependency graph: Graphviz DOT (`unitsync graph | dot -Tsvg > g.svg`) with
+    units labelled by status and edges by requirement, or JSON units and edges.
+
+    Parameters
+    ----------
+    output
+        dot or json (`{"units": [...], "edges": [...]}`).
+    """
+
+    async def body(core: ClientCore) -> None:
+        if output == "json":
+            print(graph_json(await core.list()))
+        else:
+            print((await core.graph()).rstrip("\n"))
+
+    return call(common, body)
+
+
+def watch(
+    *,
+    output: Annotated[Literal["text", "json"], Parameter(name=["--output", "-o"])] = "text",
+    common: Common = Common(),
+) -> int:
+    """Print every status change as it happens, until SIGINT/SIGTERM (exit 0).
+
+    Prints `unitsync: watching PATH` on stderr once subscribed. Exits 1 if this watcher falls
+    too far behind and the coordinator cuts it off, 69 if the coordinator goes away.
+
+    Parameters
+    ----------
+    output
+        text (`TIME UNIT: OLD -> NEW (reason)`) or json (one object per line: seq, time,
+        unit_name, old_status, new_status, reason).
+    """
+    render = event_json if output == "json" else event_text
+
+    async def body(core: ClientCore) -> int:
+        loop = asyncio.get_running_loop()
+        ended: asyncio.Future[int] = loop.create_future()
+
+        def end(code: int) -> None:
+            if not ended.done():
+                ended.set_result(code)
+
+        def deliver(item: Event | str) -> None:
+            if ended.done():
+                return
+            if isinstance(item, str):  # the server's last word: lagged or closed
+                error = error_from_wire(item)
+                say(str(error) if error is not None else item)
+                end(UNREACHABLE if isinstance(error, CoordinatorClosed) else ERROR)
+                return
+            try:
+                print(render(item), flush=True)
+            except BrokenPipeError:  # `unitsync watch | head`: the reader is done
+                end(OK)
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, end, OK)
+        await core.watch(deliver)
+        say(f"watching {core.path}")
+        lost = asyncio.ensure_future(core.disconnected())
+
+        def went_away(_: object) -> None:
+            if not lost.cancelled() and not ended.done():
+                say("the coordinator went away")
+                end(UNREACHABLE)
+
+        lost.add_done_callback(went_away)
+        try:
+            return await ended
+        finally:
+            lost.cancel()
+
+    code = call(common, body)
+    if code == OK:
+        _quiet_stdout()
+    return code
+
+
+def _quiet_stdout() -> None:
+    """Flush stdout now, and if the reader has gone, keep Python's exit flush from complaining."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -1,0 +1,233 @@
+"""The sync commands: ``ping``, ``want``, ``start``, ``complete``, ``fail``, ``wait``.
+
+Wording follows coder's ``coder exp sync`` (``Unit "X" started with no dependencies`` ...) so
+a script moving over reads the same lines; waiting is the coordinator's ``ready`` promise, pushed
+the moment the last requirement is met — never a poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Annotated, TypeVar
+
+from cyclopts import Parameter
+
+from coordinator._errors import NotReady
+from coordinator._names import validate_name
+from coordinator._status import Status
+
+from ._connect import TIMEOUT, USAGE, CommandError, call
+from ._format import names
+from ._options import Common, Duration, Requirement, format_duration
+
+if TYPE_CHECKING:
+    from coordinator._api import UnitInfo
+    from coordinator.rpc._client import ClientCore
+
+__all__ = ["complete", "fail", "ping", "start", "start_when_ready", "wait", "want"]
+
+T = TypeVar("T")
+
+
+def ping(*, common: Common = Common()) -> int:
+    """Check that the coordinator answers. Prints `Success`."""
+
+    async def body(core: ClientCore) -> None:
+        await core.ping()
+        print("Success")
+
+    return call(common, body)
+
+
+def want(
+    unit: str,
+    /,
+    *dependencies: str,
+    requires: Requirement = "completed",
+    common: Common = Common(),
+) -> int:
+    """Declare that UNIT depends on each DEPENDENCY; registers UNIT.
+
+    All dependencies are added in one atomic step: if one of them would close a cycle, nothing
+    changes and the whole cycle is printed (exit 5). Declaring an edge again replaces its
+    requirement.
+
+    Parameters
+    ----------
+    unit
+        The dependent unit.
+    dependencies
+        Units UNIT waits for (need not be registered yet).
+    requires
+        What each dependency must have reached for UNIT to be ready.
+    """
+    validate_name(unit)
+    for dependency in dependencies:
+        validate_name(dependency)
+    if not dependencies:
+        raise CommandError("want needs at least one dependency: unitsync want UNIT DEP...", USAGE)
+
+    async def body(core: ClientCore) -> None:
+        await core.want(unit, list(dependencies), Status(requires))
+        print(f'Unit "{unit}" declared dependencies: {names(dependencies)}')
+
+    return call(common, body)
+
+
+async def start_when_ready(
+    core: ClientCore,
+    unit: str,
+    begin: Callable[[], Awaitable[T]],
+    timeout: float,
+    *,
+    waiting: Callable[[Sequence[str]], object],
+) -> tuple[T, UnitInfo, bool]:
+    """Run ``begin`` (start or hold ``unit``) as soon as ``unit`` is ready.
+
+    The first attempt is pipelined behind an ``info`` call (one round trip). If it is refused
+    with NotReady, ``waiting(unmet)`` is told, and each time the ``ready`` promise resolves
+    ``begin`` is tried again (a dependency may go back in between). Returns ``begin``'s result,
+    the unit's info from before the first attempt, and whether it had to wait. A timeout
+    (0 = none) raises :class:`CommandError` with exit code 3; a failed dependency raises
+    DependencyFailed.
+    """
+    info, first = await asyncio.gather(core.info(unit), begin(), return_exceptions=True)
+    if isinstance(info, BaseException):
+        raise info
+    if not isinstance(first, BaseException):
+        return first, info, False
+    if not isinstance(first, NotReady):
+        raise first
+    unmet = first.unmet
+    waiting(unmet)
+    try:
+        async with asyncio.timeout(timeout or None):
+            while True:
+                await core.ready(unit)
+                try:
+                    return await begin(), info, True
+                except NotReady:
+                    continue
+    except TimeoutError:
+        raise CommandError(
+            f'timed out after {format_duration(timeout)} waiting for the dependencies of unit '
+            f'"{unit}": {names(unmet)}',
+            TIMEOUT,
+        ) from None
+
+
+def start(unit: str, /, *, timeout: Duration = 300.0, common: Common = Common()) -> int:
+    """Wait until UNIT is ready, then mark it started (registers UNIT if needed).
+
+    Blocks on the coordinator's `ready` promise: woken the moment the last dependency is
+    satisfied, or answered at once (exit 4) when a dependency fails.
+
+    Parameters
+    ----------
+    unit
+        The unit to start.
+    timeout
+        How long to wait for the dependencies: 30s, 5m, 1h30m ...; 0 waits forever. Default 5m.
+    """
+    validate_name(unit)
+
+    def waiting(unmet: Sequence[str]) -> None:
+        say_plain(f'Unit "{unit}" is waiting for dependencies to be satisfied: {names(unmet)}')
+
+    async def body(core: ClientCore) -> None:
+        _, info, waited = await start_when_ready(
+            core, unit, lambda: core.start(unit), timeout, waiting=waiting
+        )
+        dependencies = names(d.depends_on for d in info.dependencies)
+        if waited:
+            print(f'Unit "{unit}" finished waiting for dependencies: {dependencies}')
+        elif info.dependencies:
+            print(f'Unit "{unit}" started immediately, dependencies already satisfied: '
+                  f"{dependencies}")
+        else:
+            print(f'Unit "{unit}" started with no dependencies')
+
+    return call(common, body)
+
+
+def say_plain(message: str) -> None:
+    """A coder-worded progress line on stderr (no ``unitsync:`` prefix)."""
+    import sys
+
+    print(message, file=sys.stderr, flush=True)
+
+
+def complete(unit: str, /, *, common: Common = Common()) -> int:
+    """Mark UNIT completed. Prints `Success`.
+
+    Parameters
+    ----------
+    unit
+        A registered unit.
+    """
+    validate_name(unit)
+
+    async def body(core: ClientCore) -> None:
+        await core.complete(unit)
+        print("Success")
+
+    return call(common, body)
+
+
+def fail(unit: str, /, *, reason: str = "", common: Common = Common()) -> int:
+    """Mark UNIT failed. Every unit waiting on it (transitively) is answered at once: their
+    `start`/`run` exit 4. A later `start` of UNIT is a re-run and unblocks them. Prints `Success`.
+
+    Parameters
+    ----------
+    unit
+        A registered unit.
+    reason
+        Why it failed; shown to the units that depended on it.
+    """
+    validate_name(unit)
+
+    async def body(core: ClientCore) -> None:
+        await core.fail(unit, reason)
+        print("Success")
+
+    return call(common, body)
+
+
+def wait(
+    unit: str,
+    /,
+    *,
+    for_: Annotated[Requirement, Parameter(name="--for")] = "completed",
+    timeout: Duration = 300.0,
+    common: Common = Common(),
+) -> int:
+    """Wait until UNIT has reached a status, without being a unit yourself.
+
+    Exits 4 if UNIT fails (or a dependency's failure blocks it) first, 3 on timeout.
+
+    Parameters
+    ----------
+    unit
+        The unit to watch for (need not be registered yet).
+    for_
+        The status to wait for: started (started or completed) or completed.
+    timeout
+        How long to wait: 30s, 5m, 1h30m ...; 0 waits forever. Default 5m.
+    """
+    validate_name(unit)
+
+    async def body(core: ClientCore) -> None:
+        try:
+            async with asyncio.timeout(timeout or None):
+                await core.reached(unit, Status(for_))
+        except TimeoutError:
+            raise CommandError(
+                f'timed out after {format_duration(timeout)} waiting for unit "{unit}" to '
+                f"reach {for_}",
+                TIMEOUT,
+            ) from None
+        print(f'Unit "{unit}" reached {for_}')
+
+    return call(common, body)

@@ -1,0 +1,91 @@
+"""Running the real ``unitsync`` console script in subprocesses, against a real ``unitsync serve``.
+
+``served`` (a fixture in conftest) starts ``unitsync serve`` on a fresh socket and yields a
+:class:`Served`; ``await served.run("start", "claude")`` runs one command with that socket in its
+environment and returns the finished process (stdout/stderr as ``str``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+
+#: The installed console script, next to this interpreter (``pip install -e .`` puts it there).
+_SCRIPT = Path(sys.executable).with_name("unitsync")
+UNITSYNC: list[str] = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "cli"]
+
+#: Exit codes of the CLI (README "Exit codes").
+OK, ERROR, USAGE, TIMEOUT, DEPENDENCY_FAILED, CYCLE, UNREACHABLE = 0, 1, 2, 3, 4, 5, 69
+
+
+@dataclass(frozen=True)
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@dataclass
+class Served:
+    """A running ``unitsync serve`` and how to call the CLI against it."""
+
+    path: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    async def run(self, *args: str, check: bool = False, stdin: bytes = b"") -> Result:
+        """Run ``unitsync ARGS`` to completion (under the caller's ``fail_after``)."""
+        done = await trio.run_process(
+            UNITSYNC + list(args), env=self.env, stdin=stdin, capture_stdout=True,
+            capture_stderr=True, check=False,
+        )
+        result = Result(done.returncode, done.stdout.decode(), done.stderr.decode())
+        if check and result.returncode != 0:
+            raise AssertionError(f"unitsync {' '.join(args)} exited {result.returncode}: {result}")
+        return result
+
+    async def open(self, *args: str, **kwargs: object) -> trio.Process:
+        """Start ``unitsync ARGS`` without waiting (stdout/stderr piped unless given)."""
+        kwargs.setdefault("stdout", subprocess.PIPE)
+        kwargs.setdefault("stderr", subprocess.PIPE)
+        return await trio.lowlevel.open_process(UNITSYNC + list(args), env=self.env, **kwargs)
+
+
+def env_for(path: Path) -> dict[str, str]:
+    env = {**os.environ, "UNITSYNC_SOCKET": str(path)}
+    env.pop("XDG_RUNTIME_DIR", None)
+    return env
+
+
+async def read_line(stream: trio.abc.ReceiveStream) -> str:
+    """One line from a process pipe ("" at EOF)."""
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = await stream.receive_some(1)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode()
+
+
+def table(text: str) -> list[list[str]]:
+    """A printed table as rows of cells (columns are separated by two or more spaces)."""
+    import re
+
+    return [re.split(r"\s{2,}", line.strip()) for line in text.splitlines() if line.strip()]
+
+
+def have(tool: str) -> bool:
+    return shutil.which(tool) is not None
+
+
+__all__: Sequence[str] = [
+    "CYCLE", "DEPENDENCY_FAILED", "ERROR", "OK", "Result", "Served", "TIMEOUT", "UNITSYNC",
+    "UNREACHABLE", "USAGE", "env_for", "have", "read_line", "table",
+]
