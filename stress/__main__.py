@@ -2,7 +2,9 @@
 
 Available now: ``chain [--units N]`` — build an N-unit chain in-process, then propagate
 completion from the leaf to the root; ``rpc [--seconds S] [--quick]`` — calls/s of ``ping`` and
-``info`` against our server and a plain pycapnp server, same run. ``--json``: last line is JSON.
+``info`` against our server and a plain pycapnp server, same run; ``cli [--runs N] [--quick]`` —
+whole-process wall time of ``unitsync --help``/``ping``/``complete x`` against ``python -c pass``
+and ``python -c "import capnp"``, interleaved. ``--json``: last line is JSON.
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ from __future__ import annotations
 import sys
 
 from .chain import main as chain_main
+from .cli import main as cli_main
 from .rpc import main as rpc_main
 
-SCENARIOS = {"chain": chain_main, "rpc": rpc_main}
+SCENARIOS = {"chain": chain_main, "cli": cli_main, "rpc": rpc_main}
 
 
 def main(argv: list[str]) -> int:

@@ -26,3 +26,12 @@ def test_rpc_quick() -> None:
     for key in ("ours_calls_per_s", "baseline_calls_per_s", "ping_ours_calls_per_s",
                 "ping_baseline_calls_per_s", "info_ratio", "ping_ratio"):
         assert result[key] > 0, key
+
+
+def test_cli_quick() -> None:
+    result = run_stress("cli", "--quick")
+    assert result["runs"] == 3
+    for key in ("python_pass_ms", "import_capnp_ms", "help_ms", "ping_ms", "complete_ms",
+                "complete_p90_ms"):
+        assert result[key] > 0, key
+    assert isinstance(result["complete_over_capnp_ms"], float)  # a difference; may be < 0
