@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import sys
 
-from cyclopts import App
+from cyclopts import App, CycloptsError
 
 from coordinator._errors import UnitsyncError
 from coordinator._version import __version__
 
-from ._connect import EXIT_CODES, CommandError, report
+from ._connect import EXIT_CODES, USAGE, CommandError, report, say
 
 __all__ = ["app", "main"]
 
@@ -51,7 +51,10 @@ for _name, (_target, _help) in _COMMANDS.items():
 def main() -> None:
     """Console-script entry point: run the command, exit with its code."""
     try:
-        result = app(result_action="return_value")
+        result = app(result_action="return_value", print_error=False, exit_on_error=False)
+    except CycloptsError as error:  # bad arguments: one line, like every other diagnostic
+        say(str(error).strip().replace("\n", " "))
+        result = USAGE
     except (UnitsyncError, CommandError) as error:
         result = report(error)
     except KeyboardInterrupt:

@@ -27,9 +27,20 @@ if TYPE_CHECKING:
 
 __all__ = ["run"]
 
-#: Signals passed on to CMD while it runs (SIGINT from a terminal reaches CMD directly too: it
-#: is in our process group, so an interactive CMD keeps its terminal).
+#: Signals passed on to CMD while it runs. CMD stays in our process group, so an interactive
+#: CMD keeps its terminal.
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _terminal_delivers_sigint() -> bool:
+    """True when we run in the terminal's foreground process group: a Ctrl-C there reaches CMD
+    directly (same group), and forwarding it as well would deliver it twice."""
+    import os
+
+    try:
+        return os.tcgetpgrp(0) == os.getpgrp()
+    except OSError:  # stdin is not a terminal
+        return False
 
 
 def outcome(returncode: int) -> tuple[int, str]:
@@ -58,7 +69,8 @@ def run(
     """Run CMD as UNIT: declare the --after dependencies (atomically), wait until UNIT is
     ready, start it bound to this process, run CMD with this terminal's stdin/stdout/stderr,
     then complete UNIT if CMD exits 0 and fail it otherwise (reason `exit code N` or
-    `killed by signal S`). SIGINT, SIGTERM and SIGHUP are forwarded to CMD.
+    `killed by signal S`). SIGINT, SIGTERM and SIGHUP are forwarded to CMD (a Ctrl-C typed in
+    the terminal reaches CMD directly, once).
 
     Exits with CMD's code (128+N if killed by signal N); 4 without running CMD if a dependency
     failed; 3 on timeout; 127 (126) if CMD cannot be found (executed). If the coordinator goes
@@ -110,8 +122,12 @@ async def _supervise(core: ClientCore, lease: int, child: asyncio.subprocess.Pro
     """Wait for CMD, forwarding signals; record its outcome on the lease if the coordinator is
     still there."""
     loop = asyncio.get_running_loop()
+    interactive = _terminal_delivers_sigint()
     for signum in FORWARDED:
-        loop.add_signal_handler(signum, _forward, child, signum)
+        if signum == signal.SIGINT and interactive:
+            loop.add_signal_handler(signum, lambda: None)  # CMD got it from the terminal
+        else:
+            loop.add_signal_handler(signum, _forward, child, signum)
     lost = asyncio.ensure_future(core.disconnected())
 
     def went_away(_: object) -> None:

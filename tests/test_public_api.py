@@ -60,6 +60,22 @@ def test_cli_help_loads_neither_capnp_nor_trio() -> None:
     assert "capnp" not in loaded and "trio" not in loaded
 
 
+def test_client_commands_load_capnp_but_not_trio(tmp_path: object) -> None:
+    """DESIGN §7: a client command runs on pycapnp's asyncio loop; importing Trio alone would
+    cost ~110 ms of every `unitsync complete x`. (No coordinator here: the command gets as far
+    as connecting, which needs capnp, then exits 69.)"""
+    for command in (["ping"], ["complete", "x"], ["run", "x", "--", "true"], ["watch"]):
+        loaded = imported_after(
+            "import cli, contextlib\n"
+            "from coordinator import CoordinatorUnreachable\n"
+            "with contextlib.suppress(CoordinatorUnreachable):\n"
+            f"    cli.app({command + ['--socket', f'{tmp_path}/none.sock']!r}, "
+            "result_action='return_value')"
+        )
+        assert "capnp" in loaded, command
+        assert "trio" not in loaded, command
+
+
 def test_console_script_answers_help_and_version() -> None:
     version = subprocess.run(
         [sys.executable, "-m", "cli", "--version"], capture_output=True, text=True, check=True
