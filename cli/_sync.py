@@ -100,7 +100,8 @@ async def start_when_ready(
     if not isinstance(first, NotReady):
         raise first
     unmet = first.unmet
-    waiting(unmet)
+    if not info.blocked_by:  # blocked: `ready` below answers DependencyFailed at once
+        waiting(unmet)
     try:
         async with asyncio.timeout(timeout or None):
             while True:

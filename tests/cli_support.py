@@ -11,7 +11,8 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,6 +58,35 @@ class Served:
         return await trio.lowlevel.open_process(UNITSYNC + list(args), env=self.env, **kwargs)
 
 
+@asynccontextmanager
+async def background(served: Served, *args: str, **kwargs: object) -> AsyncIterator[trio.Process]:
+    """``unitsync ARGS`` running in the background; killed and reaped on the way out."""
+    process = await served.open(*args, **kwargs)
+    try:
+        yield process
+    finally:
+        await reap(process)
+
+
+async def reap(process: trio.Process) -> None:
+    """Kill ``process``, close its pipes and wait for it (bounded, shielded)."""
+    process.kill()
+    with trio.CancelScope(shield=True), trio.move_on_after(5.0):
+        for stream in (process.stdin, process.stdout, process.stderr):
+            if stream is not None:
+                await stream.aclose()
+        await process.wait()
+
+
+async def read_all(stream: trio.abc.ReceiveStream | None) -> str:
+    """Everything up to EOF (the caller's ``fail_after`` bounds it)."""
+    assert stream is not None
+    chunks = []
+    while chunk := await stream.receive_some():
+        chunks.append(chunk)
+    return b"".join(chunks).decode()
+
+
 def env_for(path: Path) -> dict[str, str]:
     env = {**os.environ, "UNITSYNC_SOCKET": str(path)}
     env.pop("XDG_RUNTIME_DIR", None)
@@ -87,5 +117,6 @@ def have(tool: str) -> bool:
 
 __all__: Sequence[str] = [
     "CYCLE", "DEPENDENCY_FAILED", "ERROR", "OK", "Result", "Served", "TIMEOUT", "UNITSYNC",
-    "UNREACHABLE", "USAGE", "env_for", "have", "read_line", "table",
+    "UNREACHABLE", "USAGE", "background", "env_for", "have", "read_all", "read_line", "reap",
+    "table",
 ]

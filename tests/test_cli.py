@@ -1,0 +1,564 @@
+"""The ``unitsync`` command line as a user runs it: the real console script in subprocesses,
+against a real ``unitsync serve`` (the ``served`` fixture).
+
+Everything is checked against the command reference (README "Command line"): the exact stdout
+lines (coder's wording), the JSON keys, the diagnostics on stderr and the exit codes. Waits are
+ordered by what the processes print (the waiting ``start`` announces itself on stderr before we
+complete its dependency), never by sleeping; every wait is bounded by ``fail_after``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import trio
+
+from coordinator import __version__
+
+from .cli_support import (
+    CYCLE,
+    DEPENDENCY_FAILED,
+    ERROR,
+    OK,
+    TIMEOUT,
+    UNITSYNC,
+    UNREACHABLE,
+    USAGE,
+    Result,
+    Served,
+    background,
+    env_for,
+    read_all,
+    read_line,
+    table,
+)
+from .conftest import WAIT
+
+#: How soon a waiting ``start`` must be answered after the ``complete``/``fail`` that decides it.
+WAKE_UP = 0.5
+FAILED_WAKE_UP = 1.0
+
+#: ``status`` lines before the dependency table: ``Unit: x``, ``Status: ...``, ``Reason: ...``.
+_FIELD = re.compile(r"^(Unit|Status|Ready|Reason|Blocked by): ")
+
+
+def status_parts(text: str) -> tuple[list[str], list[list[str]]]:
+    """A printed ``status``: its ``Key: value`` lines, then the rest as table rows."""
+    lines = text.splitlines()
+    head = 0
+    while head < len(lines) and _FIELD.match(lines[head]):
+        head += 1
+    return lines[:head], table("\n".join(lines[head:]))
+
+
+def diagnostic(line: str) -> str:
+    """A line the CLI wrote to stderr, without the ``unitsync: `` prefix diagnostics carry."""
+    return line.removeprefix("unitsync: ")
+
+
+async def announced(process: trio.Process) -> str:
+    """The first stderr line of a waiting ``start`` (printed once it waits), without prefix."""
+    assert process.stderr is not None
+    return diagnostic(await read_line(process.stderr))
+
+
+async def finished(process: trio.Process) -> tuple[Result, float]:
+    """Wait for ``process`` to exit: its result and when it exited (``trio.current_time()``)."""
+    returncode = await process.wait()
+    exited = trio.current_time()
+    stdout = await read_all(process.stdout)
+    stderr = await read_all(process.stderr)
+    return Result(returncode, stdout, stderr), exited
+
+
+def ok(result: Result, stdout: str) -> None:
+    assert (result.returncode, result.stdout, result.stderr) == (OK, stdout, ""), result
+
+
+# --- golden cases ---------------------------------------------------------------------------
+
+
+async def test_ping(served: Served) -> None:
+    with trio.fail_after(WAIT):
+        ok(await served.run("ping"), "Success\n")
+
+
+async def test_nothing_registered(served: Served) -> None:
+    with trio.fail_after(WAIT):
+        ok(await served.run("list"), "No units registered\n")
+        result = await served.run("list", "-o", "json")
+        assert (result.returncode, json.loads(result.stdout)) == (OK, []), result
+
+        result = await served.run("status", "nobody")
+        assert result.returncode == OK, result
+        assert status_parts(result.stdout) == (
+            ["Unit: nobody", "Status: not registered", "Ready: true"],
+            [["No dependencies found"]],
+        ), result.stdout
+
+        result = await served.run("status", "nobody", "-o", "json")
+        assert result.returncode == OK, result
+        assert json.loads(result.stdout) == {
+            "unit_name": "nobody", "status": "", "is_ready": True, "dependencies": [],
+            "reason": "", "blocked_by": "",
+        }
+        # looking does not register
+        ok(await served.run("list"), "No units registered\n")
+
+
+async def test_start_and_complete_without_dependencies(served: Served) -> None:
+    with trio.fail_after(WAIT):
+        ok(await served.run("start", "git"), 'Unit "git" started with no dependencies\n')
+        result = await served.run("status", "git")
+        assert result.returncode == OK, result
+        assert status_parts(result.stdout) == (
+            ["Unit: git", "Status: started", "Ready: true"], [["No dependencies found"]]
+        ), result.stdout
+
+        ok(await served.run("complete", "git"), "Success\n")
+        result = await served.run("status", "git")
+        assert result.returncode == OK, result
+        assert status_parts(result.stdout) == (
+            ["Unit: git", "Status: completed", "Ready: true"], [["No dependencies found"]]
+        ), result.stdout
+
+
+async def test_want_status_and_start_with_satisfied_dependencies(served: Served) -> None:
+    with trio.fail_after(WAIT * 2):
+        # several deps in one step, printed as given (not sorted)
+        ok(await served.run("want", "claude", "zeta", "git"),
+           'Unit "claude" declared dependencies: [zeta, git]\n')
+        ok(await served.run("want", "claude", "setup", "--requires", "started"),
+           'Unit "claude" declared dependencies: [setup]\n')
+        ok(await served.run("start", "zeta"), 'Unit "zeta" started with no dependencies\n')
+        ok(await served.run("complete", "zeta"), "Success\n")
+        ok(await served.run("start", "git"), 'Unit "git" started with no dependencies\n')
+
+        # git started (completed required), setup not registered, zeta completed
+        result = await served.run("status", "claude", "-o", "json")
+        assert result.returncode == OK, result
+        shown = json.loads(result.stdout)
+        assert list(shown) == [
+            "unit_name", "status", "is_ready", "dependencies", "reason", "blocked_by"
+        ]
+        shown["dependencies"].sort(key=lambda dep: dep["depends_on"])
+        assert shown == {
+            "unit_name": "claude",
+            "status": "pending",
+            "is_ready": False,
+            "dependencies": [
+                {"depends_on": "git", "required_status": "completed",
+                 "current_status": "started", "is_satisfied": False},
+                {"depends_on": "setup", "required_status": "started",
+                 "current_status": "", "is_satisfied": False},
+                {"depends_on": "zeta", "required_status": "completed",
+                 "current_status": "completed", "is_satisfied": True},
+            ],
+            "reason": "",
+            "blocked_by": "",
+        }
+
+        result = await served.run("status", "claude")
+        assert result.returncode == OK, result
+        head, rows = status_parts(result.stdout)
+        assert head == ["Unit: claude", "Status: pending", "Ready: false"], result.stdout
+        assert rows[0] == ["DEPENDS ON", "REQUIRED STATUS", "CURRENT STATUS", "SATISFIED"]
+        assert sorted(rows[1:]) == [
+            ["git", "completed", "started", "false"],
+            ["setup", "started", "not registered", "false"],
+            ["zeta", "completed", "completed", "true"],
+        ], result.stdout
+
+        # `started` is reached by a started setup; git completes: claude is ready
+        ok(await served.run("start", "setup"), 'Unit "setup" started with no dependencies\n')
+        ok(await served.run("complete", "git"), "Success\n")
+        result = await served.run("status", "claude")
+        assert status_parts(result.stdout)[0] == [
+            "Unit: claude", "Status: pending", "Ready: true"
+        ], result.stdout
+
+        # dependencies sorted by name in the answer
+        ok(await served.run("start", "claude"),
+           'Unit "claude" started immediately, dependencies already satisfied: '
+           "[git, setup, zeta]\n")
+        result = await served.run("status", "claude")
+        head, rows = status_parts(result.stdout)
+        assert head == ["Unit: claude", "Status: started", "Ready: true"], result.stdout
+        assert sorted(rows[1:]) == [
+            ["git", "completed", "completed", "true"],
+            ["setup", "started", "started", "true"],
+            ["zeta", "completed", "completed", "true"],
+        ], result.stdout
+
+
+async def test_list_sorted_as_table_and_json(served: Served) -> None:
+    with trio.fail_after(WAIT):
+        ok(await served.run("want", "claude", "git"),
+           'Unit "claude" declared dependencies: [git]\n')
+        ok(await served.run("start", "git"), 'Unit "git" started with no dependencies\n')
+        ok(await served.run("start", "agent"), 'Unit "agent" started with no dependencies\n')
+        ok(await served.run("complete", "agent"), "Success\n")
+
+        result = await served.run("list")
+        assert (result.returncode, result.stderr) == (OK, ""), result
+        assert table(result.stdout) == [
+            ["UNIT", "STATUS", "READY"],
+            ["agent", "completed", "true"],
+            ["claude", "pending", "false"],
+            ["git", "started", "true"],
+        ], result.stdout
+
+        result = await served.run("list", "-o", "json")
+        assert (result.returncode, result.stderr) == (OK, ""), result
+        assert json.loads(result.stdout) == [
+            {"unit_name": "agent", "status": "completed", "is_ready": True},
+            {"unit_name": "claude", "status": "pending", "is_ready": False},
+            {"unit_name": "git", "status": "started", "is_ready": True},
+        ]
+
+
+async def test_start_waits_until_both_dependencies_complete(served: Served) -> None:
+    with trio.fail_after(WAIT * 2):
+        ok(await served.run("want", "claude", "b", "a"),
+           'Unit "claude" declared dependencies: [b, a]\n')
+        async with background(served, "start", "claude") as start:
+            assert await announced(start) == (
+                'Unit "claude" is waiting for dependencies to be satisfied: [a, b]\n'
+            )
+            ok(await served.run("start", "a"), 'Unit "a" started with no dependencies\n')
+            ok(await served.run("complete", "a"), "Success\n")
+            # one of two: still waiting, and claude is still pending
+            result = await served.run("status", "claude")
+            assert status_parts(result.stdout)[0] == [
+                "Unit: claude", "Status: pending", "Ready: false"
+            ], result.stdout
+            assert start.poll() is None
+            ok(await served.run("start", "b"), 'Unit "b" started with no dependencies\n')
+            ok(await served.run("complete", "b"), "Success\n")
+            result, _ = await finished(start)
+        assert (result.returncode, result.stdout) == (
+            OK, 'Unit "claude" finished waiting for dependencies: [a, b]\n'
+        ), result
+        result = await served.run("status", "claude")
+        assert status_parts(result.stdout)[0] == [
+            "Unit: claude", "Status: started", "Ready: true"
+        ], result.stdout
+
+
+async def test_start_is_woken_within_half_a_second_of_complete(served: Served) -> None:
+    with trio.fail_after(WAIT * 2):
+        ok(await served.run("want", "claude", "git", "setup"),
+           'Unit "claude" declared dependencies: [git, setup]\n')
+        ok(await served.run("start", "setup"), 'Unit "setup" started with no dependencies\n')
+        ok(await served.run("complete", "setup"), "Success\n")
+        ok(await served.run("start", "git"), 'Unit "git" started with no dependencies\n')
+        async with background(served, "start", "claude") as start:
+            # only the unmet dependency is announced
+            assert await announced(start) == (
+                'Unit "claude" is waiting for dependencies to be satisfied: [git]\n'
+            )
+            launched = trio.current_time()
+            ok(await served.run("complete", "git"), "Success\n")
+            completed = trio.current_time()
+            result, exited = await finished(start)
+        elapsed = exited - completed
+        print(f"\nstart exited {elapsed * 1000:.0f} ms after `complete git` returned "
+              f"({(exited - launched) * 1000:.0f} ms after it was launched, which took "
+              f"{(completed - launched) * 1000:.0f} ms)")
+        assert (result.returncode, result.stdout) == (
+            OK, 'Unit "claude" finished waiting for dependencies: [git, setup]\n'
+        ), result
+        assert elapsed < WAKE_UP
+
+
+# --- errors, and the coordinator keeps working after each -------------------------------------
+
+
+async def test_start_times_out(served: Served) -> None:
+    with trio.fail_after(WAIT):
+        ok(await served.run("want", "claude", "git"),
+           'Unit "claude" declared dependencies: [git]\n')
+        began = trio.current_time()
+        result = await served.run("start", "claude", "--timeout", "1s")
+        elapsed = trio.current_time() - began
+        print(f"\nstart --timeout 1s gave up after {elapsed:.2f} s")
+        assert (result.returncode, result.stdout) == (TIMEOUT, ""), result
+        assert re.search(r"tim(ed|e|ing) ?out", result.stderr, re.IGNORECASE), result.stderr
+        assert 1.0 <= elapsed < 2.0
+
+        # nothing changed: claude still pending, and it starts once git completes
+        result = await served.run("status", "claude")
+        assert status_parts(result.stdout)[0] == [
+            "Unit: claude", "Status: pending", "Ready: false"
+        ], result.stdout
+        ok(await served.run("start", "git"), 'Unit "git" started with no dependencies\n')
+        ok(await served.run("complete", "git"), "Success\n")
+        ok(await served.run("start", "claude", "--timeout", "1s"),
+           'Unit "claude" started immediately, dependencies already satisfied: [git]\n')
+
+
+BLOCKED_CLAUDE = """\
+Unit: claude
+Status: pending
+Ready: false
+Blocked by: git
+
+DEPENDS ON  REQUIRED STATUS  CURRENT STATUS  SATISFIED
+git         completed        failed          false
+setup       started          not registered  false
+"""
+
+
+async def test_dependency_failing_answers_waiting_starts(served: Served) -> None:
+    with trio.fail_after(WAIT * 2):
+        ok(await served.run("want", "claude", "git"),
+           'Unit "claude" declared dependencies: [git]\n')
+        ok(await served.run("want", "claude", "setup", "--requires", "started"),
+           'Unit "claude" declared dependencies: [setup]\n')
+        ok(await served.run("want", "review", "claude"),
+           'Unit "review" declared dependencies: [claude]\n')
+        ok(await served.run("start", "git"), 'Unit "git" started with no dependencies\n')
+        async with (
+            background(served, "start", "claude") as claude,
+            background(served, "start", "review") as review,
+        ):
+            assert await announced(claude) == (
+                'Unit "claude" is waiting for dependencies to be satisfied: [git, setup]\n'
+            )
+            assert await announced(review) == (
+                'Unit "review" is waiting for dependencies to be satisfied: [claude]\n'
+            )
+            launched = trio.current_time()
+            ok(await served.run("fail", "git", "--reason", "clone failed"), "Success\n")
+            failed = trio.current_time()
+            direct, direct_exited = await finished(claude)
+            transitive, transitive_exited = await finished(review)
+        print(f"\nstart exited {(direct_exited - failed) * 1000:.0f} ms after `fail git` "
+              f"returned (transitively: {(transitive_exited - failed) * 1000:.0f} ms; "
+              f"`fail git` took {(failed - launched) * 1000:.0f} ms)")
+        for result in (direct, transitive):
+            assert (result.returncode, result.stdout) == (DEPENDENCY_FAILED, ""), result
+            assert "git" in result.stderr and "clone failed" in result.stderr, result.stderr
+        assert direct_exited - failed < FAILED_WAKE_UP
+        assert transitive_exited - failed < FAILED_WAKE_UP
+
+        # the failed unit shows its reason, the unit it holds back shows what blocks it
+        result = await served.run("status", "git")
+        assert result.returncode == OK, result
+        assert status_parts(result.stdout) == (
+            ["Unit: git", "Status: failed", "Ready: true", "Reason: clone failed"],
+            [["No dependencies found"]],
+        ), result.stdout
+        result = await served.run("status", "git", "-o", "json")
+        assert json.loads(result.stdout) == {
+            "unit_name": "git", "status": "failed", "is_ready": True, "dependencies": [],
+            "reason": "clone failed", "blocked_by": "",
+        }
+
+        # the README's example, to the character
+        ok(await served.run("status", "claude"), BLOCKED_CLAUDE)
+        result = await served.run("status", "claude", "-o", "json")
+        assert json.loads(result.stdout) == {
+            "unit_name": "claude", "status": "pending", "is_ready": False,
+            "dependencies": [
+                {"depends_on": "git", "required_status": "completed",
+                 "current_status": "failed", "is_satisfied": False},
+                {"depends_on": "setup", "required_status": "started",
+                 "current_status": "", "is_satisfied": False},
+            ],
+            "reason": "", "blocked_by": "git",
+        }
+
+        # a start after the failure is answered at once, the same way
+        result = await served.run("start", "claude")
+        assert (result.returncode, result.stdout) == (DEPENDENCY_FAILED, ""), result
+        assert "git" in result.stderr and "clone failed" in result.stderr, result.stderr
+
+
+async def test_cycle_refused_and_nothing_changed(served: Served) -> None:
+    with trio.fail_after(WAIT):
+        ok(await served.run("want", "a", "b"), 'Unit "a" declared dependencies: [b]\n')
+        ok(await served.run("want", "b", "c"), 'Unit "b" declared dependencies: [c]\n')
+        before = await served.run("list", "-o", "json")
+        assert [u["unit_name"] for u in json.loads(before.stdout)] == ["a", "b"], before
+
+        result = await served.run("want", "c", "a")
+        assert (result.returncode, result.stdout) == (CYCLE, ""), result
+        found = re.search(r"dependency cycle refused: (.+)$", result.stderr, re.MULTILINE)
+        assert found, result.stderr
+        path = found.group(1).strip().split(" -> ")
+        # the whole cycle, closed: a -> b -> c -> a or a rotation of it
+        assert len(path) == 4 and path[0] == path[-1], path
+        assert sorted(path[:-1]) == ["a", "b", "c"], path
+        edges = {("a", "b"), ("b", "c"), ("c", "a")}
+        assert set(zip(path, path[1:])) == edges, path
+
+        # c was not registered, a's and b's dependencies are as before
+        after = await served.run("list", "-o", "json")
+        assert json.loads(after.stdout) == json.loads(before.stdout), after
+        result = await served.run("status", "c")
+        assert status_parts(result.stdout) == (
+            ["Unit: c", "Status: not registered", "Ready: true"], [["No dependencies found"]]
+        ), result.stdout
+        ok(await served.run("ping"), "Success\n")
+
+
+async def test_refused_requests_exit_1(served: Served) -> None:
+    with trio.fail_after(WAIT):
+        ok(await served.run("start", "git"), 'Unit "git" started with no dependencies\n')
+        result = await served.run("start", "git")
+        assert (result.returncode, result.stdout) == (ERROR, ""), result
+        assert result.stderr.startswith("unitsync: "), result.stderr
+        assert "git" in result.stderr and "already started" in result.stderr, result.stderr
+
+        result = await served.run("complete", "nobody")
+        assert (result.returncode, result.stdout) == (ERROR, ""), result
+        assert result.stderr.startswith("unitsync: "), result.stderr
+        assert "nobody" in result.stderr and "not found" in result.stderr, result.stderr
+
+        # git is still started, nobody was not registered
+        result = await served.run("list", "-o", "json")
+        assert json.loads(result.stdout) == [
+            {"unit_name": "git", "status": "started", "is_ready": True}
+        ], result
+        ok(await served.run("complete", "git"), "Success\n")
+
+
+async def test_usage_errors_exit_2(served: Served) -> None:
+    # (arguments, what stderr must mention)
+    cases: list[tuple[tuple[str, ...], str]] = [
+        (("start", "x", "--timeout", "5q"), "5q"),  # bad duration
+        (("start", "x", "--timeout=-1s"), "-1s"),
+        (("start", ""), "unitsync: invalid unit name"),  # empty names
+        (("want", "", "a"), "unitsync: invalid unit name"),
+        (("want", "a", ""), "unitsync: invalid unit name"),
+        (("complete", "x" * 256), "unitsync: invalid unit name"),  # too long
+        (("status", "a\tb"), "unitsync: invalid unit name"),  # control character
+        (("want", "a", "b", "--requires", "pending"), "pending"),  # not a requirement
+        (("list", "-o", "yaml"), "yaml"),
+        (("start",), "start"),  # missing argument
+        (("start", "x", "--bogus"), "--bogus"),
+        (("frobnicate",), "frobnicate"),
+    ]
+    with trio.fail_after(WAIT * 3):
+        for args, mentioned in cases:
+            result = await served.run(*args)
+            assert (result.returncode, result.stdout) == (USAGE, ""), (args, result)
+            assert mentioned in result.stderr, (args, result.stderr)
+        # none of them registered anything
+        ok(await served.run("list"), "No units registered\n")
+
+
+async def test_durations_accepted(served: Served) -> None:
+    with trio.fail_after(WAIT * 2):
+        for duration in ["30s", "5m", "1h30m", "250ms", "1.5s", "7", "0"]:
+            ok(await served.run("start", f"u{duration}", "--timeout", duration),
+               f'Unit "u{duration}" started with no dependencies\n')
+        # 250ms is a quarter of a second, not 250 seconds
+        ok(await served.run("want", "late", "never"),
+           'Unit "late" declared dependencies: [never]\n')
+        began = trio.current_time()
+        result = await served.run("start", "late", "--timeout", "250ms")
+        assert result.returncode == TIMEOUT, result
+        assert trio.current_time() - began < 1.5
+
+
+async def test_bad_duration_is_a_unitsync_diagnostic(served: Served) -> None:
+    # README: diagnostics go to stderr as `unitsync: <message>`; a duration is ours to explain
+    with trio.fail_after(WAIT):
+        result = await served.run("start", "x", "--timeout", "5q")
+    assert result.returncode == USAGE, result
+    assert result.stderr.startswith("unitsync: ") and "5q" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    "args", [("ping",), ("start", "claude"), ("status", "claude"), ("list",)]
+)
+async def test_no_coordinator_exits_69(sock_dir: Path, args: tuple[str, ...]) -> None:
+    path = sock_dir / "unitsync.sock"
+    with trio.fail_after(WAIT):
+        result = await Served(path, env_for(path)).run(*args)
+    assert (result.returncode, result.stdout) == (UNREACHABLE, ""), result
+    assert str(path) in result.stderr, result.stderr
+    assert "unitsync serve" in result.stderr, result.stderr
+
+
+async def test_socket_option_overrides_environment(served: Served, sock_dir: Path) -> None:
+    bogus = sock_dir / "elsewhere.sock"
+    elsewhere = Served(bogus, env_for(bogus))
+    with trio.fail_after(WAIT):
+        result = await elsewhere.run("ping")
+        assert result.returncode == UNREACHABLE and str(bogus) in result.stderr, result
+        ok(await elsewhere.run("ping", "--socket", str(served.path)), "Success\n")
+        ok(await elsewhere.run("start", "git", "--socket", str(served.path)),
+           'Unit "git" started with no dependencies\n')
+        result = await served.run("list", "-o", "json")
+        assert json.loads(result.stdout) == [
+            {"unit_name": "git", "status": "started", "is_ready": True}
+        ], result
+
+
+# --- without a coordinator: version and help -------------------------------------------------
+
+
+async def cli(*args: str) -> Result:
+    """``unitsync ARGS`` with no coordinator anywhere (the socket points at nothing)."""
+    nowhere = Path("/nonexistent/unitsync.sock")
+    with trio.fail_after(WAIT):
+        return await Served(nowhere, env_for(nowhere)).run(*args)
+
+
+async def test_version() -> None:
+    result = await cli("--version")
+    assert result.returncode == OK, result
+    assert __version__ in result.stdout.split(), result.stdout
+
+
+COMMANDS = ["serve", "ping", "want", "start", "complete", "fail", "status", "list", "graph",
+            "wait", "watch", "run"]
+
+
+async def test_help_lists_commands_and_exit_codes() -> None:
+    result = await cli("--help")
+    assert result.returncode == OK, result
+    flat = " ".join(result.stdout.split())
+    for command in COMMANDS:
+        assert re.search(rf"\b{command}\b", flat), (command, result.stdout)
+    assert "exit code" in flat.lower(), result.stdout
+    for code, meaning in [(0, "ok"), (1, "error"), (2, "usage"), (3, "timeout"),
+                          (4, "dependency failed"), (5, "cycle"), (69, "unreachable")]:
+        assert re.search(rf"\b{code}\W+(\w+\W+){{0,2}}?{meaning}", flat, re.IGNORECASE), (
+            code, result.stdout
+        )
+
+
+@pytest.mark.parametrize(
+    ("command", "options"),
+    [
+        ("serve", ["--socket"]),
+        ("ping", ["--socket"]),
+        ("want", ["--requires", "--socket"]),
+        ("start", ["--timeout", "--socket"]),
+        ("complete", ["--socket"]),
+        ("fail", ["--reason", "--socket"]),
+        ("status", ["-o", "json", "--socket"]),
+        ("list", ["-o", "json", "--socket"]),
+        ("graph", ["-o", "dot", "--socket"]),
+        ("wait", ["--for", "--timeout", "--socket"]),
+        ("watch", ["-o", "--socket"]),
+        ("run", ["--after", "--requires", "--timeout", "--socket"]),
+    ],
+)
+async def test_command_help(command: str, options: list[str]) -> None:
+    result = await cli(command, "--help")
+    assert (result.returncode, result.stderr) == (OK, ""), result
+    for option in options:
+        assert option in result.stdout, (option, result.stdout)
+
+
+def test_console_script_installed() -> None:
+    # the suite must run the real entry point, not a stand-in
+    assert Path(UNITSYNC[0]).name == "unitsync", UNITSYNC

@@ -1,0 +1,470 @@
+"""``unitsync run``, ``wait``, ``watch`` and ``graph`` as real processes against a real
+``unitsync serve`` (README "Command line" is the contract: output wording, JSON keys, exit codes).
+
+Order comes from lines the processes print (``ready`` from a child, the waiting line on stderr,
+``unitsync: watching ...``), never from sleeping; every wait is bounded by ``fail_after``, and
+every process started here is killed in a ``finally``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from .cli_support import (
+    CYCLE,
+    DEPENDENCY_FAILED,
+    OK,
+    TIMEOUT,
+    UNITSYNC,
+    Served,
+    background,
+    env_for,
+    have,
+    read_all,
+    read_line,
+    reap,
+)
+from .conftest import WAIT
+
+STATUS_KEYS = {"unit_name", "status", "is_ready", "dependencies", "reason", "blocked_by"}
+EVENT_KEYS = {"seq", "time", "unit_name", "old_status", "new_status", "reason"}
+#: The end of run's stderr line while x waits for a (diagnostics carry a `unitsync: ` prefix).
+WAITING_FOR_A = 'Unit "x" is waiting for dependencies to be satisfied: [a]\n'
+
+#: A child that prints ``ready``, then on SIGINT/SIGTERM/SIGHUP prints ``got-<SIGNAL>`` and exits 3.
+TRAPPING_CHILD = """\
+import signal, sys
+
+def on_signal(signum, frame):
+    print("got-" + signal.Signals(signum).name, flush=True)
+    sys.exit(3)
+
+for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    signal.signal(signum, on_signal)
+print("ready", flush=True)
+while True:
+    signal.pause()
+"""
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+async def status_of(served: Served, unit: str) -> dict[str, Any]:
+    result = await served.run("status", unit, "-o", "json", check=True)
+    data = json.loads(result.stdout)
+    assert set(data) == STATUS_KEYS, data
+    assert data["unit_name"] == unit
+    return data
+
+
+async def state_of(served: Served, unit: str) -> tuple[str, str]:
+    """(status, reason) of ``unit``, from ``status UNIT -o json``."""
+    data = await status_of(served, unit)
+    return data["status"], data["reason"]
+
+
+def kill_pid(pid: int | None) -> None:
+    if pid is not None:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+# --- run: exit codes, output, the unit's fate ------------------------------------------------
+
+
+async def test_run_exit_zero_completes_the_unit(served: Served) -> None:
+    with trio.fail_after(WAIT):
+        result = await served.run("run", "u", "--", "sh", "-c", "exit 0")
+        assert (result.returncode, result.stdout) == (OK, "")
+        data = await status_of(served, "u")
+        assert (data["status"], data["reason"], data["is_ready"]) == ("completed", "", True)
+
+
+async def test_run_nonzero_exit_fails_the_unit_with_the_code(served: Served) -> None:
+    with trio.fail_after(WAIT):
+        result = await served.run("run", "u", "--", "sh", "-c", "exit 7")
+        assert (result.returncode, result.stdout) == (7, "")
+        assert await state_of(served, "u") == ("failed", "exit code 7")
+
+
+async def test_run_passes_the_childs_output_through_unchanged(served: Served) -> None:
+    with trio.fail_after(WAIT):
+        result = await served.run("run", "u", "--", "echo", "hello")
+        assert (result.returncode, result.stdout) == (OK, "hello\n")
+
+        # stdin is inherited too, and bytes go through as they are
+        piped = await served.run("run", "v", "--", "cat", stdin=b"line one\n\tno newline")
+        assert (piped.returncode, piped.stdout) == (OK, "line one\n\tno newline")
+        assert await state_of(served, "v") == ("completed", "")
+
+
+async def test_run_child_killed_by_a_signal_exits_128_plus_n(served: Served) -> None:
+    with trio.fail_after(WAIT):
+        result = await served.run("run", "u", "--", "sh", "-c", "kill -9 $$")
+        assert result.returncode == 128 + signal.SIGKILL
+        assert await state_of(served, "u") == ("failed", "killed by signal SIGKILL")
+
+
+async def test_run_command_not_found_exits_127_and_fails_the_unit(
+    served: Served, tmp_path: Path
+) -> None:
+    with trio.fail_after(WAIT):
+        result = await served.run("run", "u", "--", str(tmp_path / "no-such-command"), "arg")
+        assert (result.returncode, result.stdout) == (127, "")
+        assert result.stderr.startswith("unitsync: "), result.stderr
+        status, reason = await state_of(served, "u")
+        assert status == "failed"
+        assert reason != ""
+
+
+@pytest.mark.parametrize(
+    "signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=lambda s: s.name
+)
+async def test_run_forwards_signals_to_the_child(served: Served, signum: signal.Signals) -> None:
+    with trio.fail_after(WAIT):
+        async with background(served, "run", "u", "--", sys.executable, "-c", TRAPPING_CHILD) as run:
+            assert run.stdout is not None
+            assert await read_line(run.stdout) == "ready\n"
+            # while run holds the unit, it is started
+            data = await status_of(served, "u")
+            assert (data["status"], data["reason"]) == ("started", "")
+
+            run.send_signal(signum)
+            assert await read_line(run.stdout) == f"got-{signum.name}\n"
+            assert await read_line(run.stdout) == ""  # nothing else on stdout
+            assert await run.wait() == 3
+        assert await state_of(served, "u") == ("failed", "exit code 3")
+
+
+async def test_run_child_killed_by_the_forwarded_sigterm(served: Served) -> None:
+    child = "import time; print('ready', flush=True); time.sleep(30)"
+    with trio.fail_after(WAIT):
+        async with background(served, "run", "u", "--", sys.executable, "-c", child) as run:
+            assert run.stdout is not None
+            assert await read_line(run.stdout) == "ready\n"
+            run.send_signal(signal.SIGTERM)
+            assert await run.wait() == 128 + signal.SIGTERM
+        assert await state_of(served, "u") == ("failed", "killed by signal SIGTERM")
+
+
+async def test_run_killed_itself_fails_the_unit_holder_disconnected(served: Served) -> None:
+    child_pid = None
+    try:
+        with trio.fail_after(WAIT):
+            # the child prints its pid, then becomes `sleep 30` (same pid): it outlives run
+            child = ["sh", "-c", "echo $$; exec sleep 30"]
+            async with background(served, "run", "u", "--", *child) as run:
+                assert run.stdout is not None
+                child_pid = int(await read_line(run.stdout))
+                assert await state_of(served, "u") == ("started", "")
+                run.kill()
+                assert await run.wait() == -signal.SIGKILL
+
+            waited = await served.run("wait", "u", "--for", "completed", "--timeout", "5s")
+            assert (waited.returncode, waited.stdout) == (DEPENDENCY_FAILED, "")
+            assert await state_of(served, "u") == ("failed", "holder disconnected")
+    finally:
+        kill_pid(child_pid)
+
+
+# --- run --after: waiting for dependencies ---------------------------------------------------
+
+
+async def test_run_after_a_dependency_that_already_failed(served: Served, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    with trio.fail_after(WAIT):
+        await served.run("start", "a", check=True)
+        await served.run("fail", "a", "--reason", "broken", check=True)
+
+        result = await served.run("run", "x", "--after", "a", "--", "touch", str(marker))
+        assert (result.returncode, result.stdout) == (DEPENDENCY_FAILED, "")
+        assert result.stderr.startswith("unitsync: "), result.stderr
+        assert not marker.exists()
+        data = await status_of(served, "x")
+        assert (data["status"], data["blocked_by"], data["is_ready"]) == ("pending", "a", False)
+
+
+async def test_run_after_a_dependency_that_fails_while_waiting(
+    served: Served, tmp_path: Path
+) -> None:
+    marker = tmp_path / "ran"
+    with trio.fail_after(WAIT):
+        await served.run("start", "a", check=True)
+        async with background(served, "run", "x", "--after", "a", "--", "touch", str(marker)) as run:
+            assert run.stderr is not None
+            line = await read_line(run.stderr)
+            assert line.endswith(WAITING_FOR_A), line
+
+            await served.run("fail", "a", "--reason", "broken", check=True)
+            assert await run.wait() == DEPENDENCY_FAILED
+            assert await read_all(run.stdout) == ""
+        assert not marker.exists()
+        assert (await status_of(served, "x"))["blocked_by"] == "a"
+
+
+async def test_run_after_waits_until_the_dependency_completes(
+    served: Served, tmp_path: Path
+) -> None:
+    marker = tmp_path / "ran"
+    child = ["sh", "-c", 'touch "$1"; echo ran', "sh", str(marker)]
+    with trio.fail_after(WAIT):
+        async with background(served, "run", "x", "--after", "a", "--", *child) as run:
+            assert run.stderr is not None
+            line = await read_line(run.stderr)
+            assert line.endswith(WAITING_FOR_A), line
+            assert await state_of(served, "x") == ("pending", "")
+
+            await served.run("start", "a", check=True)  # started does not meet `completed`
+            assert not marker.exists()
+            assert run.poll() is None
+
+            await served.run("complete", "a", check=True)
+            assert await read_all(run.stdout) == "ran\n"
+            assert await run.wait() == OK
+        assert marker.exists()
+        assert await state_of(served, "x") == ("completed", "")
+
+
+async def test_run_after_requires_started(served: Served) -> None:
+    with trio.fail_after(WAIT):
+        async with background(
+            served, "run", "x", "--after", "a", "--requires", "started", "--", "echo", "ran"
+        ) as run:
+            assert run.stderr is not None
+            line = await read_line(run.stderr)
+            assert line.endswith(WAITING_FOR_A), line
+            await served.run("start", "a", check=True)
+            assert await read_all(run.stdout) == "ran\n"
+            assert await run.wait() == OK
+        edge = (await status_of(served, "x"))["dependencies"]
+        assert edge == [{"depends_on": "a", "required_status": "started",
+                         "current_status": "started", "is_satisfied": True}]
+
+
+async def test_run_after_times_out_without_running(served: Served, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    with trio.fail_after(WAIT):
+        result = await served.run(
+            "run", "x", "--after", "a", "--timeout", "250ms", "--", "touch", str(marker)
+        )
+        assert (result.returncode, result.stdout) == (TIMEOUT, "")
+        assert not marker.exists()
+        assert await state_of(served, "x") == ("pending", "")
+
+
+async def test_run_after_refuses_a_cycle(served: Served, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    with trio.fail_after(WAIT):
+        await served.run("want", "b", "a", check=True)
+        result = await served.run("run", "a", "--after", "b", "--", "touch", str(marker))
+        assert (result.returncode, result.stdout) == (CYCLE, "")
+        assert "dependency cycle refused: a -> b -> a" in result.stderr, result.stderr
+        assert not marker.exists()
+        assert (await status_of(served, "a"))["dependencies"] == []
+
+
+# --- the coordinator going away while the child runs ----------------------------------------
+
+
+async def test_run_outlives_the_coordinator(sock_dir: Path) -> None:
+    path = sock_dir / "own.sock"
+    served = Served(path, env_for(path))
+    child = "echo ready; read line; echo still-here \"$line\"; exit 5"
+    server = run = None
+    try:
+        with trio.fail_after(WAIT * 2):
+            server = await trio.lowlevel.open_process(
+                UNITSYNC + ["serve"], env=served.env, stderr=subprocess.PIPE
+            )
+            assert server.stderr is not None
+            assert await read_line(server.stderr) == f"unitsync: serving on {path}\n"
+
+            run = await served.open("run", "u", "--", "sh", "-c", child, stdin=subprocess.PIPE)
+            assert run.stdout is not None and run.stdin is not None
+            assert await read_line(run.stdout) == "ready\n"
+
+            server.send_signal(signal.SIGTERM)
+            assert await server.wait() == 0
+
+            # the child is still there and answers; run returns its exit code
+            await run.stdin.send_all(b"hello\n")
+            assert await read_line(run.stdout) == "still-here hello\n"
+            stderr = await read_all(run.stderr)
+            assert await run.wait() == 5
+            assert "coordinator" in stderr.lower(), stderr
+            assert all(line.startswith("unitsync: ") for line in stderr.splitlines()), stderr
+    finally:
+        for process in (run, server):
+            if process is not None:
+                await reap(process)
+
+
+# --- wait ------------------------------------------------------------------------------------
+
+
+async def test_wait_for_completed(served: Served) -> None:
+    with trio.fail_after(WAIT):
+        async with background(served, "wait", "u", "--for", "completed") as waiting:
+            await served.run("start", "u", check=True)
+            await served.run("complete", "u", check=True)
+            assert await read_all(waiting.stdout) == 'Unit "u" reached completed\n'
+            assert await waiting.wait() == OK
+
+        # already there: at once, default --for is completed
+        again = await served.run("wait", "u")
+        assert (again.returncode, again.stdout) == (OK, 'Unit "u" reached completed\n')
+
+
+async def test_wait_for_started(served: Served) -> None:
+    with trio.fail_after(WAIT):
+        async with background(served, "wait", "u", "--for", "started") as waiting:
+            await served.run("start", "u", check=True)
+            assert await read_all(waiting.stdout) == 'Unit "u" reached started\n'
+            assert await waiting.wait() == OK
+        assert await state_of(served, "u") == ("started", "")
+
+
+async def test_wait_exits_4_when_the_unit_fails(served: Served) -> None:
+    with trio.fail_after(WAIT):
+        async with background(served, "wait", "u", "--for", "completed") as waiting:
+            await served.run("start", "u", check=True)
+            await served.run("fail", "u", "--reason", "boom", check=True)
+            assert await read_all(waiting.stdout) == ""
+            assert await waiting.wait() == DEPENDENCY_FAILED
+
+
+async def test_wait_times_out(served: Served) -> None:
+    with trio.fail_after(WAIT):
+        await served.run("start", "u", check=True)
+        started = time.monotonic()
+        result = await served.run("wait", "u", "--for", "completed", "--timeout", "1s")
+        assert (result.returncode, result.stdout) == (TIMEOUT, "")
+        assert time.monotonic() - started >= 1.0
+        assert await state_of(served, "u") == ("started", "")
+
+
+# --- watch -----------------------------------------------------------------------------------
+
+
+async def test_watch_json_streams_every_change_in_order(served: Served) -> None:
+    expected = [
+        ("claude", "", "pending", ""),
+        ("git", "", "started", ""),
+        ("git", "started", "completed", ""),
+        ("claude", "pending", "started", ""),
+        ("claude", "started", "failed", "agent crashed"),
+    ]
+    with trio.fail_after(WAIT * 2):
+        async with background(served, "watch", "-o", "json") as watch:
+            assert watch.stdout is not None and watch.stderr is not None
+            assert await read_line(watch.stderr) == f"unitsync: watching {served.path}\n"
+            before = time.time()
+            await served.run("want", "claude", "git", check=True)
+            await served.run("start", "git", check=True)
+            await served.run("complete", "git", check=True)
+            await served.run("start", "claude", check=True)
+            await served.run("fail", "claude", "--reason", "agent crashed", check=True)
+            after = time.time()
+
+            events = [json.loads(await read_line(watch.stdout)) for _ in expected]
+            watch.send_signal(signal.SIGTERM)
+            assert await watch.wait() == OK
+            assert await read_all(watch.stdout) == ""  # nothing past the five events
+
+    for event in events:
+        assert set(event) == EVENT_KEYS, event
+        assert isinstance(event["seq"], int) and isinstance(event["time"], float), event
+        assert before - 0.01 <= event["time"] <= after + 0.01, (before, event, after)
+    seqs = [event["seq"] for event in events]
+    assert seqs == list(range(seqs[0], seqs[0] + len(expected))), seqs
+    changes = [(e["unit_name"], e["old_status"], e["new_status"], e["reason"]) for e in events]
+    assert changes == expected
+
+
+async def test_watch_text_one_line_per_change(served: Served) -> None:
+    stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+    with trio.fail_after(WAIT * 2):
+        await served.run("want", "git", "setup", "--requires", "started", check=True)
+        await served.run("start", "setup", check=True)
+        async with background(served, "watch") as watch:
+            assert watch.stdout is not None and watch.stderr is not None
+            assert await read_line(watch.stderr) == f"unitsync: watching {served.path}\n"
+            await served.run("start", "git", check=True)
+            await served.run("complete", "git", check=True)
+            await served.run("fail", "setup", "--reason", "disk full", check=True)
+            lines = [await read_line(watch.stdout) for _ in range(3)]
+            watch.send_signal(signal.SIGINT)
+            assert await watch.wait() == OK
+
+    expected = ["git: pending -> started", "git: started -> completed",
+                "setup: started -> failed (disk full)"]
+    for line, text in zip(lines, expected, strict=True):
+        assert re.fullmatch(f"{stamp} {re.escape(text)}\n", line), (line, text)
+
+
+# --- graph -----------------------------------------------------------------------------------
+
+
+async def declare_graph(served: Served) -> None:
+    await served.run("want", "claude", "git", "setup", check=True)
+    await served.run("want", "setup", "base", "--requires", "started", check=True)
+    await served.run("start", "git", check=True)
+
+
+@pytest.mark.skipif(not have("dot"), reason="graphviz `dot` is not installed")
+async def test_graph_dot_is_accepted_by_graphviz(served: Served) -> None:
+    with trio.fail_after(WAIT):
+        await declare_graph(served)
+        result = await served.run("graph", check=True)
+        svg = await trio.run_process(["dot", "-Tsvg"], stdin=result.stdout.encode(),
+                                     capture_stdout=True, capture_stderr=True)
+        assert svg.stderr == b""
+        assert b"<svg" in svg.stdout
+
+        plain = await trio.run_process(["dot", "-Tplain"], stdin=result.stdout.encode(),
+                                       capture_stdout=True)
+    rows = [line.split() for line in plain.stdout.decode().splitlines()]
+    nodes = {row[1] for row in rows if row[0] == "node"}
+    edges = {(row[1], row[2]) for row in rows if row[0] == "edge"}
+    assert {"claude", "git", "setup"} <= nodes, nodes
+    assert edges == {("claude", "git"), ("claude", "setup"), ("setup", "base")}, edges
+
+
+async def test_graph_json(served: Served) -> None:
+    with trio.fail_after(WAIT):
+        empty = await served.run("graph", "-o", "json", check=True)
+        assert json.loads(empty.stdout) == {"units": [], "edges": []}
+
+        await declare_graph(served)
+        result = await served.run("graph", "-o", "json", check=True)
+        listed = await served.run("list", "-o", "json", check=True)
+    graph = json.loads(result.stdout)
+    assert graph == {
+        "units": [
+            {"unit_name": "claude", "status": "pending", "is_ready": False},
+            {"unit_name": "git", "status": "started", "is_ready": True},
+            {"unit_name": "setup", "status": "pending", "is_ready": False},
+        ],
+        "edges": [
+            {"unit_name": "claude", "depends_on": "git", "required_status": "completed",
+             "current_status": "started", "is_satisfied": False},
+            {"unit_name": "claude", "depends_on": "setup", "required_status": "completed",
+             "current_status": "pending", "is_satisfied": False},
+            {"unit_name": "setup", "depends_on": "base", "required_status": "started",
+             "current_status": "", "is_satisfied": False},
+        ],
+    }
+    assert graph["units"] == json.loads(listed.stdout)  # units as in `list`
