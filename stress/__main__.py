@@ -1,28 +1,36 @@
-"""``python -m stress <scenario>``: the scenarios land with the stress-suite issue.
+"""``python -m stress <scenario> [options] [--json]`` — see stress/README.md.
 
-Available now: ``chain [--units N]`` — build an N-unit chain in-process, then propagate
-completion from the leaf to the root; ``rpc [--seconds S] [--quick]`` — calls/s of ``ping`` and
-``info`` against our server and a plain pycapnp server, same run; ``cli [--runs N] [--quick]`` —
-whole-process wall time of ``unitsync --help``/``ping``/``complete x`` against ``python -c pass``
-and ``python -c "import capnp"``, interleaved. ``--json``: last line is JSON.
+Scenarios: ``wakeup`` (pushed wake-up latency of N parked clients, against polling), ``rpc``
+(calls/s against a plain pycapnp server), ``scale`` (graph size, per-edge cost, memory per
+unit), ``churn`` (clients coming, going and being killed; the server returns to its baseline),
+``cli`` (whole-process time of the command line), ``chain`` (an N-unit chain in-process).
+With ``--json`` the last line printed is one JSON object with the scenario's figures;
+``--quick`` finishes in seconds (the CI smoke tests use it).
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 
-from .chain import main as chain_main
-from .cli import main as cli_main
-from .rpc import main as rpc_main
-
-SCENARIOS = {"chain": chain_main, "cli": cli_main, "rpc": rpc_main}
+#: scenario -> module (imported only when that scenario runs).
+SCENARIOS = {
+    "wakeup": "stress.wakeup",
+    "rpc": "stress.rpc",
+    "scale": "stress.scale",
+    "churn": "stress.churn",
+    "cli": "stress.cli",
+    "chain": "stress.chain",
+}
 
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in SCENARIOS:
-        print(f"usage: python -m stress {{{'|'.join(SCENARIOS)}}} [options]", file=sys.stderr)
+        print(f"usage: python -m stress {{{'|'.join(SCENARIOS)}}} [options] [--json]",
+              file=sys.stderr)
         return 2
-    return SCENARIOS[argv[0]](argv[1:])
+    module = importlib.import_module(SCENARIOS[argv[0]])
+    return int(module.main(argv[1:]))
 
 
 sys.exit(main(sys.argv[1:]))
