@@ -30,6 +30,7 @@ from ._messages import (
     Register,
     RegistryMessage,
     RegistrySnapshot,
+    SleepIdle,
     Snapshot,
     Start,
     ToUnit,
@@ -56,7 +57,8 @@ OVERFLOW_LIMIT: Final = 65_536
 class CoordinatorStatistics:
     """Counts for tests and the stress suite (``await coord.statistics()``)."""
 
-    actors: int  #: unit actors alive (every unit ever mentioned, registered or not)
+    actors: int  #: unit actors (every unit ever mentioned, registered or not)
+    awake: int  #: unit actors with a running task (the others sleep: idle, state kept)
     units: int  #: registered units
     edges: int
     ready_waiters: int
@@ -120,6 +122,7 @@ class LocalCoordinator:
         stats: list[UnitStatistics] = await _gather(snapshot, Inspect)
         return CoordinatorStatistics(
             actors=len(stats),
+            awake=sum(not inbox.asleep for inbox in snapshot.inboxes.values()),
             units=sum(s.status is not Status.NOT_REGISTERED for s in stats),
             edges=len(snapshot.edges),
             ready_waiters=sum(s.ready_waiters for s in stats),
@@ -128,6 +131,12 @@ class LocalCoordinator:
             watchers=self._events.watchers,
             events=self._events.seq,
         )
+
+    async def sleep_idle(self) -> None:
+        """Put every idle unit actor to sleep now instead of at the next idle sweep (tests and
+        benchmarks use it; nothing observable changes). The actors act on it when they next
+        run: ``trio.testing.wait_all_tasks_blocked()`` after this sees them asleep."""
+        await self._request(SleepIdle)
 
     async def _request(self, make: Callable[[Reply[T]], RegistryMessage]) -> T:
         """Send the message ``make(reply)`` to the registry and await the reply."""

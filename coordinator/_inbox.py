@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final, Generic, TypeVar
+from typing import TYPE_CHECKING, Final, Generic, Protocol, TypeVar
 
 import trio
 
@@ -12,7 +12,7 @@ from ._errors import CoordinatorClosed
 if TYPE_CHECKING:
     from ._messages import Published
 
-__all__ = ["POKE", "Inbox", "UNIT_INBOX_SIZE"]
+__all__ = ["IDLE_CHECK", "POKE", "Inbox", "Sleeper", "UNIT_INBOX_SIZE"]
 
 M = TypeVar("M")
 
@@ -33,6 +33,32 @@ class _Poke:
 POKE: Final = _Poke()
 
 
+class _IdleCheck:
+    """From the registry's sweep: sleep if you are idle."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "IDLE_CHECK"
+
+
+IDLE_CHECK: Final = _IdleCheck()
+
+
+class Sleeper(Protocol):
+    """An actor that may sleep: its task ends when idle, its state stays, and its inbox wakes
+    it (starts a new task) when a message arrives."""
+
+    def answer_asleep(self, request: object) -> bool:
+        """Answer ``request`` synchronously without waking, if it only reads state."""
+        ...
+
+    def wake(self) -> None:
+        """Start the actor's task (synchronously: ``nursery.start_soon``). Raises
+        :class:`CoordinatorClosed` if the coordinator has stopped."""
+        ...
+
+
 class Inbox(Generic[M]):
     """The address of an actor: a :class:`~._unit.UnitActor` or the
     :class:`~._registry.RegistryActor` (which keeps every unit's latest state this way).
@@ -45,58 +71,129 @@ class Inbox(Generic[M]):
       blocks and never fails, which is what lets a unit notify any number of dependents without
       ever awaiting another actor. The actor is woken by a single queued :data:`POKE`; if the
       channel is full the poke is skipped — the actor reads the slots before every message.
+
+    Asleep (unit actors only, see :meth:`sleep`): the actor has no task and no channel; a
+    request that only reads state is answered by the sleeping actor at once, anything else
+    (a request, a posted state) wakes it first. Nobody else can tell it slept.
     """
 
-    __slots__ = ("_send", "receiver", "states", "_poked")
+    __slots__ = (
+        "_size", "_send", "receiver", "states", "_poked", "_sleeper", "_closed", "touched",
+    )
 
-    def __init__(self, size: int = UNIT_INBOX_SIZE) -> None:
-        self._send, self.receiver = trio.open_memory_channel["M | _Poke"](size)
+    def __init__(self, size: int = UNIT_INBOX_SIZE, sleeper: Sleeper | None = None) -> None:
+        self._size = size
+        #: The actor behind this inbox if it may sleep (None: the registry's, always awake).
+        self._sleeper = sleeper
+        self._closed = False
+        self._send: trio.MemorySendChannel[M | _Poke] | None = None
+        self.receiver: trio.MemoryReceiveChannel[M | _Poke] | None = None
+        if sleeper is None:
+            self._open()
         #: Latest state posted by each dependency, not yet read by the actor.
         self.states: dict[str, Published] = {}
         self._poked = False
+        #: Set by the actor on each message; the registry's idle sweep clears it.
+        self.touched = False
+
+    def _open(self) -> trio.MemorySendChannel[M | _Poke]:
+        self._send, self.receiver = trio.open_memory_channel["M | _Poke"](self._size)
+        return self._send
+
+    def _awake(self) -> trio.MemorySendChannel[M | _Poke]:
+        """The send channel, waking the actor first if it sleeps."""
+        send = self._send
+        if send is not None:
+            return send
+        if self._closed or self._sleeper is None:
+            raise CoordinatorClosed()
+        send = self._open()
+        try:
+            self._sleeper.wake()
+        except CoordinatorClosed:
+            self._send = self.receiver = None
+            self._closed = True
+            raise
+        return send
+
+    @property
+    def asleep(self) -> bool:
+        return self._send is None and not self._closed
 
     async def send(self, request: M) -> None:
         """Queue ``request``, waiting while the inbox is full; ``CoordinatorClosed`` if the
         actor has stopped."""
+        if self._send is None and self._sleeper is not None and self._sleeper.answer_asleep(request):
+            await trio.lowlevel.checkpoint()
+            return
         try:
-            await self._send.send(request)
+            await self._awake().send(request)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             raise CoordinatorClosed() from None
 
     def send_nowait(self, request: M) -> None:
         """Queue ``request`` if there is room: ``trio.WouldBlock`` if full, ``CoordinatorClosed``
         if the actor has stopped."""
+        if self._send is None and self._sleeper is not None and self._sleeper.answer_asleep(request):
+            return
         try:
-            self._send.send_nowait(request)
+            self._awake().send_nowait(request)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             raise CoordinatorClosed() from None
 
     def close(self) -> None:
         """No more requests: the actor's loop ends once it has read what is queued."""
-        self._send.close()
+        if self._send is None:
+            self._closed = True
+        else:
+            self._send.close()
 
     def post_state(self, unit: str, state: Published) -> None:
         """Record ``state`` as the latest of ``unit`` and wake the actor. Never blocks."""
         self.states[unit] = state
         if not self._poked:
             try:
-                self._send.send_nowait(POKE)
+                self._awake().send_nowait(POKE)
             except trio.WouldBlock:
                 return  # the actor is busy with a full inbox and reads the slots before each message
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
+            except (trio.BrokenResourceError, trio.ClosedResourceError, CoordinatorClosed):
                 return  # the actor has stopped (or is stopping); nothing to tell
             self._poked = True
+
+    def check_idle(self) -> None:
+        """For the registry's sweep: ask the actor to sleep if it is idle (skipped if full)."""
+        try:
+            self._awake().send_nowait(IDLE_CHECK)
+        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError,
+                CoordinatorClosed):
+            pass
+
+    def sleep(self) -> bool:
+        """For the actor, idle: drop the channel if nothing is queued or posted, and return True
+        (its task should then end). False if something is waiting to be read."""
+        receiver = self.receiver
+        if receiver is None or self.states or receiver.statistics().current_buffer_used:
+            return False
+        assert self._send is not None
+        self._send.close()
+        receiver.close()
+        self._send = self.receiver = None
+        return True
 
     def drain_and_close(self, answer: Callable[[object], None]) -> None:
         """For the actor, stopping: hand each queued request to ``answer`` (so no caller is left
         waiting), then close; later sends raise :class:`CoordinatorClosed`. Synchronous, so
         nothing can slip in between."""
+        receiver = self.receiver
+        self._closed = True
+        if receiver is None:
+            return
         while True:
             try:
-                answer(self.receiver.receive_nowait())
+                answer(receiver.receive_nowait())
             except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                 break
-        self.receiver.close()
+        receiver.close()
 
     def take_states(self, request: object) -> dict[str, Published]:
         """For the actor, on each message: the states posted since the last call (and clears them)."""

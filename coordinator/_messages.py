@@ -25,6 +25,7 @@ __all__ = [
     "Info",
     "Inspect",
     "Ping",
+    "SleepIdle",
     "Published",
     "Reached",
     "Ready",
@@ -191,7 +192,15 @@ class Ping:
     reply: Reply[None] = _reply()
 
 
-RegistryMessage = ToUnit | Want | Snapshot | Ping
+@dataclass(frozen=True, slots=True)
+class SleepIdle:
+    """Ask every awake unit actor to sleep if it is idle, now (tests, benchmarks); the reply
+    comes once the requests are queued, the actors act on them when they next run."""
+
+    reply: Reply[None] = _reply()
+
+
+RegistryMessage = ToUnit | Want | Snapshot | Ping | SleepIdle
 
 
 def answer_closed(message: Any) -> None:

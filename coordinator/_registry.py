@@ -9,7 +9,7 @@ import trio
 from ._errors import CycleError
 from ._events import EventHub
 from ._graph import DependencyGraph
-from ._inbox import POKE, UNIT_INBOX_SIZE, Inbox
+from ._inbox import POKE, Inbox
 from ._messages import (
     NOT_REGISTERED,
     AddRequirements,
@@ -17,6 +17,7 @@ from ._messages import (
     Ping,
     RegistryMessage,
     RegistrySnapshot,
+    SleepIdle,
     Snapshot,
     Subscribe,
     ToUnit,
@@ -24,7 +25,7 @@ from ._messages import (
     Want,
     answer_closed,
 )
-from ._unit import UnitActor, answer_absent
+from ._unit import IDLE_SECONDS, UnitActor, answer_absent
 
 __all__ = ["REGISTRY_INBOX_SIZE", "RegistryActor"]
 
@@ -45,7 +46,7 @@ class RegistryActor:
     * It awaits only unit inboxes, and units never await the registry, so no cycle of waits exists.
     """
 
-    __slots__ = ("_inbox", "_events", "_graph", "_inboxes", "_states", "_nursery")
+    __slots__ = ("_inbox", "_events", "_graph", "_inboxes", "_states", "_nursery", "_awake")
 
     def __init__(self, inbox: Inbox[RegistryMessage], events: EventHub) -> None:
         self._inbox = inbox
@@ -54,11 +55,14 @@ class RegistryActor:
         self._inboxes: dict[str, Inbox[UnitRequest]] = {}
         self._states: dict[str, Published] = {}
         self._nursery: trio.Nursery | None = None
+        #: Inboxes of unit actors whose task runs (the rest sleep; see ``_unit.IDLE_SECONDS``).
+        self._awake: set[Inbox[UnitRequest]] = set()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled or until the inbox is closed; unit actors stop with it."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            nursery.start_soon(self._sweep, name="unitsync:idle-sweep")
             task_status.started()
             inbox = self._inbox
             try:
@@ -110,16 +114,36 @@ class RegistryActor:
                 )
             case Ping(reply):
                 reply.ok(None)
+            case SleepIdle(reply):
+                for inbox in list(self._awake):
+                    inbox.check_idle()
+                reply.ok(None)
+
+    async def _sweep(self) -> None:
+        """Every :data:`IDLE_SECONDS`, ask each awake unit actor that handled nothing since the
+        last sweep to sleep. O(awake actors) per sweep."""
+        while True:
+            await trio.sleep(IDLE_SECONDS)
+            for inbox in list(self._awake):
+                if inbox.touched:
+                    inbox.touched = False
+                else:
+                    inbox.check_idle()
 
     def _spawn(self, unit: str) -> Inbox[UnitRequest]:
+        """A new unit actor, asleep: the message about to be sent starts its task."""
         assert self._nursery is not None
-        inbox: Inbox[UnitRequest] = Inbox(UNIT_INBOX_SIZE)
-        self._inboxes[unit] = inbox
+        actor = UnitActor(
+            unit, self._inbox, self._events, self._nursery, self._awake  # type: ignore[arg-type]
+        )
+        self._inboxes[unit] = actor.inbox
         self._graph.add_node(unit)
-        actor = UnitActor(unit, inbox, self._inbox, self._events)  # type: ignore[arg-type]
-        self._nursery.start_soon(actor.run, name=f"unit:{unit}")
-        return inbox
+        return actor.inbox
 
     def _close(self) -> None:
-        """Answer what is still queued with CoordinatorClosed and refuse anything more."""
+        """Answer what is still queued with CoordinatorClosed and refuse anything more; sleeping
+        unit actors refuse too (awake ones close as their tasks are cancelled)."""
         self._inbox.drain_and_close(answer_closed)
+        for inbox in self._inboxes.values():
+            if inbox.asleep:
+                inbox.close()

@@ -1,0 +1,199 @@
+"""Idle unit actors sleep (no task, no channel, state kept) and wake on their next message;
+nothing observable changes. DESIGN §3: that is how memory per idle unit stays under 4 KiB.
+
+Sleeping is forced with ``sleep_idle()`` and observed through ``statistics().awake``; the
+periodic sweep is checked with the autojump clock.
+"""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+
+import pytest
+import trio
+import trio.testing
+
+from coordinator import (
+    CoordinatorClosed,
+    DependencyFailed,
+    LocalCoordinator,
+    Status,
+    open_coordinator,
+)
+from coordinator._inbox import POKE, Inbox
+from coordinator._messages import NOT_REGISTERED
+from coordinator._unit import IDLE_SECONDS
+
+from .conftest import WAIT
+
+
+async def asleep(coord: LocalCoordinator) -> int:
+    """Put idle actors to sleep, let them act on it; how many are still awake."""
+    await coord.sleep_idle()
+    await trio.testing.wait_all_tasks_blocked()
+    return (await coord.statistics()).awake
+
+
+async def test_idle_units_sleep_and_answer_reads_without_waking(server: LocalCoordinator) -> None:
+    with trio.fail_after(WAIT):
+        await server.unit("claude").want("git", "setup")
+        await server.unit("setup").start()
+        assert (await server.statistics()).awake == 3
+        assert await asleep(server) == 0
+
+        info = await server.unit("claude").info()  # answered by the sleeping actor
+        assert info.status is Status.PENDING and not info.ready
+        assert [(d.depends_on, d.current) for d in info.dependencies] == [
+            ("git", Status.NOT_REGISTERED), ("setup", Status.STARTED)
+        ]
+        assert [u.name for u in await server.list()] == ["claude", "setup"]
+        assert (await server.statistics()).awake == 0
+
+
+async def test_a_state_change_wakes_sleeping_dependents(server: LocalCoordinator) -> None:
+    with trio.fail_after(WAIT):
+        await server.unit("claude").want("git")
+        await server.unit("review").want("claude", requires=Status.STARTED)
+        assert await asleep(server) == 0
+
+        await server.unit("git").start()  # wakes git, whose post wakes claude
+        await server.unit("git").complete()
+        await trio.testing.wait_all_tasks_blocked()
+        claude = await server.unit("claude").info()
+        assert claude.ready and claude.dependencies[0].current is Status.COMPLETED
+
+        assert await asleep(server) == 0
+        await server.unit("claude").start()
+        await trio.testing.wait_all_tasks_blocked()
+        assert (await server.unit("review").info()).ready
+
+
+async def test_a_unit_with_a_waiter_stays_awake_and_is_answered(server: LocalCoordinator) -> None:
+    with trio.fail_after(WAIT):
+        await server.unit("claude").want("git")
+        result: list[object] = []
+
+        async def wait_ready() -> None:
+            result.append(await server.unit("claude").ready())
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(wait_ready)
+            await trio.testing.wait_all_tasks_blocked()
+            assert await asleep(server) == 1  # claude: it holds a waiter
+            await server.unit("git").start()
+            await server.unit("git").complete()
+        assert len(result) == 1
+
+
+async def test_a_request_queued_behind_the_idle_check_is_not_lost(
+    server: LocalCoordinator,
+) -> None:
+    with trio.fail_after(WAIT):
+        await server.unit("git").start()
+        await server.unit("claude").want("git")
+        await server.sleep_idle()  # idle checks queued, not yet acted on
+        await server.unit("git").complete()  # queued behind git's idle check
+        claude = await server.unit("claude").info()
+        assert claude.ready and claude.dependencies[0].current is Status.COMPLETED
+        assert await asleep(server) == 0
+
+
+async def test_failure_travels_through_sleeping_units(server: LocalCoordinator) -> None:
+    with trio.fail_after(WAIT):
+        await server.unit("a").want("b")
+        await server.unit("b").want("c")
+        await server.unit("c").start()
+        assert await asleep(server) == 0
+        await server.unit("c").fail("disk full")
+        with pytest.raises(DependencyFailed) as caught:
+            await server.unit("a").ready()
+        assert (caught.value.unit, caught.value.reason, caught.value.path) == (
+            "c", "disk full", ("a", "b", "c")
+        )
+
+
+async def test_sleeping_units_refuse_after_shutdown() -> None:
+    with trio.fail_after(WAIT):
+        async with open_coordinator() as coord:
+            await coord.unit("git").register()
+            assert await asleep(coord) == 0
+            handle = coord.unit("git")
+        with pytest.raises(CoordinatorClosed):
+            await handle.start()
+        with pytest.raises(CoordinatorClosed):
+            await handle.info()
+
+
+async def test_the_sweep_puts_idle_units_to_sleep(autojump_clock: trio.testing.MockClock) -> None:
+    async with open_coordinator() as coord:
+        await coord.unit("git").start()
+        await coord.unit("claude").want("git")
+        assert (await coord.statistics()).awake == 2
+        await trio.sleep(IDLE_SECONDS * 0.5)  # the autojump clock: virtual time
+        await coord.unit("git").info()
+        assert (await coord.statistics()).awake == 2  # busy within the last period
+        await trio.sleep(IDLE_SECONDS * 2.1)
+        assert (await coord.statistics()).awake == 0
+        await coord.unit("git").complete()
+        await trio.testing.wait_all_tasks_blocked()
+        assert (await coord.unit("claude").info()).ready
+
+
+async def test_an_idle_unit_costs_under_4_kib() -> None:
+    """DESIGN §6: ≤ 4 KiB per idle unit (tracemalloc; the stress suite also reports RSS)."""
+    count = 2000
+    async with open_coordinator() as coord:
+        await coord.unit("warm").register()
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for i in range(count):
+                await coord.unit(f"u{i}").want(f"u{i + 1}")
+            assert await asleep(coord) == 0
+            gc.collect()
+            per_unit = (tracemalloc.get_traced_memory()[0] - before) / count
+        finally:
+            tracemalloc.stop()
+    print(f"\nidle unit with one edge: {per_unit:.0f} bytes (tracemalloc)")
+    assert per_unit <= 4096
+
+
+class _Sleeper:
+    """Stands in for the actor behind an inbox: counts wake-ups, answers nothing asleep."""
+
+    def __init__(self) -> None:
+        self.woken = 0
+
+    def wake(self) -> None:
+        self.woken += 1
+
+    def answer_asleep(self, request: object) -> bool:
+        return False
+
+
+async def test_an_inbox_sleeps_only_with_nothing_to_read() -> None:
+    actor = _Sleeper()
+    inbox: Inbox[str] = Inbox(4, sleeper=actor)
+    assert inbox.asleep and actor.woken == 0
+
+    inbox.send_nowait("start")  # wakes the actor and queues
+    assert actor.woken == 1 and not inbox.asleep
+    assert not inbox.sleep()  # a request is queued
+    assert inbox.receiver is not None
+    assert inbox.receiver.receive_nowait() == "start"
+    assert inbox.sleep() and inbox.asleep
+
+    inbox.post_state("git", NOT_REGISTERED)  # a posted state wakes it too
+    assert actor.woken == 2
+    assert not inbox.sleep()  # the state and its POKE are unread
+    assert inbox.receiver.receive_nowait() is POKE
+    assert not inbox.sleep()  # the state slot is still unread
+    assert inbox.take_states(POKE) == {"git": NOT_REGISTERED}
+    assert inbox.sleep()
+
+    inbox.close()
+    with pytest.raises(CoordinatorClosed):
+        inbox.send_nowait("complete")
+    assert actor.woken == 2
