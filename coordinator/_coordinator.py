@@ -40,6 +40,7 @@ from ._messages import (
 )
 from ._names import validate_dependencies, validate_name
 from ._registry import REGISTRY_INBOX_SIZE, RegistryActor
+from ._unit import answer_absent
 from ._reply import Reply
 from ._status import Status
 from ._version import __version__
@@ -71,12 +72,17 @@ class CoordinatorStatistics:
 class LocalCoordinator:
     """The coordinator running in this process. Get one from :func:`open_coordinator`."""
 
-    __slots__ = ("_inbox", "_events", "_nursery", "_overflow")
+    __slots__ = ("_inbox", "_registry", "_events", "_nursery", "_overflow")
 
     def __init__(
-        self, inbox: Inbox[RegistryMessage], events: EventHub, nursery: trio.Nursery
+        self,
+        inbox: Inbox[RegistryMessage],
+        registry: RegistryActor,
+        events: EventHub,
+        nursery: trio.Nursery,
     ) -> None:
         self._inbox = inbox
+        self._registry = registry
         self._events = events
         self._nursery = nursery
         self._overflow: deque[RegistryMessage] = deque()
@@ -143,6 +149,18 @@ class LocalCoordinator:
         reply: Reply[T] = Reply()
         await self._inbox.send(make(reply))
         return await reply.receive()
+
+    def _read_now(self, message: RegistryMessage) -> bool:
+        """Answer a request for a unit at once if it only reads state and nothing is queued
+        ahead of it anywhere on its way: the registry is quiet (nothing queued, overflowing or
+        being handed on) and so is the unit's actor. The answer is the one the actors would give
+        (E-order and every consistency rule hold); it just skips two task switches."""
+        if not isinstance(message, ToUnit) or self._overflow or not self._inbox.quiet:
+            return False
+        inbox = self._registry.lookup(message.unit)
+        if inbox is None:
+            return answer_absent(message.unit, message.request)
+        return inbox.try_read(message.request)
 
     def _post(self, message: RegistryMessage) -> None:
         """Queue ``message`` for the registry without waiting, keeping the order of posts.
@@ -284,12 +302,16 @@ class LocalUnit:
         :class:`Overloaded` when too much is queued.
         """
         reply: Reply[Any] = Reply(on_answer)
-        self._coord._post(self._message(operation, args, reply))
+        message = self._message(operation, args, reply)
+        if not self._coord._read_now(message):
+            self._coord._post(message)
         return reply
 
     async def _call(self, operation: str, *args: Any) -> Any:
         reply: Reply[Any] = Reply()
-        await self._coord._inbox.send(self._message(operation, args, reply))
+        message = self._message(operation, args, reply)
+        if not self._coord._read_now(message):
+            await self._coord._inbox.send(message)
         return await reply.receive()
 
     def _message(self, operation: str, args: Sequence[Any], reply: Reply[Any]) -> RegistryMessage:
@@ -331,8 +353,9 @@ async def open_coordinator() -> AsyncIterator[LocalCoordinator]:
     events = EventHub()
     inbox: Inbox[RegistryMessage] = Inbox(REGISTRY_INBOX_SIZE)
     async with open_service_nursery() as nursery:
-        coord = LocalCoordinator(inbox, events, nursery)
-        await nursery.start(RegistryActor(inbox, events).run)
+        registry = RegistryActor(inbox, events)
+        coord = LocalCoordinator(inbox, registry, events, nursery)
+        await nursery.start(registry.run)
         try:
             yield coord
         finally:

@@ -49,8 +49,9 @@ class Sleeper(Protocol):
     """An actor that may sleep: its task ends when idle, its state stays, and its inbox wakes
     it (starts a new task) when a message arrives."""
 
-    def answer_asleep(self, request: object) -> bool:
-        """Answer ``request`` synchronously without waking, if it only reads state."""
+    def answer_read(self, request: object) -> bool:
+        """Answer ``request`` synchronously, if it only reads state (the inbox asks only when
+        the actor is :attr:`Inbox.quiet`)."""
         ...
 
     def wake(self) -> None:
@@ -72,9 +73,13 @@ class Inbox(Generic[M]):
       ever awaiting another actor. The actor is woken by a single queued :data:`POKE`; if the
       channel is full the poke is skipped — the actor reads the slots before every message.
 
-    Asleep (unit actors only, see :meth:`sleep`): the actor has no task and no channel; a
-    request that only reads state is answered by the sleeping actor at once, anything else
-    (a request, a posted state) wakes it first. Nobody else can tell it slept.
+    Asleep (unit actors only, see :meth:`sleep`): the actor has no task and no channel;
+    anything sent or posted wakes it first. Nobody else can tell it slept.
+
+    Reads (:meth:`try_read`): when the actor is :attr:`quiet` — asleep, or awake and waiting
+    with nothing queued or handed to it — its state is exactly what it would be when a request
+    sent now reached it, so a request that only reads state is answered at once, in the
+    sender's task, without a task switch or waking a sleeping actor.
     """
 
     __slots__ = (
@@ -120,10 +125,28 @@ class Inbox(Generic[M]):
     def asleep(self) -> bool:
         return self._send is None and not self._closed
 
+    @property
+    def quiet(self) -> bool:
+        """True when the actor has handled everything sent or posted to it: asleep, or awake
+        with nothing queued and its task waiting to receive (a value handed straight to a
+        waiting receiver leaves the buffer empty but the receiver no longer waiting)."""
+        if self._closed or self.states:
+            return False
+        receiver = self.receiver
+        if receiver is None:
+            return True
+        stats = receiver.statistics()
+        return stats.current_buffer_used == 0 and stats.tasks_waiting_receive > 0
+
+    def try_read(self, request: object) -> bool:
+        """Answer ``request`` at once if it only reads state and the actor is quiet."""
+        sleeper = self._sleeper
+        return sleeper is not None and self.quiet and sleeper.answer_read(request)
+
     async def send(self, request: M) -> None:
         """Queue ``request``, waiting while the inbox is full; ``CoordinatorClosed`` if the
         actor has stopped."""
-        if self._send is None and self._sleeper is not None and self._sleeper.answer_asleep(request):
+        if self.try_read(request):
             await trio.lowlevel.checkpoint()
             return
         try:
@@ -134,7 +157,7 @@ class Inbox(Generic[M]):
     def send_nowait(self, request: M) -> None:
         """Queue ``request`` if there is room: ``trio.WouldBlock`` if full, ``CoordinatorClosed``
         if the actor has stopped."""
-        if self._send is None and self._sleeper is not None and self._sleeper.answer_asleep(request):
+        if self.try_read(request):
             return
         try:
             self._awake().send_nowait(request)

@@ -119,6 +119,11 @@ class RegistryActor:
                     inbox.check_idle()
                 reply.ok(None)
 
+    def lookup(self, unit: str) -> Inbox[UnitRequest] | None:
+        """The inbox of ``unit``'s actor, None if the unit was never mentioned. Only for a
+        caller that has seen the registry's own inbox quiet (see ``LocalCoordinator``)."""
+        return self._inboxes.get(unit)
+
     async def _sweep(self) -> None:
         """Every :data:`IDLE_SECONDS`, ask each awake unit actor that handled nothing since the
         last sweep to sleep. O(awake actors) per sweep."""

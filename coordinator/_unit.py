@@ -125,9 +125,10 @@ class UnitActor:
         self._inbox.touched = True
         self._awake.add(self._inbox)
 
-    def answer_asleep(self, request: object) -> bool:
-        """Answer a request that only reads state without starting a task (``list()`` of
-        thousands of sleeping units stays cheap)."""
+    def answer_read(self, request: object) -> bool:
+        """Answer a request that only reads state, synchronously; the inbox calls this when
+        the actor is quiet (``info`` costs no task switch; ``list()`` of thousands of sleeping
+        units wakes none)."""
         match request:
             case Info(reply):
                 reply.ok(self._info())

@@ -169,7 +169,7 @@ class _Sleeper:
     def wake(self) -> None:
         self.woken += 1
 
-    def answer_asleep(self, request: object) -> bool:
+    def answer_read(self, request: object) -> bool:
         return False
 
 
