@@ -197,3 +197,25 @@ async def test_an_inbox_sleeps_only_with_nothing_to_read() -> None:
     with pytest.raises(CoordinatorClosed):
         inbox.send_nowait("complete")
     assert actor.woken == 2
+
+
+async def test_a_read_never_overtakes_a_request_sent_before_it(server: LocalCoordinator) -> None:
+    """The quiet-read shortcut: a request handed straight to a waiting actor (the channel's
+    buffer stays empty) still counts as queued, so a read sent after it waits its turn."""
+    with trio.fail_after(WAIT):
+        await server.unit("git").start()
+        await server.unit("claude").want("git")
+        answers: list[object] = []
+        for _ in range(2):  # once with the actors awake, once asleep
+            server.unit("git").submit("complete", on_answer=answers.append)
+            server.unit("git").submit("info", on_answer=answers.append)
+            server.unit("claude").submit("info", on_answer=answers.append)
+            assert answers == []  # nothing answered ahead of the complete
+            await trio.testing.wait_all_tasks_blocked()
+            complete, git, claude = (a.unwrap() for a in answers)  # type: ignore[attr-defined]
+            assert complete is None
+            assert git.status is Status.COMPLETED
+            assert claude.ready and claude.dependencies[0].current is Status.COMPLETED
+            answers.clear()
+            await server.unit("git").start()  # a re-run, for the second round
+            assert await asleep(server) == 0
