@@ -46,7 +46,7 @@ class RegistryActor:
     * It awaits only unit inboxes, and units never await the registry, so no cycle of waits exists.
     """
 
-    __slots__ = ("_inbox", "_events", "_graph", "_inboxes", "_states", "_nursery", "_awake")
+    __slots__ = ("_inbox", "_events", "_graph", "_inboxes", "_states", "_nursery", "_candidates")
 
     def __init__(self, inbox: Inbox[RegistryMessage], events: EventHub) -> None:
         self._inbox = inbox
@@ -55,8 +55,9 @@ class RegistryActor:
         self._inboxes: dict[str, Inbox[UnitRequest]] = {}
         self._states: dict[str, Published] = {}
         self._nursery: trio.Nursery | None = None
-        #: Inboxes of unit actors whose task runs (the rest sleep; see ``_unit.IDLE_SECONDS``).
-        self._awake: set[Inbox[UnitRequest]] = set()
+        #: Inboxes of awake unit actors without a waiter: what the idle sweep looks at (see
+        #: ``_unit.IDLE_SECONDS``). Actors add and remove themselves.
+        self._candidates: set[Inbox[UnitRequest]] = set()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled or until the inbox is closed; unit actors stop with it."""
@@ -115,7 +116,7 @@ class RegistryActor:
             case Ping(reply):
                 reply.ok(None)
             case SleepIdle(reply):
-                for inbox in list(self._awake):
+                for inbox in list(self._candidates):
                     inbox.check_idle()
                 reply.ok(None)
 
@@ -125,11 +126,12 @@ class RegistryActor:
         return self._inboxes.get(unit)
 
     async def _sweep(self) -> None:
-        """Every :data:`IDLE_SECONDS`, ask each awake unit actor that handled nothing since the
-        last sweep to sleep. O(awake actors) per sweep."""
+        """Every :data:`IDLE_SECONDS`, ask each awake unit actor without a waiter that handled
+        nothing since the last sweep to sleep. O(candidates) per sweep: actors holding waiters
+        (thousands of parked ``ready`` calls) cost nothing here."""
         while True:
             await trio.sleep(IDLE_SECONDS)
-            for inbox in list(self._awake):
+            for inbox in list(self._candidates):
                 if inbox.touched:
                     inbox.touched = False
                 else:
@@ -139,7 +141,7 @@ class RegistryActor:
         """A new unit actor, asleep: the message about to be sent starts its task."""
         assert self._nursery is not None
         actor = UnitActor(
-            unit, self._inbox, self._events, self._nursery, self._awake  # type: ignore[arg-type]
+            unit, self._inbox, self._events, self._nursery, self._candidates  # type: ignore[arg-type]
         )
         self._inboxes[unit] = actor.inbox
         self._graph.add_node(unit)

@@ -82,7 +82,7 @@ class UnitActor:
         "_subscribers",
         "_published",
         "_nursery",
-        "_awake",
+        "_candidates",
     )
 
     def __init__(
@@ -91,11 +91,12 @@ class UnitActor:
         registry: Inbox[object],
         events: EventHub,
         nursery: trio.Nursery,
-        awake: set[Inbox[UnitRequest]],
+        candidates: set[Inbox[UnitRequest]],
     ) -> None:
         self.name = name
-        #: The registry's set of awake unit inboxes (this one is in it while its task runs).
-        self._awake = awake
+        #: The registry's idle-sweep candidates: inboxes of awake actors without a waiter (this
+        #: one is in it while its task runs and it holds no waiter).
+        self._candidates = candidates
         #: This actor's address. It starts asleep: the first message starts the task.
         self._inbox: Inbox[UnitRequest] = Inbox(UNIT_INBOX_SIZE, sleeper=self)
         self._nursery = nursery
@@ -123,7 +124,7 @@ class UnitActor:
         except RuntimeError:  # the registry's nursery is closed: the coordinator has stopped
             raise CoordinatorClosed() from None
         self._inbox.touched = True
-        self._awake.add(self._inbox)
+        self._candidates.add(self._inbox)
 
     def answer_read(self, request: object) -> bool:
         """Answer a request that only reads state, synchronously; the inbox calls this when
@@ -148,7 +149,7 @@ class UnitActor:
             async for request in receiver:
                 if request is IDLE_CHECK:
                     if not (self._ready_waiters or self._reached_waiters) and inbox.sleep():
-                        self._awake.discard(inbox)
+                        self._candidates.discard(inbox)
                         return
                     continue
                 inbox.touched = True
@@ -160,7 +161,7 @@ class UnitActor:
                 self._settle()
         finally:
             if not inbox.asleep:
-                self._awake.discard(inbox)
+                self._candidates.discard(inbox)
                 self._close()
 
     # --- messages -----------------------------------------------------------------------------
@@ -224,8 +225,18 @@ class UnitActor:
         if reply.answered:
             return  # the caller gave up before we got here
         waiters[reply] = value
+        self._candidates.discard(self._inbox)  # an actor with a waiter never sleeps
         # Removing a waiter cannot break an invariant, so the caller may do it directly, at once.
-        reply.on_abandon(functools.partial(waiters.pop, reply, None))
+        reply.on_abandon(functools.partial(self._unpark, waiters, reply))
+
+    def _unpark(self, waiters: dict[object, object], reply: Reply[object]) -> None:
+        waiters.pop(reply, None)
+        self._maybe_idle()
+
+    def _maybe_idle(self) -> None:
+        """Without waiters, the actor is a candidate for the idle sweep again."""
+        if not self._ready_waiters and not self._reached_waiters:
+            self._candidates.add(self._inbox)
 
     def _dependency_changed(self, dependency: str, state: Published) -> None:
         self._known[dependency] = state
@@ -274,6 +285,7 @@ class UnitActor:
             else:
                 for reply in waiters:
                     reply.error(DependencyFailed(blocker.unit, blocker.reason, blocker.path))
+            self._maybe_idle()
         if self._reached_waiters:
             for reply, target in list(self._reached_waiters.items()):
                 if self._status.reaches(target):
@@ -285,6 +297,7 @@ class UnitActor:
                 elif blocker is not None:
                     del self._reached_waiters[reply]
                     reply.error(DependencyFailed(blocker.unit, blocker.reason, blocker.path))
+            self._maybe_idle()
 
     def _set_status(self, status: Status, reason: str = "") -> None:
         old = self._status

@@ -856,3 +856,38 @@ async def test_connect_to_stale_socket_is_unreachable(sock_dir: Path) -> None:
         with pytest.raises(CoordinatorUnreachable):
             async with connect(path):
                 pytest.fail("connected to nothing")
+
+
+def test_connect_retries_while_the_listen_backlog_is_full(sock_dir: Path) -> None:
+    """A Unix connect to a full backlog fails with EAGAIN at once; connect_socket retries until
+    there is room (here: the listener accepts one connection a moment later), or times out."""
+    path = sock_dir / "full.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    queued: list[socket.socket] = []
+    try:
+        listener.bind(str(path))
+        listener.listen(0)
+        while True:  # fill the backlog
+            client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            client.setblocking(False)
+            try:
+                client.connect(str(path))
+            except BlockingIOError:
+                client.close()
+                break
+            queued.append(client)
+        began = time.monotonic()
+        with pytest.raises(TimeoutError):
+            connect_socket(path, timeout=0.2)
+        assert 0.15 <= time.monotonic() - began < 2.0
+
+        room = threading.Timer(0.05, lambda: listener.accept()[0].close())
+        room.start()
+        try:
+            connect_socket(path, timeout=WAIT).close()
+        finally:
+            room.join(WAIT)
+    finally:
+        for client in queued:
+            client.close()
+        listener.close()

@@ -99,6 +99,17 @@ async def test_a_request_queued_behind_the_idle_check_is_not_lost(
         assert await asleep(server) == 0
 
 
+async def test_a_unit_sleeps_again_once_its_waiter_is_gone(server: LocalCoordinator) -> None:
+    with trio.fail_after(WAIT):
+        await server.unit("claude").want("git")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server.unit("claude").ready)
+            await trio.testing.wait_all_tasks_blocked()
+            assert await asleep(server) == 1  # claude holds the waiter
+            nursery.cancel_scope.cancel()  # the waiter is abandoned
+        assert await asleep(server) == 0
+
+
 async def test_failure_travels_through_sleeping_units(server: LocalCoordinator) -> None:
     with trio.fail_after(WAIT):
         await server.unit("a").want("b")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import stat
 import struct
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -108,17 +110,30 @@ def peer_uid(sock: socket.socket) -> int:
 def connect_socket(path: Path, *, timeout: float = 5.0) -> socket.socket:
     """A connected, non-blocking Unix socket to ``path``.
 
-    The connect itself is blocking (with ``timeout``): when the server's listen backlog is full,
-    a blocking Unix connect waits for room, whereas a non-blocking one fails with EAGAIN and
-    asyncio/Trio hand back an unconnected socket (DESIGN §7). A missing socket file raises
-    ``FileNotFoundError``, nobody listening ``ConnectionRefusedError``; both at once.
+    When the server's listen backlog is full, a Unix connect fails with EAGAIN at once (it does
+    not wait, unlike TCP), and asyncio/Trio would hand back an unconnected socket (DESIGN §7):
+    so EAGAIN is retried with a short, growing backoff (1 ms to 50 ms) until ``timeout``, then
+    raised as ``TimeoutError``. A missing socket file raises ``FileNotFoundError``, nobody
+    listening ``ConnectionRefusedError``; both at once. (The backoff blocks the calling thread:
+    the CLI's, or a ``connect()``'s own KJ thread.)
     """
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.settimeout(timeout)
-        sock.connect(str(path))
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            sock.connect(str(path))
+            sock.setblocking(False)
+            return sock
+        except BlockingIOError:  # EAGAIN: the backlog is full
+            sock.close()
+            if time.monotonic() + delay > deadline:
+                raise TimeoutError(
+                    errno.ETIMEDOUT, f"listen backlog full for {timeout:g} s"
+                ) from None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        except BaseException:
+            sock.close()
+            raise
