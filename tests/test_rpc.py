@@ -891,3 +891,35 @@ def test_connect_retries_while_the_listen_backlog_is_full(sock_dir: Path) -> Non
         for client in queued:
             client.close()
         listener.close()
+
+
+@pytest.mark.parametrize("gives_up", ["before the start applies", "after the start applied"])
+async def test_a_hold_given_up_before_its_lease_exists_fails_the_unit(
+    server: LocalCoordinator, gives_up: str
+) -> None:
+    """The window churn found: the start takes effect, the caller gives up before the Lease
+    capability exists — nobody holds the unit, so it must fail as a dropped lease does."""
+    from coordinator.rpc._server import _PendingHold
+
+    with trio.fail_after(WAIT):
+        answers: list[object] = []
+        pending = _PendingHold(server.unit("git"))
+        pending.start(answers.append)
+        if gives_up == "after the start applied":
+            await trio.testing.wait_all_tasks_blocked()
+            assert len(answers) == 1 and (await server.unit("git").info()).status is Status.STARTED
+        pending.abandon()
+        await settle(server, "git")
+        info = await server.unit("git").info()
+        assert (info.status, info.reason) == (Status.FAILED, "holder disconnected")
+
+
+async def test_a_hold_that_completes_normally_stays_started(server: LocalCoordinator) -> None:
+    from coordinator.rpc._server import _PendingHold
+
+    with trio.fail_after(WAIT):
+        answers: list[object] = []
+        _PendingHold(server.unit("git")).start(answers.append)
+        await settle(server, "git")
+        assert len(answers) == 1
+        assert (await server.unit("git").info()).status is Status.STARTED

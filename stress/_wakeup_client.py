@@ -1,0 +1,210 @@
+"""A client worker process for ``stress wakeup``: many connections, one asyncio + KJ loop, no Trio.
+
+``python -m stress._wakeup_client waiters --socket PATH --first A --count N [--rounds R]``
+    opens N connections (one :class:`ClientCore` each) and parks ``ready(w{A+i})`` on each;
+    then, for rounds 1..R-1, ``ready(w{A+i}.{r})`` on the same connections.
+``python -m stress._wakeup_client pollers --socket PATH --first A --count M [--interval 1.0]``
+    opens M connections; each polls ``info(p{A+i})`` every ``--interval`` seconds, from a random
+    phase in ``[0, interval)``, until it answers ``ready``, as coder's CLI does. One round.
+
+Protocol on stdout, per round (the driver reads it; anything else goes to stderr):
+
+1. ``parked`` — once every connection is open and, for waiters, every ``ready`` is known to be
+   parked server-side: after sending ``ready`` we send ``info`` on the same unit from the same
+   connection and await it; Cap'n Proto E-order delivers ``ready`` first. A ``ready`` that
+   resolved before then is reported as an error (the dependency was not complete yet).
+2. one JSON object: ``{"role", "round", "first", "count", "stamps", "errors",
+   "connect_retries"}`` — ``stamps[i]``
+   is the ``time.monotonic()`` at which unit ``first + i``'s ``ready()`` resolved (waiters) or
+   its poll saw ``ready == True`` (pollers), ``null`` if it did not within ``--timeout`` seconds
+   of ``parked`` or failed; ``errors`` lists ``"unit: error"`` strings. CLOCK_MONOTONIC is
+   system-wide on Linux, so the driver compares these stamps with its own. ``connect_retries``:
+   connects refused with EAGAIN (the server's listen backlog full) and retried, so far.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import errno
+import json
+import os
+import random
+import resource
+import sys
+import time
+from pathlib import Path
+
+import capnp
+
+from coordinator import CoordinatorUnreachable
+from coordinator.rpc._client import ClientCore
+
+#: Connections opened concurrently while parking (the connect itself is a short blocking call).
+CONNECT_CONCURRENCY = 32
+
+
+def ensure_fd_limit(needed: int) -> None:
+    """Raise the soft RLIMIT_NOFILE to the hard limit if ``needed`` fds would not fit; say so."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        print(f"wakeup client: raised the fd soft limit from {soft} to {hard} (need {needed})",
+              file=sys.stderr, flush=True)
+        if hard != resource.RLIM_INFINITY and hard < needed:
+            print(f"wakeup client: hard fd limit {hard} < {needed}: connections will fail",
+                  file=sys.stderr, flush=True)
+
+
+#: Connect attempts refused with EAGAIN (the server's listen backlog was full) and retried.
+connect_retries = 0
+
+
+async def connect_all(path: Path, count: int, *, timeout: float = 60.0) -> list[ClientCore]:
+    """``count`` connections, ``CONNECT_CONCURRENCY`` at a time.
+
+    A connect refused with EAGAIN (a full listen backlog: a non-blocking Unix connect does not
+    wait for room) is retried with a short backoff until ``timeout``, and counted in
+    :data:`connect_retries`; any other failure raises."""
+    gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
+    backlog_full = os.strerror(errno.EAGAIN)
+    deadline = time.monotonic() + timeout
+
+    async def one() -> ClientCore:
+        global connect_retries
+        delay = 0.001
+        async with gate:
+            while True:
+                try:
+                    return await ClientCore.connect(path, timeout=30.0)
+                except CoordinatorUnreachable as exc:
+                    if exc.why != backlog_full or time.monotonic() > deadline:
+                        raise
+                connect_retries += 1
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.1)
+
+    return list(await asyncio.gather(*(one() for _ in range(count))))
+
+
+def unit_name(prefix: str, index: int, round_: int) -> str:
+    """``w3`` in round 0, ``w3.2`` in round 2 (each round has its own units and dependency)."""
+    return f"{prefix}{index}" if round_ == 0 else f"{prefix}{index}.{round_}"
+
+
+def report(role: str, round_: int, first: int, stamps: list[float | None], errors: list[str]) -> None:
+    print(json.dumps({"role": role, "round": round_, "first": first, "count": len(stamps),
+                      "stamps": stamps, "errors": errors, "connect_retries": connect_retries}),
+          flush=True)
+
+
+async def wake_once(
+    cores: list[ClientCore], names: list[str], timeout: float
+) -> tuple[list[float | None], list[str]]:
+    """Park ``ready(names[i])`` on ``cores[i]``, print ``parked``, wait for every wake-up."""
+    stamps: list[float | None] = [None] * len(names)
+    errors: list[str] = []
+
+    async def wait(i: int) -> None:
+        try:
+            info = await cores[i].ready(names[i])
+        except Exception as exc:  # noqa: BLE001 - reported, not raised: one waiter, one line
+            errors.append(f"{names[i]}: {type(exc).__name__}: {exc}")
+            return
+        stamp = time.monotonic()
+        if info.ready:
+            stamps[i] = stamp
+        else:
+            errors.append(f"{names[i]}: ready() answered ready=False")
+
+    gate = asyncio.Semaphore(CONNECT_CONCURRENCY * 4)
+
+    async def park(i: int) -> asyncio.Task[None]:
+        async with gate:
+            task = asyncio.create_task(wait(i))
+            await asyncio.sleep(0)  # let the task send its `ready` call before `info` is sent
+            await cores[i].info(names[i])  # same capability, same connection: E-order
+            if task.done():
+                errors.append(f"{names[i]}: ready() resolved before the dependency completed")
+            return task
+
+    tasks = await asyncio.gather(*(park(i) for i in range(len(names))))
+    print("parked", flush=True)
+    try:
+        await asyncio.wait_for(asyncio.gather(*tasks), timeout)
+    except TimeoutError:
+        errors.append(f"timed out after {timeout} s with "
+                      f"{sum(s is None for s in stamps)} waiters not woken")
+    return stamps, errors
+
+
+async def waiters(path: Path, first: int, count: int, rounds: int, timeout: float) -> None:
+    indices = range(first, first + count)
+    cores = await connect_all(path, count)
+    try:
+        for round_ in range(rounds):
+            names = [unit_name("w", i, round_) for i in indices]
+            stamps, errors = await wake_once(cores, names, timeout)
+            report("waiters", round_, first, stamps, errors)
+    finally:
+        for core in cores:
+            core.close()
+
+
+async def pollers(path: Path, first: int, count: int, timeout: float, interval: float) -> None:
+    names = [unit_name("p", i, 0) for i in range(first, first + count)]
+    stamps: list[float | None] = [None] * len(names)
+    errors: list[str] = []
+    cores = await connect_all(path, count)
+    for core, name in zip(cores, names):
+        await core.info(name)  # warm: the connection and the pipelined Unit capability
+    print("parked", flush=True)
+
+    async def poll(i: int) -> None:
+        tick = time.monotonic() + random.random() * interval
+        while True:
+            await asyncio.sleep(max(0.0, tick - time.monotonic()))
+            try:
+                info = await cores[i].info(names[i])
+            except Exception as exc:  # noqa: BLE001 - reported, not raised
+                errors.append(f"{names[i]}: {type(exc).__name__}: {exc}")
+                return
+            if info.ready:
+                stamps[i] = time.monotonic()
+                return
+            tick += interval
+            while tick < time.monotonic():  # a late poll does not bunch up the next ones
+                tick += interval
+
+    try:
+        await asyncio.wait_for(asyncio.gather(*(poll(i) for i in range(len(names)))), timeout)
+    except TimeoutError:
+        errors.append(f"timed out after {timeout} s with "
+                      f"{sum(s is None for s in stamps)} pollers not done")
+    for core in cores:
+        core.close()
+    report("pollers", 0, first, stamps, errors)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stress._wakeup_client")
+    parser.add_argument("role", choices=["waiters", "pollers"])
+    parser.add_argument("--socket", required=True, type=Path)
+    parser.add_argument("--first", type=int, default=0, help="index of the first unit")
+    parser.add_argument("--count", type=int, required=True, help="connections (= units)")
+    parser.add_argument("--interval", type=float, default=1.0, help="pollers: seconds between polls")
+    parser.add_argument("--rounds", type=int, default=1, help="waiters: rounds on the same connections")
+    parser.add_argument("--timeout", type=float, default=120.0,
+                        help="seconds after 'parked' to wait for every wake-up")
+    args = parser.parse_args(argv)
+    ensure_fd_limit(args.count + 64)
+    if args.role == "waiters":
+        body = waiters(args.socket, args.first, args.count, args.rounds, args.timeout)
+    else:
+        body = pollers(args.socket, args.first, args.count, args.timeout, args.interval)
+    asyncio.run(capnp.run(body))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

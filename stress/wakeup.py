@@ -1,0 +1,404 @@
+"""Wake-up latency: N clients parked in ``ready()`` on units that all want one dependency.
+
+Per size N, on a fresh ``unitsync serve`` process (socket in a short /tmp dir, SIGTERM at the end):
+
+* the driver declares ``w0..w{N-1}`` and ``p0..p{M-1}``, each wanting ``dep`` (completed);
+* P client worker processes (``stress._wakeup_client``, asyncio + pycapnp, no Trio) share the
+  waiters, one connection per waiter, and call ``ready(w_i)``; each prints ``parked`` once all
+  its ``ready`` calls are known to be parked server-side (an ``info`` on the same unit and
+  connection, sent after ``ready`` and awaited: E-order);
+* one more worker runs M pollers, one connection each, polling ``info(p_i)`` once a second from
+  a random phase until it answers ready — coder's CLI, the baseline, in the same run;
+* the driver then calls ``start dep`` and ``complete dep`` and stamps ``t = time.monotonic()``
+  as the complete returns. Workers stamp each ``ready()`` resolving (or the poll that saw it)
+  with ``time.monotonic()`` (CLOCK_MONOTONIC is system-wide, so stamps compare across
+  processes). Latency = stamp - t. A wake-up may beat the complete's own reply: such latencies
+  stay negative in the figures and are counted in ``negative``.
+
+``--rounds R`` repeats the wake-up R times per size on the same connections and server, each
+round with its own units (``w{i}.{r}``) and dependency (``dep.{r}``); the figures pool all rounds
+(a p99 of one waiter needs many rounds). The pollers take part in round 0 only.
+
+Figures (ms): ``p50_ms``, ``p99_ms``, ``max_ms`` of the waiters (nearest rank), ``us_per_waiter``
+= max / N (the fan-out cost), ``poll_p50_ms``, ``poll_p99_ms``; extras: ``min_ms``,
+``negative``, ``from_call_p50_ms`` / ``from_call_p99_ms`` / ``from_call_max_ms`` (the same
+wake-ups timed from just before the complete was *sent*: an upper bound that no race with the
+complete's reply can make negative), ``complete_ms`` (median round trip of the complete),
+``clients`` (P), ``pollers`` (M), ``rounds``, ``missing`` (waiters never woken), ``errors``,
+``park_s`` (spawning the workers until all of round 0 is parked), ``connect_retries`` (connects
+refused with EAGAIN because the server's listen backlog was full, retried by the workers). Exit status 1 if any waiter
+was not woken or a worker reported an error.
+
+Output: one size → the last line is one JSON object with the keys above. Several sizes
+(``--sizes 1,100,1000,5000`` or ``--waiters`` repeated), each on its own fresh server → the
+last line is one JSON object ``{"runs": [<one object per size>]}``. ``--raw PATH`` writes
+``{"runs": [{"waiters", "clients", "pollers", "rounds", "complete_ms": [per round],
+"latency_ms": [...], "from_call_ms": [...], "poll_latency_ms": [...]}]}`` for plots
+(histogram / CDF): per-waiter lists are round-major (round 0's waiters by index, then round
+1's ...), ``null`` where a waiter was not woken.
+
+Goals (DESIGN §6): one waiter p99 <= 2 ms; 1,000 waiters all woken within 50 ms
+(p99 <= 50 ms, <= 50 µs per waiter).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import queue
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from .rpc import start
+
+#: DESIGN §6 goals.
+ONE_WAITER_P99_GOAL_MS = 2.0
+THOUSAND_MAX_GOAL_MS = 50.0
+PER_WAITER_GOAL_US = 50.0
+
+#: want() calls in flight at once while declaring units.
+DECLARE_BATCH = 200
+QUICK_WAITERS = 20
+QUICK_POLLERS = 2
+
+
+@dataclass
+class Run:
+    """One size's raw results."""
+
+    waiters: int
+    clients: int
+    pollers: int
+    rounds: int
+    latency_ms: list[float | None]  # round-major: round 0's waiters by index, then round 1's ...
+    poll_latency_ms: list[float | None]
+    from_call_ms: list[float | None] = field(default_factory=list)  # from the complete being sent
+    errors: list[str] = field(default_factory=list)
+    connect_retries: int = 0  # connects refused with EAGAIN (listen backlog full), retried
+    park_s: float = 0.0  # spawning the workers until all of round 0 is parked
+    complete_ms: list[float] = field(default_factory=list)  # per round
+
+
+def default_clients(waiters: int) -> int:
+    return max(1, min(8, math.ceil(waiters / 250)))
+
+
+def default_pollers(waiters: int) -> int:
+    return max(1, min(waiters, 50))
+
+
+def percentile(ordered: list[float], fraction: float) -> float:
+    """Nearest-rank percentile of an already sorted, non-empty list."""
+    return ordered[max(0, math.ceil(len(ordered) * fraction) - 1)]
+
+
+def ensure_fd_limit(needed: int) -> None:
+    """The server (a child) inherits our limit: raise the soft limit to the hard one if needed."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        print(f"wakeup: raised the fd soft limit from {soft} to {hard} (need {needed})",
+              file=sys.stderr, flush=True)
+
+
+class Lines:
+    """Lines from several child streams, read by daemon threads, taken with a timeout."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[tuple[int, str | None]] = queue.Queue()
+
+    def follow(self, key: int, stream: IO[str]) -> None:
+        def pump() -> None:
+            for line in stream:
+                self._queue.put((key, line))
+            self._queue.put((key, None))  # EOF
+
+        threading.Thread(target=pump, daemon=True).start()
+
+    def get(self, deadline: float) -> tuple[int, str | None]:
+        """The next line (``None`` for EOF) and whose; ``TimeoutError`` once ``deadline`` passes."""
+        try:
+            return self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            raise TimeoutError from None
+
+
+def drain(stream: IO[str], tail: deque[str]) -> None:
+    """Keep a child's stderr flowing (a full pipe would block it); remember the last lines."""
+    threading.Thread(target=lambda: tail.extend(stream), daemon=True).start()
+
+
+def dependency(round_: int) -> str:
+    """``dep`` in round 0, ``dep.{r}`` after (each round has its own units: see the client)."""
+    return "dep" if round_ == 0 else f"dep.{round_}"
+
+
+async def declare(core: Any, waiters: int, pollers: int, rounds: int) -> None:
+    """Every round's ``w{i}[.r]`` wants ``dep[.r]``; ``p{i}`` wants ``dep``."""
+    from coordinator import Status
+
+    from ._wakeup_client import unit_name
+
+    edges = [(unit_name("w", i, r), dependency(r)) for r in range(rounds) for i in range(waiters)]
+    edges += [(unit_name("p", i, 0), dependency(0)) for i in range(pollers)]
+    for k in range(0, len(edges), DECLARE_BATCH):
+        await asyncio.gather(*(core.want(unit, [dep], Status.COMPLETED)
+                               for unit, dep in edges[k:k + DECLARE_BATCH]))
+
+
+async def drive(
+    path: Path, waiters: int, clients: int, pollers: int, rounds: int, interval: float,
+    timeout: float, workers: list[subprocess.Popen[str]],
+) -> Run:
+    """Declare, spawn the client workers (appended to ``workers``: the caller kills them), then
+    per round: wait until all are parked, ``start`` + ``complete`` the round's dependency, collect
+    the stamps. Every wait is bounded by ``timeout`` (``TimeoutError``)."""
+    from coordinator.rpc._client import ClientCore
+
+    core = await ClientCore.connect(path)
+    try:
+        await declare(core, waiters, pollers, rounds)
+        await core.ping()
+
+        lines = Lines()
+        worker = [sys.executable, "-m", "stress._wakeup_client"]
+        common = ["--socket", str(path), "--timeout", str(timeout * 2)]
+        share, extra = divmod(waiters, clients)
+        first = 0
+        t_spawn = time.monotonic()
+        for k in range(clients):
+            count = share + (k < extra)
+            workers.append(subprocess.Popen(
+                [*worker, "waiters", *common, "--first", str(first), "--count", str(count),
+                 "--rounds", str(rounds)],
+                stdout=subprocess.PIPE, text=True))
+            first += count
+        workers.append(subprocess.Popen(  # the pollers' worker: round 0 only
+            [*worker, "pollers", *common, "--count", str(pollers), "--interval", str(interval)],
+            stdout=subprocess.PIPE, text=True))
+        for k, process in enumerate(workers):
+            assert process.stdout is not None
+            lines.follow(k, process.stdout)
+
+        expected = [rounds] * clients + [1]  # rounds each worker takes part in
+        parked = [0] * len(workers)  # "parked" lines seen, per worker
+        reports: list[list[dict[str, Any]]] = [[] for _ in workers]  # per worker, per round
+
+        async def pump_until(done: Callable[[], bool], deadline: float) -> None:
+            """Read worker lines into ``parked`` / ``reports`` until ``done()``."""
+            while not done():
+                k, line = await asyncio.to_thread(lines.get, deadline)
+                if line is None:
+                    if len(reports[k]) < expected[k]:
+                        raise RuntimeError(f"client worker {k} exited (rc {workers[k].wait()}) "
+                                           f"after {len(reports[k])} of {expected[k]} rounds")
+                elif line.strip() == "parked":
+                    parked[k] += 1
+                elif line.startswith("{"):
+                    reports[k].append(json.loads(line))
+
+        run = Run(waiters=waiters, clients=clients, pollers=pollers, rounds=rounds,
+                  latency_ms=[], poll_latency_ms=[])
+        for round_ in range(rounds):
+            active = [k for k in range(len(workers)) if round_ < expected[k]]
+            await pump_until(lambda: all(parked[k] > round_ for k in active),
+                             time.monotonic() + timeout)
+            if round_ == 0:
+                run.park_s = time.monotonic() - t_spawn
+
+            await core.start(dependency(round_))
+            t0 = time.monotonic()
+            await core.complete(dependency(round_))
+            t_returned = time.monotonic()
+            run.complete_ms.append((t_returned - t0) * 1e3)
+
+            await pump_until(lambda: all(len(reports[k]) > round_ for k in active),
+                             time.monotonic() + timeout + interval)
+            for k in active:  # waiter workers by index, i.e. by first unit; the pollers last
+                report = reports[k][round_]
+                stamps = [None if s is None else (s - t_returned) * 1e3 for s in report["stamps"]]
+                if report["role"] == "waiters":
+                    run.latency_ms.extend(stamps)
+                    run.from_call_ms.extend(None if s is None else (s - t0) * 1e3
+                                            for s in report["stamps"])
+                else:
+                    run.poll_latency_ms.extend(stamps)
+                run.errors.extend(report["errors"])
+                if round_ == 0:
+                    run.connect_retries += report.get("connect_retries", 0)
+        return run
+    finally:
+        core.close()
+
+
+def run_size(
+    waiters: int, clients: int, pollers: int, rounds: int, interval: float, timeout: float
+) -> Run:
+    """One size on a fresh ``unitsync serve``; workers and server are stopped whatever happens."""
+    import capnp
+
+    ensure_fd_limit(waiters + pollers + 256)
+    workdir = tempfile.mkdtemp(prefix="us-", dir="/tmp")  # short: a socket path is <= 107 bytes
+    path = Path(workdir) / "unitsync.sock"
+    env = {**os.environ, "UNITSYNC_SOCKET": str(path)}
+    server = start([sys.executable, "-m", "cli", "serve", "--socket", str(path)], env, "serving on")
+    server_tail: deque[str] = deque(maxlen=20)
+    assert server.stderr is not None
+    drain(server.stderr, server_tail)
+    workers: list[subprocess.Popen[str]] = []
+    try:
+        return asyncio.run(capnp.run(
+            drive(path, waiters, clients, pollers, rounds, interval, timeout, workers)))
+    except TimeoutError:
+        raise RuntimeError(f"wakeup: a client worker did not answer within {timeout} s; "
+                           f"server stderr: {''.join(server_tail)!r}") from None
+    finally:
+        for process in workers:
+            process.kill()
+            process.wait(timeout=10)
+        server.terminate()  # SIGTERM
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=10)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def figures(run: Run) -> dict[str, Any]:
+    woken = sorted(x for x in run.latency_ms if x is not None)
+    polled = sorted(x for x in run.poll_latency_ms if x is not None)
+    called = sorted(x for x in run.from_call_ms if x is not None)
+    nan = float("nan")
+    max_ms = woken[-1] if woken else nan
+    # us_per_waiter: the worst round's last wake-up over that round's waiters
+    return {
+        "waiters": run.waiters,
+        "p50_ms": round(percentile(woken, 0.50), 3) if woken else nan,
+        "p99_ms": round(percentile(woken, 0.99), 3) if woken else nan,
+        "max_ms": round(max_ms, 3),
+        "us_per_waiter": round(max_ms * 1e3 / run.waiters, 2),
+        "poll_p50_ms": round(percentile(polled, 0.50), 1) if polled else nan,
+        "poll_p99_ms": round(percentile(polled, 0.99), 1) if polled else nan,
+        "min_ms": round(woken[0], 3) if woken else nan,
+        "from_call_p50_ms": round(percentile(called, 0.50), 3) if called else nan,
+        "from_call_p99_ms": round(percentile(called, 0.99), 3) if called else nan,
+        "from_call_max_ms": round(called[-1], 3) if called else nan,
+        "negative": sum(x < 0 for x in woken),
+        "missing": len(run.latency_ms) - len(woken),
+        "rounds": run.rounds,
+        "errors": len(run.errors),
+        "clients": run.clients,
+        "pollers": run.pollers,
+        "park_s": round(run.park_s, 2),
+        "connect_retries": run.connect_retries,
+        "complete_ms": round(sorted(run.complete_ms)[len(run.complete_ms) // 2], 3),
+    }
+
+
+def print_table(results: list[dict[str, Any]]) -> None:
+    print("wake-up latency from `complete dep` returning to each parked ready() resolving, ms"
+          " (call p99: from the complete being sent)")
+    header = (f"{'waiters':>8} {'clients':>7} {'p50':>8} {'p99':>8} {'max':>8} {'µs/waiter':>9}"
+              f" {'neg':>5} {'missing':>7} {'call p99':>9} {'poll p50':>9} {'poll p99':>9}"
+              f" {'park s':>7}")
+    print(header)
+    for r in results:
+        print(f"{r['waiters']:8} {r['clients']:7} {r['p50_ms']:8.3f} {r['p99_ms']:8.3f}"
+              f" {r['max_ms']:8.3f} {r['us_per_waiter']:9.2f} {r['negative']:5} {r['missing']:7}"
+              f" {r['from_call_p99_ms']:9.3f} {r['poll_p50_ms']:9.1f} {r['poll_p99_ms']:9.1f}"
+              f" {r['park_s']:7.2f}")
+    for r in results:
+        if r["connect_retries"]:
+            print(f"{r['waiters']} waiters: {r['connect_retries']} connects refused with EAGAIN "
+                  "(server listen backlog full) and retried")
+    for r in results:
+        if r["waiters"] == 1:
+            ok = r["p99_ms"] <= ONE_WAITER_P99_GOAL_MS
+            print(f"goal (DESIGN §6) one waiter p99 <= {ONE_WAITER_P99_GOAL_MS:g} ms: "
+                  f"{'met' if ok else 'NOT met'} ({r['p99_ms']:.3f} ms)")
+        if r["waiters"] == 1000:
+            ok = (r["max_ms"] <= THOUSAND_MAX_GOAL_MS and r["us_per_waiter"] <= PER_WAITER_GOAL_US
+                  and r["missing"] == 0)
+            print(f"goal (DESIGN §6) 1,000 waiters all woken within {THOUSAND_MAX_GOAL_MS:g} ms "
+                  f"(<= {PER_WAITER_GOAL_US:g} µs/waiter): {'met' if ok else 'NOT met'} "
+                  f"(p99 {r['p99_ms']:.1f} ms, max {r['max_ms']:.1f} ms, "
+                  f"{r['us_per_waiter']:.1f} µs/waiter)")
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stress wakeup")
+    parser.add_argument("--waiters", type=int, action="append",
+                        help="parked clients (repeat for several sizes)")
+    parser.add_argument("--sizes", help="comma-separated sizes, e.g. 1,100,1000,5000")
+    parser.add_argument("--clients", type=int,
+                        help="client worker processes sharing the waiters "
+                             "(default min(8, ceil(N/250)), at least 1)")
+    parser.add_argument("--pollers", type=int,
+                        help="polling clients, the baseline (default min(N, 50), at least 1)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="repeat the wake-up R times per size on the same connections "
+                             "(fresh units and dependency each round; figures pooled); "
+                             "pollers run in round 0 only")
+    parser.add_argument("--interval", type=float, default=1.0, help="pollers: seconds between polls")
+    parser.add_argument("--timeout", type=float, default=120.0,
+                        help="bound on parking, and on waking after the complete, in seconds")
+    parser.add_argument("--raw", type=Path, help="write per-waiter latencies (JSON) here")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"{QUICK_WAITERS} waiters, {QUICK_POLLERS} pollers (smoke test)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object last")
+    args = parser.parse_args(argv)
+
+    sizes = list(args.waiters or [])
+    if args.sizes:
+        try:
+            sizes += [int(s) for s in args.sizes.split(",") if s.strip()]
+        except ValueError:
+            parser.error(f"--sizes: not a comma-separated list of integers: {args.sizes!r}")
+    if args.quick and not sizes:
+        sizes = [QUICK_WAITERS]
+    if not sizes:
+        parser.error("give --waiters N, --sizes N,N,... or --quick")
+    if any(n < 1 for n in sizes):
+        parser.error("waiters must be at least 1")
+    if args.clients is not None and args.clients < 1:
+        parser.error("--clients must be at least 1")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    if args.pollers is not None and args.pollers < 1:
+        parser.error("--pollers must be at least 1")
+
+    runs: list[Run] = []
+    for n in sizes:
+        clients = min(n, args.clients or default_clients(n))
+        pollers = args.pollers or (QUICK_POLLERS if args.quick else default_pollers(n))
+        run = run_size(n, clients, pollers, args.rounds, args.interval, args.timeout)
+        for error in run.errors[:10]:
+            print(f"wakeup: {n} waiters: {error}", file=sys.stderr)
+        runs.append(run)
+    results = [figures(run) for run in runs]
+
+    if args.raw is not None:
+        raw = {"runs": [{"waiters": r.waiters, "clients": r.clients, "pollers": r.pollers,
+                         "rounds": r.rounds, "complete_ms": r.complete_ms,
+                         "from_call_ms": r.from_call_ms,
+                         "latency_ms": r.latency_ms, "poll_latency_ms": r.poll_latency_ms}
+                        for r in runs]}
+        args.raw.write_text(json.dumps(raw))
+    if not args.json:
+        print_table(results)
+    print(json.dumps(results[0] if len(results) == 1 else {"runs": results}))
+    return 0 if all(r["missing"] == 0 and r["errors"] == 0 for r in results) else 1

@@ -1,0 +1,31 @@
+"""``stress wakeup`` runs (not how fast: that is stress/'s job) and prints its JSON keys."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+from stress.wakeup import QUICK_POLLERS, QUICK_WAITERS
+
+
+def test_wakeup_quick() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "stress", "wakeup", "--quick", "--json"],
+        capture_output=True, text=True, check=True, timeout=120,
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    for key in ("waiters", "p50_ms", "p99_ms", "max_ms", "us_per_waiter", "poll_p50_ms",
+                "poll_p99_ms", "negative", "clients", "pollers", "park_s"):
+        assert key in result, key
+    assert result["waiters"] == QUICK_WAITERS
+    assert result["pollers"] == QUICK_POLLERS
+    assert result["missing"] == 0 and result["errors"] == 0
+    for key in ("p50_ms", "p99_ms", "max_ms", "us_per_waiter"):
+        assert math.isfinite(result[key]), key  # latencies may be < 0 (a wake-up beat the reply)
+    assert result["p50_ms"] <= result["p99_ms"] <= result["max_ms"]
+    assert math.isclose(result["us_per_waiter"], result["max_ms"] * 1e3 / QUICK_WAITERS,
+                        rel_tol=1e-3, abs_tol=0.05)  # both rounded
+    assert 0 < result["poll_p50_ms"] <= result["poll_p99_ms"]
+    assert 0 <= result["negative"] <= QUICK_WAITERS
