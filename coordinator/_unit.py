@@ -44,10 +44,12 @@ __all__ = ["IDLE_SECONDS", "UnitActor", "answer_absent"]
 #: How often the registry looks for idle unit actors. One with no waiter that handled no
 #: message since the previous look (so idle for one to two periods) goes to sleep: its task
 #: ends, its state stays (about 2 KB instead of ~7 KB with a task and a channel), and its next
-#: message wakes it. A unit in use keeps its task; a build of thousands of units does not hold
-#: thousands of tasks. (A per-message idle deadline was measured first: it cost ~50 µs per
-#: ``want`` in Trio's deadline bookkeeping.)
-IDLE_SECONDS: Final = 1.0
+#: message wakes it. A unit in use keeps its task; thousands of idle units do not hold
+#: thousands of tasks. 5 s, not 1 s: with 1 s, a random 50,000-edge build over 10,000 units
+#: (8 s) woke a sleeping actor on 46,524 of its 50,000 wants, and the new tasks and channels
+#: set off full garbage-collector passes (2.6 s of the 8 s). (A per-message idle deadline was
+#: measured first: it cost ~50 µs per ``want`` in Trio's deadline bookkeeping.)
+IDLE_SECONDS: Final = 5.0
 
 
 class UnitActor:
