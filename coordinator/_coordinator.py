@@ -150,6 +150,13 @@ class LocalCoordinator:
         await self._inbox.send(make(reply))
         return await reply.receive()
 
+    def published_info(self, name: str) -> UnitInfo | None:
+        """From ANY thread (the RPC server's KJ thread): ``name``'s current info if its actor
+        has published one (see ``Inbox.published_info``), else None — then ask through the
+        actors. Serves repeated ``info`` calls without entering Trio."""
+        inbox = self._registry.lookup(name)
+        return None if inbox is None else inbox.published_info()
+
     def _read_now(self, message: RegistryMessage) -> bool:
         """Answer a request for a unit at once if it only reads state and nothing is queued
         ahead of it anywhere on its way: the registry is quiet (nothing queued, overflowing or

@@ -10,6 +10,7 @@ import trio
 from ._errors import CoordinatorClosed
 
 if TYPE_CHECKING:
+    from ._api import UnitInfo
     from ._messages import Published
 
 __all__ = ["IDLE_CHECK", "POKE", "Inbox", "Sleeper", "UNIT_INBOX_SIZE"]
@@ -53,6 +54,9 @@ class Sleeper(Protocol):
         """Answer ``request`` synchronously, if it only reads state (the inbox asks only when
         the actor is :attr:`Inbox.quiet`)."""
         ...
+
+    #: See :meth:`Inbox.published_info`.
+    snapshot: UnitInfo | None
 
     def wake(self) -> None:
         """Start the actor's task (synchronously: ``nursery.start_soon``). Raises
@@ -137,6 +141,17 @@ class Inbox(Generic[M]):
             return True
         stats = receiver.statistics()
         return stats.current_buffer_used == 0 and stats.tasks_waiting_receive > 0
+
+    def published_info(self) -> UnitInfo | None:
+        """From ANY thread: the actor's last quiet ``info`` answer if it is still current, else
+        None. It is cleared (in Trio) before the actor handles any message, and a state posted
+        to the actor but not yet read makes it stale too — so whatever a caller has been told
+        has happened (a reply it received, on this unit or a dependency) is in it. Reads one
+        reference and tests one dict under the GIL; no lock."""
+        sleeper = self._sleeper
+        if sleeper is None or self._closed or self.states:
+            return None
+        return sleeper.snapshot
 
     def try_read(self, request: object) -> bool:
         """Answer ``request`` at once if it only reads state and the actor is quiet."""

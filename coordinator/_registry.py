@@ -121,8 +121,8 @@ class RegistryActor:
                 reply.ok(None)
 
     def lookup(self, unit: str) -> Inbox[UnitRequest] | None:
-        """The inbox of ``unit``'s actor, None if the unit was never mentioned. Only for a
-        caller that has seen the registry's own inbox quiet (see ``LocalCoordinator``)."""
+        """The inbox of ``unit``'s actor, None if the unit was never mentioned. (Entries are
+        only ever added, so any thread may look; see ``LocalCoordinator``.)"""
         return self._inboxes.get(unit)
 
     async def _sweep(self) -> None:

@@ -85,6 +85,7 @@ class UnitActor:
         "_published",
         "_nursery",
         "_candidates",
+        "snapshot",
     )
 
     def __init__(
@@ -114,6 +115,9 @@ class UnitActor:
         self._reached_waiters: dict[Reply[None], Status] = {}
         self._subscribers: dict[str, Inbox] = {}
         self._published = NOT_REGISTERED
+        #: The last info answered while quiet, until the next message: an immutable value any
+        #: thread may read (see ``Inbox.published_info``). None when it may be stale.
+        self.snapshot: UnitInfo | None = None
 
     @property
     def inbox(self) -> Inbox[UnitRequest]:
@@ -134,9 +138,12 @@ class UnitActor:
         units wakes none)."""
         match request:
             case Info(reply):
-                reply.ok(self._info())
+                self.snapshot = info = self._info()
+                reply.ok(info)
             case Inspect(reply):
                 reply.ok(self._statistics())
+            case Ready(reply) if not self._unmet:  # ready now: nothing to park
+                reply.ok(self._info())
             case _:
                 return False
         return True
@@ -149,6 +156,7 @@ class UnitActor:
         assert receiver is not None
         try:
             async for request in receiver:
+                self.snapshot = None  # whatever this message does, the snapshot may be stale
                 if request is IDLE_CHECK:
                     if not (self._ready_waiters or self._reached_waiters) and inbox.sleep():
                         self._candidates.discard(inbox)
@@ -216,6 +224,7 @@ class UnitActor:
                     self._known.setdefault(dependency, state)
                     self._requirements[dependency] = required
                     self._classify(dependency)
+                self._settle()  # a new blocker reaches dependents before the caller hears
                 reply.ok(None)
             case Subscribe(dependent, inbox):
                 self._subscribers[dependent] = inbox
@@ -306,6 +315,7 @@ class UnitActor:
         self._status = status
         self._reason = reason
         self._events.publish(self.name, old, status, reason)
+        self._settle()  # dependents hear of it before the caller does (see published_info)
 
     def _info(self) -> UnitInfo:
         blocker = self._blocker()

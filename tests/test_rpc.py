@@ -923,3 +923,33 @@ async def test_a_hold_that_completes_normally_stays_started(server: LocalCoordin
         await settle(server, "git")
         assert len(answers) == 1
         assert (await server.unit("git").info()).status is Status.STARTED
+
+
+async def test_published_info_never_answers_ahead_of_a_pipelined_change(
+    server: LocalCoordinator, sock_dir: Path
+) -> None:
+    """``info`` is answered on the KJ thread from the actor's published snapshot — except when
+    an earlier call of the same capability is still in Trio (E-order), or a change reached the
+    unit (or a dependency's state was posted to it) since the snapshot. Each round primes the
+    snapshot, then pipelines a change and reads on the same capabilities without waiting."""
+    with trio.fail_after(WAIT):
+        async with serving(server, sock_dir / "s.sock") as path, raw_client(path) as run:
+
+            async def rounds(state: dict[str, Any]) -> list[tuple[str, ...]]:
+                coord = state["coord"]
+                git, claude = coord.unit("git").unit, coord.unit("claude").unit
+                await claude.want(["git"], "completed")
+                seen = []
+                for _ in range(20):
+                    await git.info(), await claude.info()  # prime both snapshots
+                    started, git_info = git.start(), git.info()  # pipelined
+                    await started
+                    done = git.complete()
+                    await done  # returned: claude's snapshot must not show git started
+                    claude_info = (await claude.info()).info
+                    seen.append((str((await git_info).info.status),
+                                 str(claude_info.dependencies[0].current), str(claude_info.ready)))
+                return seen
+
+            seen = await run(rounds)
+    assert seen == [("started", "completed", "True")] * 20

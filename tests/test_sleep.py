@@ -230,3 +230,28 @@ async def test_a_read_never_overtakes_a_request_sent_before_it(server: LocalCoor
             answers.clear()
             await server.unit("git").start()  # a re-run, for the second round
             assert await asleep(server) == 0
+
+
+async def test_published_info_is_withdrawn_before_a_change_is_answered(
+    server: LocalCoordinator,
+) -> None:
+    """The RPC server answers ``info`` from an actor's published snapshot on another thread,
+    so a caller told of a change must never find a snapshot from before it — on the unit, or on
+    a dependent (its dependency's new state was posted to it before the caller was answered)."""
+    with trio.fail_after(WAIT):
+        await server.unit("claude").want("git")
+        await server.unit("git").start()
+        await server.unit("claude").info()
+        await server.unit("git").info()
+        assert server.published_info("claude") is not None  # primed by the quiet reads
+        assert server.published_info("git") is not None
+        seen: list[object] = []
+
+        def told(_result: object) -> None:  # runs in git's actor, as the answer leaves
+            seen.extend([server.published_info("git"), server.published_info("claude")])
+
+        server.unit("git").submit("complete", on_answer=told)
+        await trio.testing.wait_all_tasks_blocked()
+        assert seen == [None, None]
+        claude = await server.unit("claude").info()
+        assert claude.ready and server.published_info("claude") == claude

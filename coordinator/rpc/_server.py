@@ -55,17 +55,28 @@ class UnitServer(S.Unit.Server):  # type: ignore[name-defined,misc]
     """A capability for one unit. Calls enter Trio in the order they arrive (E-order): each
     is handed to the registry's inbox synchronously, in arrival order, by the portal."""
 
-    def __init__(self, portal: TrioPortal, unit: LocalUnit) -> None:
+    def __init__(self, portal: TrioPortal, coord: LocalCoordinator, unit: LocalUnit) -> None:
         self._portal = portal
+        self._coord = coord
         self._unit = unit
+        self._in_flight = 0  # calls of this capability handed to Trio and not yet answered
 
-    def _submit(self, operation: str, *args: Any) -> Any:
+    async def _submit(self, operation: str, *args: Any) -> Any:
         unit = self._unit
-        return self._portal.submit(lambda on_answer: unit.submit(operation, *args, on_answer=on_answer))
+        self._in_flight += 1
+        try:
+            return await self._portal.submit(
+                lambda on_answer: unit.submit(operation, *args, on_answer=on_answer)
+            )
+        finally:
+            self._in_flight -= 1
 
     @_wire_errors
     async def info(self, _context: Any, **kwargs: Any) -> None:
-        fill_info(_context.results.info, await self._submit("info"))
+        # Answered here on the KJ thread when the unit's actor has published its current info
+        # and no earlier call of this capability is still in Trio (E-order); else via Trio.
+        info = None if self._in_flight else self._coord.published_info(self._unit.name)
+        fill_info(_context.results.info, info or await self._submit("info"))
 
     @_wire_errors
     async def ready(self, _context: Any, **kwargs: Any) -> None:
@@ -102,7 +113,11 @@ class UnitServer(S.Unit.Server):  # type: ignore[name-defined,misc]
     async def hold(self, _context: Any, **kwargs: Any) -> None:
         unit = self._unit
         pending = _PendingHold(unit)
-        await self._portal.submit(pending.start)
+        self._in_flight += 1
+        try:
+            await self._portal.submit(pending.start)
+        finally:
+            self._in_flight -= 1
         _context.results.lease = LeaseServer(self._portal, unit)
 
 
@@ -199,7 +214,7 @@ class CoordinatorServer(S.Coordinator.Server):  # type: ignore[name-defined,misc
 
     @_wire_errors
     async def unit(self, name: str, _context: Any, **kwargs: Any) -> None:
-        _context.results.unit = UnitServer(self._portal, self._coord.unit(name))
+        _context.results.unit = UnitServer(self._portal, self._coord, self._coord.unit(name))
 
     @_wire_errors
     async def list(self, _context: Any, **kwargs: Any) -> None:
