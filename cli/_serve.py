@@ -5,26 +5,55 @@ from __future__ import annotations
 import signal
 import sys
 
+from ._connect import USAGE, CommandError
 from ._options import Common
 
 __all__ = ["serve"]
 
 
-def serve(*, common: Common = Common()) -> int:
+def serve(
+    *,
+    max_units: int = 100_000,
+    max_connections: int = 1024,
+    max_waiters: int = 1024,
+    common: Common = Common(),
+) -> int:
     """Run the coordinator in the foreground, serving on the socket until SIGINT or SIGTERM.
 
     Prints one line to stderr when clients can connect. Exits 0 on SIGINT/SIGTERM (the socket
-    file is removed), 1 if the socket is in use by a live coordinator or cannot be bound.
+    file is removed), 1 if the socket is in use by a live coordinator or cannot be bound. Past
+    a limit a request gets `unitsync.overloaded` and changes nothing.
+
+    Parameters
+    ----------
+    max_units
+        Units at most (every name mentioned, registered or only depended on).
+    max_connections
+        Client connections at once.
+    max_waiters
+        `ready`/`reached` calls (waiting `start`, `wait`, `run`) parked at once per connection.
     """
+    import functools
+
     import trio
 
     from coordinator import UnitsyncError, open_coordinator
     from coordinator import serve as serve_rpc
+    from coordinator.rpc._server import ServerLimits
+
+    for name, value in (("--max-units", max_units), ("--max-connections", max_connections),
+                        ("--max-waiters", max_waiters)):
+        if value < 1:
+            raise CommandError(f"{name} must be at least 1, not {value}", USAGE)
+    limits = ServerLimits(max_connections=max_connections, max_waiters_per_connection=max_waiters)
 
     async def main() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async with open_coordinator() as coord, trio.open_nursery() as nursery:
-                path = await nursery.start(serve_rpc, coord, common.socket)
+            async with open_coordinator(max_units=max_units) as coord, \
+                    trio.open_nursery() as nursery:
+                path = await nursery.start(
+                    functools.partial(serve_rpc, coord, common.socket, limits=limits)
+                )
                 print(f"unitsync: serving on {path}", file=sys.stderr, flush=True)
                 async for signum in signals:
                     print(f"unitsync: {signal.Signals(signum).name}, stopping", file=sys.stderr)

@@ -39,7 +39,7 @@ from ._messages import (
     answer_closed,
 )
 from ._names import validate_dependencies, validate_name
-from ._registry import REGISTRY_INBOX_SIZE, RegistryActor
+from ._registry import MAX_UNITS, REGISTRY_INBOX_SIZE, RegistryActor
 from ._unit import answer_absent
 from ._reply import Reply
 from ._status import Status
@@ -347,8 +347,11 @@ class LocalUnit:
 
 
 @asynccontextmanager
-async def open_coordinator() -> AsyncIterator[LocalCoordinator]:
+async def open_coordinator(*, max_units: int = MAX_UNITS) -> AsyncIterator[LocalCoordinator]:
     """Run a coordinator in a nursery nested in the caller's task, for the ``async with`` block.
+
+    ``max_units`` bounds the units (every name mentioned, registered or only depended on): a
+    request that would create more is refused with :class:`Overloaded` and changes nothing.
 
     On leaving the block — normally, by an exception, or by cancellation — every actor stops and
     every caller still waiting (``ready()`` from a task outside the block, say) gets
@@ -360,7 +363,7 @@ async def open_coordinator() -> AsyncIterator[LocalCoordinator]:
     events = EventHub()
     inbox: Inbox[RegistryMessage] = Inbox(REGISTRY_INBOX_SIZE)
     async with open_service_nursery() as nursery:
-        registry = RegistryActor(inbox, events)
+        registry = RegistryActor(inbox, events, max_units=max_units)
         coord = LocalCoordinator(inbox, registry, events, nursery)
         await nursery.start(registry.run)
         try:

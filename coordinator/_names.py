@@ -9,11 +9,15 @@ from collections.abc import Iterable
 from ._errors import InvalidArgument, InvalidName
 from ._status import REQUIREMENTS, Status
 
-__all__ = ["MAX_NAME_BYTES", "validate_dependencies", "validate_name"]
+__all__ = ["MAX_DEPENDENCIES", "MAX_NAME_BYTES", "validate_dependencies", "validate_name"]
 
 #: Longest name accepted, in UTF-8 bytes (coder accepts any string; we bound it so that one
 #: request cannot make the coordinator store megabytes).
 MAX_NAME_BYTES = 255
+
+#: Most dependencies one ``want`` call may declare (more calls may add more): bounds the work
+#: and memory one request can demand of the registry.
+MAX_DEPENDENCIES = 1000
 
 
 def validate_name(name: object) -> str:
@@ -41,8 +45,14 @@ def validate_name(name: object) -> str:
 
 
 def validate_dependencies(dependencies: Iterable[str], requires: Status) -> tuple[str, ...]:
-    """The arguments of ``want``: each name validated, duplicates dropped (first kept);
-    ``requires`` must be ``STARTED`` or ``COMPLETED`` (:class:`InvalidArgument`)."""
+    """The arguments of ``want``: each name validated, duplicates dropped (first kept), at most
+    :data:`MAX_DEPENDENCIES`; ``requires`` must be ``STARTED`` or ``COMPLETED``
+    (:class:`InvalidArgument` otherwise)."""
     if requires not in REQUIREMENTS:
         raise InvalidArgument(f"a requirement is 'started' or 'completed', not {requires.label!r}")
-    return tuple(validate_name(d) for d in dict.fromkeys(dependencies))
+    unique = dict.fromkeys(dependencies)
+    if len(unique) > MAX_DEPENDENCIES:
+        raise InvalidArgument(
+            f"want declares {len(unique)} dependencies; at most {MAX_DEPENDENCIES} per call"
+        )
+    return tuple(validate_name(d) for d in unique)

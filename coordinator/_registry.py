@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 import trio
 
-from ._errors import CycleError
+from ._errors import CycleError, Overloaded
 from ._events import EventHub
 from ._graph import DependencyGraph
 from ._inbox import POKE, Inbox
@@ -25,12 +25,16 @@ from ._messages import (
     Want,
     answer_closed,
 )
+from ._reply import Reply
 from ._unit import IDLE_SECONDS, UnitActor, answer_absent
 
-__all__ = ["REGISTRY_INBOX_SIZE", "RegistryActor"]
+__all__ = ["MAX_UNITS", "REGISTRY_INBOX_SIZE", "RegistryActor"]
 
 #: Requests buffered for the registry before callers wait.
 REGISTRY_INBOX_SIZE: Final = 1024
+
+#: Default limit on units (every name mentioned, registered or only depended on).
+MAX_UNITS: Final = 100_000
 
 
 class RegistryActor:
@@ -46,10 +50,17 @@ class RegistryActor:
     * It awaits only unit inboxes, and units never await the registry, so no cycle of waits exists.
     """
 
-    __slots__ = ("_inbox", "_events", "_graph", "_inboxes", "_states", "_nursery", "_candidates")
+    __slots__ = (
+        "_inbox", "_events", "_graph", "_inboxes", "_states", "_nursery", "_candidates",
+        "_max_units",
+    )
 
-    def __init__(self, inbox: Inbox[RegistryMessage], events: EventHub) -> None:
+    def __init__(
+        self, inbox: Inbox[RegistryMessage], events: EventHub, *, max_units: int = MAX_UNITS
+    ) -> None:
         self._inbox = inbox
+        #: Unit actors (every unit mentioned) at most; more are refused with ``Overloaded``.
+        self._max_units = max_units
         self._events = events
         self._graph = DependencyGraph()
         self._inboxes: dict[str, Inbox[UnitRequest]] = {}
@@ -87,9 +98,14 @@ class RegistryActor:
                 if inbox is None:
                     if answer_absent(unit, request):
                         return
+                    if self._full(1, request.reply):  # type: ignore[union-attr]
+                        return
                     inbox = self._spawn(unit)
                 await inbox.send(request)
             case Want(unit, requirements, reply):
+                new = {unit, *(d for d, _ in requirements)}.difference(self._inboxes)
+                if self._full(len(new), reply):
+                    return
                 try:
                     self._graph.add(unit, dict(requirements))
                 except CycleError as exc:
@@ -136,6 +152,17 @@ class RegistryActor:
                     inbox.touched = False
                 else:
                     inbox.check_idle()
+
+    def _full(self, new_units: int, reply: Reply[Any]) -> bool:
+        """Refuse (``Overloaded``, nothing changed) a request that would make more than
+        ``max_units`` unit actors."""
+        if new_units and len(self._inboxes) + new_units > self._max_units:
+            reply.error(Overloaded(
+                f"{len(self._inboxes)} units exist and {new_units} more would pass the limit "
+                f"of {self._max_units}"
+            ))
+            return True
+        return False
 
     def _spawn(self, unit: str) -> Inbox[UnitRequest]:
         """A new unit actor, asleep: the message about to be sent starts its task."""

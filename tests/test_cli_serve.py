@@ -55,3 +55,18 @@ async def test_serve_runs_until_signalled(sock_dir: Path, signum: int) -> None:
         finally:
             process.kill()
     assert not path.exists()
+
+
+def test_serve_limit_defaults_are_the_library_defaults() -> None:
+    """`unitsync serve` spells its defaults out (its --help must not import Trio or capnp);
+    they must stay those of the library."""
+    import inspect
+
+    from cli._serve import serve as serve_command
+    from coordinator._registry import MAX_UNITS
+    from coordinator.rpc._server import ServerLimits
+
+    defaults = {n: p.default for n, p in inspect.signature(serve_command).parameters.items()}
+    assert defaults["max_units"] == MAX_UNITS
+    assert defaults["max_connections"] == ServerLimits().max_connections
+    assert defaults["max_waiters"] == ServerLimits().max_waiters_per_connection

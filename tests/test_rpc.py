@@ -11,6 +11,7 @@ tests kill.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import os
@@ -40,6 +41,7 @@ from coordinator import (
     InvalidName,
     Lagged,
     LocalCoordinator,
+    Overloaded,
     Status,
     UnitInfo,
     UnitsyncError,
@@ -953,3 +955,57 @@ async def test_published_info_never_answers_ahead_of_a_pipelined_change(
 
             seen = await run(rounds)
     assert seen == [("started", "completed", "True")] * 20
+
+
+async def test_limits_refuse_with_overloaded_and_change_nothing(sock_dir: Path) -> None:
+    """ServerLimits and max_units: one more connection, parked waiter or unit than allowed
+    gets ``unitsync.overloaded`` (a clear error), and the coordinator carries on."""
+    from coordinator.rpc._server import ServerLimits
+
+    limits = ServerLimits(max_connections=2, max_waiters_per_connection=2)
+    with trio.fail_after(WAIT * 2):
+        async with open_coordinator(max_units=5) as coord, trio.open_nursery() as nursery:
+            path = await nursery.start(functools.partial(serve, coord, sock_dir / "s.sock",
+                                                         limits=limits))
+            async with connect(path) as first:
+                async with connect(path) as second:
+                    # a third connection is over the limit: every call says why
+                    async with connect(path) as third:
+                        with pytest.raises(Overloaded, match="too many connections"):
+                            await third.ping()
+                    assert await second.ping() == __version__
+                # units: 5 at most, and a refused want changes nothing
+                await first.unit("a").want("b", "c")
+                with pytest.raises(Overloaded, match="limit of 5"):
+                    await first.unit("d").want("e", "f")
+                assert [u.name for u in await first.list()] == ["a"]
+                assert (await first.unit("d").info()).status is Status.NOT_REGISTERED
+                await first.unit("d").want("e")  # exactly at the limit
+                with pytest.raises(Overloaded):
+                    await first.unit("f").start()
+                # waiters: 2 parked per connection; the third is refused, others unaffected
+                async with raw_client(path) as run:
+
+                    async def park_two_then_a_third(state: dict[str, Any]) -> str:
+                        coord = state["coord"]
+                        a, d = coord.unit("a").unit, coord.unit("d").unit
+                        state["parked"] = [a.ready(), d.ready()]
+                        await a.info(), await d.info()  # E-order: both ready calls started
+                        try:
+                            await coord.unit("a").unit.ready()
+                        except capnp.KjException as exc:
+                            return str(exc)
+                        return "not refused"
+
+                    refusal = await run(park_two_then_a_third)
+                    assert "unitsync.overloaded" in refusal, refusal
+                    assert "already wait on this connection" in refusal
+                    assert (await coord.statistics()).ready_waiters == 2
+                    with trio.fail_after(WAIT):  # another connection may still wait
+                        async with trio.open_nursery() as waiting:
+                            waiting.start_soon(first.unit("a").ready)
+                            await first.unit("b").start()
+                            await first.unit("b").complete()
+                            await first.unit("c").start()
+                            await first.unit("c").complete()
+                nursery.cancel_scope.cancel()

@@ -10,12 +10,14 @@ from coordinator import (
     CoordinatorClosed,
     CycleError,
     DependencyFailed,
+    InvalidArgument,
     Lagged,
     NotReady,
     Status,
     UnitInfo,
     open_coordinator,
 )
+from coordinator._names import MAX_DEPENDENCIES
 
 from .conftest import WAIT, settle
 
@@ -54,6 +56,17 @@ async def test_start_not_ready_lists_unmet(coord) -> None:
             await coord.unit("claude").start()
         assert caught.value.unmet == ("git", "setup")
         assert (await coord.unit("claude").info()).status is Status.PENDING
+
+
+async def test_want_declares_at_most_1000_dependencies_per_call(coord) -> None:
+    with trio.fail_after(WAIT):
+        deps = [f"d{i}" for i in range(MAX_DEPENDENCIES + 1)]
+        with pytest.raises(InvalidArgument, match="1001 dependencies; at most 1000 per call"):
+            await coord.unit("big").want(*deps)
+        assert (await coord.unit("big").info()).status is Status.NOT_REGISTERED
+        await coord.unit("big").want(*deps[:MAX_DEPENDENCIES])  # the limit itself is fine
+        await coord.unit("big").want(deps[-1])  # and more calls may add more
+        assert len((await coord.unit("big").info()).dependencies) == MAX_DEPENDENCIES + 1
 
 
 async def test_want_without_dependencies_registers(coord) -> None:

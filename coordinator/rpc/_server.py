@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
 import weakref
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,7 @@ import trio
 
 from .._coordinator import LocalCoordinator, LocalUnit
 from .._api import Event
-from .._errors import Lagged, UnitsyncError, error_to_wire
+from .._errors import Lagged, Overloaded, UnitsyncError, error_to_wire
 from .._lease import HOLDER_GONE
 from .._paths import socket_path
 from .._status import Status
@@ -26,12 +29,34 @@ from ._kj import TrioPortal, run_kj_thread
 from ._schema import schema
 from ._socket import Listener, bind_listener, peer_uid
 
-__all__ = ["serve"]
+__all__ = ["REFUSED_LINGER", "ServerLimits", "serve"]
 
 log = logging.getLogger("unitsync.server")
 
 #: Events queued for one remote watcher before it is cut off as lagged.
 REMOTE_WATCH_BUFFER = 1024
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerLimits:
+    """What one server lets its clients use; past a limit a request gets
+    ``unitsync.overloaded`` and nothing changes. (Units are limited by the coordinator:
+    ``open_coordinator(max_units=...)``.)"""
+
+    #: Client connections at once. One more gets a bootstrap whose every call fails with
+    #: ``unitsync.overloaded`` and is closed after :data:`REFUSED_LINGER` seconds.
+    max_connections: int = 1024
+    #: ``ready``/``reached`` calls parked at once per connection.
+    max_waiters_per_connection: int = 1024
+    #: Cap'n Proto reader limits for every incoming message: words a message may make the
+    #: reader traverse (8 MiB; a ``want`` of 1,000 names of 255 bytes is ~0.3 MiB), and struct
+    #: nesting depth (our schema and rpc.capnp need < 10).
+    traversal_limit_words: int = 1 << 20
+    nesting_limit: int = 32
+
+
+#: Seconds a connection over the limit stays open, so its client can read why.
+REFUSED_LINGER = 2.0
 
 S = schema()
 
@@ -55,10 +80,13 @@ class UnitServer(S.Unit.Server):  # type: ignore[name-defined,misc]
     """A capability for one unit. Calls enter Trio in the order they arrive (E-order): each
     is handed to the registry's inbox synchronously, in arrival order, by the portal."""
 
-    def __init__(self, portal: TrioPortal, coord: LocalCoordinator, unit: LocalUnit) -> None:
+    def __init__(
+        self, portal: TrioPortal, coord: LocalCoordinator, unit: LocalUnit, waiters: _Waiters
+    ) -> None:
         self._portal = portal
         self._coord = coord
         self._unit = unit
+        self._waiters = waiters
         self._in_flight = 0  # calls of this capability handed to Trio and not yet answered
 
     async def _submit(self, operation: str, *args: Any) -> Any:
@@ -80,7 +108,8 @@ class UnitServer(S.Unit.Server):  # type: ignore[name-defined,misc]
 
     @_wire_errors
     async def ready(self, _context: Any, **kwargs: Any) -> None:
-        fill_info(_context.results.info, await self._submit("ready"))
+        with self._waiters.one():
+            fill_info(_context.results.info, await self._submit("ready"))
 
     @_wire_errors
     async def want(self, dependencies: Any, requires: Any, _context: Any, **kwargs: Any) -> None:
@@ -107,7 +136,8 @@ class UnitServer(S.Unit.Server):  # type: ignore[name-defined,misc]
 
     @_wire_errors
     async def reached(self, status: Any, _context: Any, **kwargs: Any) -> None:
-        await self._submit("reached", status_from_wire(status))
+        with self._waiters.one():
+            await self._submit("reached", status_from_wire(status))
 
     @_wire_errors
     async def hold(self, _context: Any, **kwargs: Any) -> None:
@@ -201,12 +231,48 @@ class SubscriptionServer(S.Subscription.Server):  # type: ignore[name-defined,mi
         weakref.finalize(self, stop)
 
 
+class _Waiters:
+    """The ``ready``/``reached`` calls parked on one connection (KJ thread only)."""
+
+    __slots__ = ("count", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.count = 0
+        self.limit = limit
+
+    @contextlib.contextmanager
+    def one(self) -> Iterator[None]:
+        if self.count >= self.limit:
+            raise Overloaded(f"{self.count} calls already wait on this connection (the limit)")
+        self.count += 1
+        try:
+            yield
+        finally:
+            self.count -= 1
+
+
+class _RefusingCoordinator(S.Coordinator.Server):  # type: ignore[name-defined,misc]
+    """The bootstrap of a connection over ``max_connections``: every call says why."""
+
+    def __init__(self, limit: int) -> None:
+        self._error = Overloaded(f"too many connections (the limit is {limit}); retry later")
+
+    @_wire_errors
+    async def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise self._error
+
+    ping = unit = list = graph = watch = _refuse
+
+
 class CoordinatorServer(S.Coordinator.Server):  # type: ignore[name-defined,misc]
     """The bootstrap capability of one connection."""
 
-    def __init__(self, coord: LocalCoordinator, portal: TrioPortal) -> None:
+    def __init__(
+        self, coord: LocalCoordinator, portal: TrioPortal, limits: ServerLimits = ServerLimits()
+    ) -> None:
         self._coord = coord
         self._portal = portal
+        self._waiters = _Waiters(limits.max_waiters_per_connection)
 
     @_wire_errors
     async def ping(self, _context: Any, **kwargs: Any) -> None:
@@ -214,7 +280,9 @@ class CoordinatorServer(S.Coordinator.Server):  # type: ignore[name-defined,misc
 
     @_wire_errors
     async def unit(self, name: str, _context: Any, **kwargs: Any) -> None:
-        _context.results.unit = UnitServer(self._portal, self._coord, self._coord.unit(name))
+        _context.results.unit = UnitServer(
+            self._portal, self._coord, self._coord.unit(name), self._waiters
+        )
 
     @_wire_errors
     async def list(self, _context: Any, **kwargs: Any) -> None:
@@ -335,6 +403,7 @@ async def serve(
     coord: LocalCoordinator,
     path: str | os.PathLike[str] | None = None,
     *,
+    limits: ServerLimits = ServerLimits(),
     task_status: trio.TaskStatus[Path] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``coord`` over Cap'n Proto RPC on a Unix socket until cancelled.
@@ -343,7 +412,8 @@ async def serve(
     ``await nursery.start(serve, coord, path)``: it returns the socket path once clients can
     connect; binding errors (:class:`AddressInUse` for a live server) are raised from
     ``nursery.start``. Cancelling stops the KJ thread, disconnects every client and removes the
-    socket file. Connections from another uid are refused.
+    socket file. Connections from another uid are refused. ``limits``: see
+    :class:`ServerLimits`.
     """
     listener = bind_listener(socket_path(path))
     try:
@@ -351,7 +421,7 @@ async def serve(
             portal = TrioPortal(nursery)
             bound = await nursery.start(
                 functools.partial(run_kj_thread, name="unitsync-server"),
-                functools.partial(_accept_loop, coord, portal, listener),
+                functools.partial(_accept_loop, coord, portal, listener, limits),
             )
             log.info("unitsync %s serving on %s", __version__, bound)
             task_status.started(bound)
@@ -371,13 +441,18 @@ def _quiet_about_gone_callers(loop: asyncio.AbstractEventLoop, context: dict[str
 
 
 async def _accept_loop(
-    coord: LocalCoordinator, portal: TrioPortal, listener: Listener, started: Any
+    coord: LocalCoordinator,
+    portal: TrioPortal,
+    listener: Listener,
+    limits: ServerLimits,
+    started: Any,
 ) -> None:
     """On the KJ thread: accept, check the peer's uid, run one capnp connection per client."""
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_quiet_about_gone_callers)
     portal.loop = loop
     connections: set[asyncio.Task[None]] = set()
+    refusing: set[asyncio.Task[None]] = set()
     started(listener.path)
     my_uid = os.getuid()
     try:
@@ -392,18 +467,47 @@ async def _accept_loop(
                 log.warning("refused a connection from uid %d", uid)
                 sock.close()
                 continue
-            task = asyncio.create_task(_connection(coord, portal, sock))
+            if len(connections) >= limits.max_connections:
+                log.warning("refused a connection: %d open (the limit)", len(connections))
+                if len(refusing) >= 64:  # a flood: stop explaining, just hang up
+                    sock.close()
+                    continue
+                refusal = asyncio.create_task(_refuse(sock, limits))
+                refusing.add(refusal)
+                refusal.add_done_callback(refusing.discard)
+                continue
+            task = asyncio.create_task(_connection(coord, portal, sock, limits))
             connections.add(task)
             task.add_done_callback(connections.discard)
     finally:
-        for task in list(connections):
+        for task in (*connections, *refusing):
             task.cancel()
-        await asyncio.gather(*connections, return_exceptions=True)
+        await asyncio.gather(*connections, *refusing, return_exceptions=True)
 
 
-async def _connection(coord: LocalCoordinator, portal: TrioPortal, sock: Any) -> None:
+async def _connection(
+    coord: LocalCoordinator, portal: TrioPortal, sock: Any, limits: ServerLimits
+) -> None:
+    await _run_connection(sock, CoordinatorServer(coord, portal, limits), limits)
+
+
+async def _refuse(sock: Any, limits: ServerLimits) -> None:
+    """Over ``max_connections``: answer every call with the reason, then hang up."""
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(
+            _run_connection(sock, _RefusingCoordinator(limits.max_connections), limits),
+            REFUSED_LINGER,
+        )
+
+
+async def _run_connection(sock: Any, bootstrap: Any, limits: ServerLimits) -> None:
     stream = await capnp.AsyncIoStream.create_unix_connection(sock=sock)
-    server = capnp.TwoPartyServer(stream, bootstrap=CoordinatorServer(coord, portal))
+    server = capnp.TwoPartyServer(
+        stream,
+        bootstrap=bootstrap,
+        traversal_limit_in_words=limits.traversal_limit_words,
+        nesting_limit=limits.nesting_limit,
+    )
     try:
         await server.on_disconnect()
     except capnp.KjException:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Final
 
 from .._errors import UnitsyncError
+from .._paths import default_socket_path
 
 __all__ = ["AddressInUse", "BACKLOG", "Listener", "bind_listener", "connect_socket", "peer_uid"]
 
@@ -30,17 +31,42 @@ class AddressInUse(UnitsyncError, OSError):
         super().__init__(f"a unitsync coordinator is already serving on {path}")
 
 
+def _is_our_own_directory(directory: Path) -> bool:
+    """The default directory, or one named ``unitsync``: ours alone, 0700."""
+    return directory.name == "unitsync" or directory == default_socket_path().parent
+
+
 def _prepare_directory(directory: Path) -> None:
-    """Create ``directory`` 0700 if missing; refuse one that is a symlink, not a directory, or
-    owned by another user (someone could swap our socket)."""
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    info = os.lstat(directory)
-    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
-        raise UnitsyncError(f"refusing socket directory {directory}: not a plain directory")
-    if info.st_uid != os.getuid():
+    """Create ``directory`` if missing and refuse it if someone else could swap our socket in it.
+
+    Our own directory (:func:`_is_our_own_directory`) is created 0700, must be a plain directory
+    owned by us (a symlink is refused: anyone can plant one at ``/tmp/unitsync-<uid>`` first),
+    and is narrowed to 0700 if it has wider rights. Any other directory (an explicit
+    ``--socket``) must belong to us or root, and so must a symlink to it (``/var/run`` → ``/run``
+    is fine; a link another user planted is not). Raises :class:`UnitsyncError` naming the
+    directory and what is wrong.
+    """
+    own = _is_our_own_directory(directory)
+    trusted = {os.getuid()} if own else {os.getuid(), 0}
+    try:
+        directory.mkdir(mode=0o700 if own else 0o777, parents=True)
+    except FileExistsError:
+        pass
+    link = os.lstat(directory)
+    if stat.S_ISLNK(link.st_mode) and (own or link.st_uid not in trusted):
+        raise UnitsyncError(
+            f"refusing socket directory {directory}: it is a symlink (to {os.readlink(directory)}, "
+            f"owned by uid {link.st_uid})"
+        )
+    info = os.stat(directory)
+    if not stat.S_ISDIR(info.st_mode):
+        raise UnitsyncError(f"refusing socket directory {directory}: not a directory")
+    if info.st_uid not in trusted:
         raise UnitsyncError(
             f"refusing socket directory {directory}: owned by uid {info.st_uid}, not {os.getuid()}"
         )
+    if own and stat.S_IMODE(info.st_mode) != 0o700:
+        os.chmod(directory, 0o700)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,15 +88,12 @@ class Listener:
 
 
 def bind_listener(path: Path) -> Listener:
-    """A non-blocking listening socket at ``path`` (socket 0600, directory 0700).
+    """A non-blocking listening socket at ``path`` (socket 0600; its directory checked, and
+    0700 when it is our own: see :func:`_prepare_directory`).
 
     A stale socket file (nothing answers) is replaced; a live server → :class:`AddressInUse`.
     """
-    directory = path.parent
-    if directory.name == "unitsync" or str(directory).startswith("/tmp/unitsync-"):
-        _prepare_directory(directory)  # our own directory: create it 0700 and check it
-    else:
-        directory.mkdir(parents=True, exist_ok=True)
+    _prepare_directory(path.parent)
     if os.path.lexists(path):
         if not stat.S_ISSOCK(os.lstat(path).st_mode):
             raise UnitsyncError(f"refusing to replace {path}: it exists and is not a socket")
