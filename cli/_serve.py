@@ -8,7 +8,10 @@ import sys
 from ._connect import USAGE, CommandError
 from ._options import Common
 
-__all__ = ["serve"]
+__all__ = ["SHUTDOWN_GRACE", "serve"]
+
+#: Seconds SIGINT/SIGTERM gives the coordinator to answer its waiters before ``serve`` exits.
+SHUTDOWN_GRACE = 1.5
 
 
 def serve(
@@ -57,7 +60,10 @@ def serve(
                 print(f"unitsync: serving on {path}", file=sys.stderr, flush=True)
                 async for signum in signals:
                     print(f"unitsync: {signal.Signals(signum).name}, stopping", file=sys.stderr)
-                    nursery.cancel_scope.cancel()
+                    # waiting clients are told "the coordinator is shutting down"; serve_rpc
+                    # stops by itself once those answers are sent; bounded either way
+                    nursery.cancel_scope.deadline = trio.current_time() + SHUTDOWN_GRACE
+                    await coord.aclose()
                     break
 
     failed = False

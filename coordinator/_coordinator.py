@@ -197,6 +197,18 @@ class LocalCoordinator:
                 answer_closed(message)  # only reached when closing (or cancelled)
             self._overflow.clear()
 
+    async def aclose(self) -> None:
+        """Shut down now, without leaving the ``open_coordinator()`` block: refuse new
+        requests, answer every waiting caller with :class:`CoordinatorClosed` ("the
+        coordinator is shutting down"), and return once every actor has stopped. An RPC
+        server serving this coordinator sends those answers, then stops by itself."""
+        self._close()
+        await self.wait_closed()
+
+    async def wait_closed(self) -> None:
+        """Return once the coordinator has shut down (every actor stopped, waiters answered)."""
+        await self._registry.finished.wait()
+
     def _close(self) -> None:
         self._inbox.close()
         self._events.close()

@@ -52,7 +52,7 @@ class RegistryActor:
 
     __slots__ = (
         "_inbox", "_events", "_graph", "_inboxes", "_states", "_nursery", "_candidates",
-        "_max_units",
+        "_max_units", "finished",
     )
 
     def __init__(
@@ -61,6 +61,8 @@ class RegistryActor:
         self._inbox = inbox
         #: Unit actors (every unit mentioned) at most; more are refused with ``Overloaded``.
         self._max_units = max_units
+        #: Set once the registry and every unit actor have stopped (waiters answered).
+        self.finished = trio.Event()
         self._events = events
         self._graph = DependencyGraph()
         self._inboxes: dict[str, Inbox[UnitRequest]] = {}
@@ -90,6 +92,7 @@ class RegistryActor:
             finally:
                 self._close()
                 nursery.cancel_scope.cancel()
+        self.finished.set()
 
     async def _handle(self, message: RegistryMessage) -> None:
         match message:

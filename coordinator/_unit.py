@@ -39,7 +39,10 @@ from ._messages import (
 from ._reply import Reply
 from ._status import Status
 
-__all__ = ["IDLE_SECONDS", "UnitActor", "answer_absent"]
+__all__ = ["IDLE_SECONDS", "SHUTTING_DOWN", "UnitActor", "answer_absent"]
+
+#: What a caller still waiting (``ready``, ``reached``) is told when the coordinator stops.
+SHUTTING_DOWN: Final = "the coordinator is shutting down"
 
 #: How often the registry looks for idle unit actors. One with no waiter that handled no
 #: message since the previous look (so idle for one to two periods) goes to sleep: its task
@@ -349,7 +352,7 @@ class UnitActor:
     def _close(self) -> None:
         """Shutting down: answer every waiter and every queued request with CoordinatorClosed."""
         for reply in (*self._ready_waiters, *self._reached_waiters):
-            reply.error(CoordinatorClosed())
+            reply.error(CoordinatorClosed(SHUTTING_DOWN))
         self._ready_waiters.clear()
         self._reached_waiters.clear()
         self._inbox.drain_and_close(answer_closed)

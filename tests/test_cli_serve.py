@@ -70,3 +70,40 @@ def test_serve_limit_defaults_are_the_library_defaults() -> None:
     assert defaults["max_units"] == MAX_UNITS
     assert defaults["max_connections"] == ServerLimits().max_connections
     assert defaults["max_waiters"] == ServerLimits().max_waiters_per_connection
+
+
+async def test_sigterm_tells_waiting_scripts_the_coordinator_is_shutting_down(
+    sock_dir: Path,
+) -> None:
+    """Issue 6: SIGTERM answers every parked waiter with a clear error (the CLI exits 69 and
+    says why) instead of a dropped connection, and `serve` exits 0 within 2 s."""
+    from .cli_support import UNREACHABLE, Served, background, env_for, read_all
+
+    path = sock_dir / "unitsync.sock"
+    env = env_for(path)
+    with trio.fail_after(WAIT * 3):
+        process = await trio.lowlevel.open_process(UNITSYNC + ["serve"], env=env,
+                                                   stderr=subprocess.PIPE)
+        try:
+            assert process.stderr is not None
+            assert await read_line(process.stderr) == f"unitsync: serving on {path}\n"
+            served = Served(path, env)
+            assert (await served.run("want", "claude", "git")).returncode == 0
+            async with background(served, "start", "claude") as start, \
+                    background(served, "wait", "git", "--for", "completed") as wait:
+                assert start.stderr is not None
+                assert "is waiting for dependencies" in await read_line(start.stderr)
+                began = trio.current_time()
+                process.send_signal(signal.SIGTERM)
+                assert await process.wait() == 0
+                stopped = trio.current_time() - began
+                assert await start.wait() == UNREACHABLE
+                assert "the coordinator is shutting down" in await read_all(start.stderr)
+                # `wait` prints nothing while it waits, so it may be parked (told "shutting
+                # down") or still connecting (unreachable): 69 either way
+                assert await wait.wait() == UNREACHABLE
+            print(f"\nserve stopped {stopped * 1000:.0f} ms after SIGTERM")
+            assert stopped < 2.0
+        finally:
+            process.kill()
+    assert not path.exists()

@@ -187,8 +187,10 @@ class _PendingHold:
 
 
 def _fail_held(unit: LocalUnit) -> None:
-    """In the Trio thread: fail ``unit`` with :data:`HOLDER_GONE` if it is still started."""
-    unit.submit("fail_held", HOLDER_GONE, on_answer=lambda _result: None)
+    """In the Trio thread: fail ``unit`` with :data:`HOLDER_GONE` if it is still started
+    (nothing to do once the coordinator has shut down: it would only raise, in a callback)."""
+    with contextlib.suppress(UnitsyncError):
+        unit.submit("fail_held", HOLDER_GONE, on_answer=lambda _result: None)
 
 
 class LeaseServer(S.Lease.Server):  # type: ignore[name-defined,misc]
@@ -412,7 +414,8 @@ async def serve(
     ``await nursery.start(serve, coord, path)``: it returns the socket path once clients can
     connect; binding errors (:class:`AddressInUse` for a live server) are raised from
     ``nursery.start``. Cancelling stops the KJ thread, disconnects every client and removes the
-    socket file. Connections from another uid are refused. ``limits``: see
+    socket file; so does the coordinator shutting down (``coord.aclose()``), after its last
+    answers ("the coordinator is shutting down") have been sent. Connections from another uid are refused. ``limits``: see
     :class:`ServerLimits`.
     """
     listener = bind_listener(socket_path(path))
@@ -424,9 +427,24 @@ async def serve(
                 functools.partial(_accept_loop, coord, portal, listener, limits),
             )
             log.info("unitsync %s serving on %s", __version__, bound)
+            nursery.start_soon(_stop_after_coordinator, coord, portal, nursery.cancel_scope)
             task_status.started(bound)
     finally:
         listener.close()
+
+
+async def _stop_after_coordinator(
+    coord: LocalCoordinator, portal: TrioPortal, scope: trio.CancelScope
+) -> None:
+    """When the coordinator shuts down (``aclose()``), let the KJ thread send the answers its
+    actors gave on the way out ("the coordinator is shutting down"), then stop serving."""
+    await coord.wait_closed()
+    for _ in range(3):  # answers are queued to the KJ loop in order; each round trip runs
+        hop = trio.Event()  # what was queued before it, then the handlers it resumed
+        portal.to_loop(portal.call_soon, hop.set)
+        with trio.move_on_after(0.5):
+            await hop.wait()
+    scope.cancel()
 
 
 def _quiet_about_gone_callers(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
