@@ -86,8 +86,9 @@ async def start_when_ready(
     """Run ``begin`` (start or hold ``unit``) as soon as ``unit`` is ready.
 
     The first attempt is pipelined behind an ``info`` call (one round trip). If it is refused
-    with NotReady, ``waiting(unmet)`` is told, and each time the ``ready`` promise resolves
-    ``begin`` is tried again (a dependency may go back in between). Returns ``begin``'s result,
+    with NotReady, the ``ready`` promise is parked, ``waiting(unmet)`` is told once it is
+    (a scripts' barrier: the coordinator now holds the waiter), and each time the promise
+    resolves ``begin`` is tried again (a dependency may go back in between). Returns ``begin``'s result,
     the unit's info from before the first attempt, and whether it had to wait. A timeout
     (0 = none) raises :class:`CommandError` with exit code 3; a failed dependency raises
     DependencyFailed.
@@ -100,16 +101,23 @@ async def start_when_ready(
     if not isinstance(first, NotReady):
         raise first
     unmet = first.unmet
-    if not info.blocked_by:  # blocked: `ready` below answers DependencyFailed at once
-        waiting(unmet)
     try:
         async with asyncio.timeout(timeout or None):
+            parked = asyncio.ensure_future(core.ready(unit))
+            try:
+                # E-order: once this info (sent after it, on the same capability) is answered,
+                # the ready call is parked, so "is waiting" is true when printed
+                await core.info(unit)
+                if not info.blocked_by:  # blocked: `ready` answers DependencyFailed at once
+                    waiting(unmet)
+                await parked
+            finally:
+                parked.cancel()
             while True:
-                await core.ready(unit)
                 try:
                     return await begin(), info, True
-                except NotReady:
-                    continue
+                except NotReady:  # a dependency went back meanwhile: wait again
+                    await core.ready(unit)
     except TimeoutError:
         raise CommandError(
             f'timed out after {format_duration(timeout)} waiting for the dependencies of unit '

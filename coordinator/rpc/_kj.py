@@ -161,7 +161,7 @@ class TrioPortal:
     of ``ready`` — cost one wake-up of the KJ thread.
     """
 
-    __slots__ = ("_token", "_nursery", "_loop", "_into_trio", "_out_of_trio")
+    __slots__ = ("_token", "_nursery", "_loop", "_into_trio", "_out_of_trio", "pending")
 
     def __init__(self, nursery: trio.Nursery) -> None:
         self._token = trio.lowlevel.current_trio_token()
@@ -169,6 +169,8 @@ class TrioPortal:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._into_trio = _Handoff(self._wake_trio)
         self._out_of_trio: _Handoff | None = None
+        #: Calls (``submit``/``run``) waiting for their answer from Trio (KJ thread only).
+        self.pending = 0
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
@@ -206,11 +208,14 @@ class TrioPortal:
                 on_answer(outcome.Error(exc))
 
         self._into_trio.put(begin)
+        self.pending += 1
         try:
             result = await future
         except asyncio.CancelledError:
             self.call_soon(lambda: handle and handle[0].abandon())
             raise
+        finally:
+            self.pending -= 1
         return result.unwrap()
 
     async def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
@@ -226,12 +231,29 @@ class TrioPortal:
                 self.to_loop(_settle, future, result)
 
         self.call_soon(lambda: self._nursery.start_soon(task))
+        self.pending += 1
         try:
             result = await future
         except asyncio.CancelledError:
             self.call_soon(scope.cancel)
             raise
+        finally:
+            self.pending -= 1
         return result.unwrap()
+
+    async def loop_turn(self) -> int:
+        """From Trio: a round trip through the KJ loop after everything sent to it before;
+        returns :attr:`pending` as the KJ thread saw it."""
+        done = trio.Event()
+        seen: list[int] = []
+
+        def probe() -> None:  # KJ thread
+            seen.append(self.pending)
+            self.call_soon(done.set)
+
+        self.to_loop(probe)
+        await done.wait()
+        return seen[0]
 
     def spawn(self, fn: Callable[[], Awaitable[object]]) -> None:
         """In the Trio thread: start ``fn()`` as a task of the server's nursery."""

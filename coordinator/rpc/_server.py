@@ -437,13 +437,14 @@ async def _stop_after_coordinator(
     coord: LocalCoordinator, portal: TrioPortal, scope: trio.CancelScope
 ) -> None:
     """When the coordinator shuts down (``aclose()``), let the KJ thread send the answers its
-    actors gave on the way out ("the coordinator is shutting down"), then stop serving."""
+    actors gave on the way out ("the coordinator is shutting down"), then stop serving: wait
+    (at most 1 s) until no call is still waiting for Trio, then a few more loop turns so that
+    pycapnp writes the last responses."""
     await coord.wait_closed()
-    for _ in range(3):  # answers are queued to the KJ loop in order; each round trip runs
-        hop = trio.Event()  # what was queued before it, then the handlers it resumed
-        portal.to_loop(portal.call_soon, hop.set)
-        with trio.move_on_after(0.5):
-            await hop.wait()
+    with trio.move_on_after(1.0):
+        quiet_turns = 0
+        while quiet_turns < 3:
+            quiet_turns = quiet_turns + 1 if await portal.loop_turn() == 0 else 0
     scope.cancel()
 
 
