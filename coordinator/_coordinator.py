@@ -38,7 +38,7 @@ from ._messages import (
     Want,
     answer_closed,
 )
-from ._names import validate_dependencies, validate_name
+from ._names import limit_reason, validate_dependencies, validate_name
 from ._registry import MAX_UNITS, REGISTRY_INBOX_SIZE, RegistryActor
 from ._unit import answer_absent
 from ._reply import Reply
@@ -347,9 +347,9 @@ class LocalUnit:
             case "register",:
                 return ToUnit(self.name, Register(reply))
             case "fail", str(reason):
-                return ToUnit(self.name, Fail(reason, reply))
+                return ToUnit(self.name, Fail(limit_reason(reason), reply))
             case "fail_held", str(reason):
-                return ToUnit(self.name, Fail(reason, reply, held=True))
+                return ToUnit(self.name, Fail(limit_reason(reason), reply, held=True))
             case "reached", Status() as status:
                 return ToUnit(self.name, Reached(status, reply))
             case "want", dependencies, Status() as requires:

@@ -9,7 +9,14 @@ from collections.abc import Iterable
 from ._errors import InvalidArgument, InvalidName
 from ._status import REQUIREMENTS, Status
 
-__all__ = ["MAX_DEPENDENCIES", "MAX_NAME_BYTES", "validate_dependencies", "validate_name"]
+__all__ = [
+    "MAX_DEPENDENCIES",
+    "MAX_NAME_BYTES",
+    "MAX_REASON_BYTES",
+    "limit_reason",
+    "validate_dependencies",
+    "validate_name",
+]
 
 #: Longest name accepted, in UTF-8 bytes (coder accepts any string; we bound it so that one
 #: request cannot make the coordinator store megabytes).
@@ -18,6 +25,9 @@ MAX_NAME_BYTES = 255
 #: Most dependencies one ``want`` call may declare (more calls may add more): bounds the work
 #: and memory one request can demand of the registry.
 MAX_DEPENDENCIES = 1000
+
+#: Longest failure reason kept, in UTF-8 bytes; a longer one is cut (see :func:`limit_reason`).
+MAX_REASON_BYTES = 4096
 
 
 def validate_name(name: object) -> str:
@@ -56,3 +66,15 @@ def validate_dependencies(dependencies: Iterable[str], requires: Status) -> tupl
             f"want declares {len(unique)} dependencies; at most {MAX_DEPENDENCIES} per call"
         )
     return tuple(validate_name(d) for d in unique)
+
+
+def limit_reason(reason: str) -> str:
+    """``reason``, cut to :data:`MAX_REASON_BYTES` with a note saying so. Failing the unit is
+    what matters (``unitsync fail x --reason "$(cat build.log)"`` must still fail it), so a long
+    reason is shortened, not refused; unbounded, a few of them made every ``list()`` answer
+    too large to send."""
+    data = reason.encode("utf-8")
+    if len(data) <= MAX_REASON_BYTES:
+        return reason
+    note = f" ... [cut: {len(data)} bytes]"
+    return data[: MAX_REASON_BYTES - len(note)].decode("utf-8", "ignore") + note

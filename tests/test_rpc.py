@@ -197,17 +197,17 @@ async def test_pipelined_calls_are_sent_before_unit_returns(
     token = trio.lowlevel.current_trio_token()
     gates: list[tuple[str, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
     unit_called = trio.Event()
-    original = CoordinatorServer.unit
+    original = CoordinatorServer.unit_context
 
-    async def gated_unit(self: Any, name: str, _context: Any, **kwargs: Any) -> None:
+    async def gated_unit(self: Any, context: Any) -> None:
         loop = asyncio.get_running_loop()
         gate: asyncio.Future[None] = loop.create_future()
-        gates.append((name, loop, gate))
+        gates.append((context.params.name, loop, gate))
         token.run_sync_soon(unit_called.set)
         await gate
-        await original(self, name, _context, **kwargs)
+        await original(self, context)
 
-    monkeypatch.setattr(CoordinatorServer, "unit", gated_unit)
+    monkeypatch.setattr(CoordinatorServer, "unit_context", gated_unit)
 
     async def send(state: dict[str, Any]) -> str:  # KJ thread
         cap = state["coord"].unit("claude").unit  # a promised capability: unit() is not awaited

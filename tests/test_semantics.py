@@ -69,6 +69,16 @@ async def test_want_declares_at_most_1000_dependencies_per_call(coord) -> None:
         assert len((await coord.unit("big").info()).dependencies) == MAX_DEPENDENCIES + 1
 
 
+async def test_a_long_failure_reason_is_cut_not_refused(coord) -> None:
+    with trio.fail_after(WAIT):
+        await coord.unit("build").start()
+        await coord.unit("build").fail("é" * 6000)  # 12,000 UTF-8 bytes
+        info = await coord.unit("build").info()
+        assert info.status is Status.FAILED
+        assert len(info.reason.encode()) <= 4096
+        assert info.reason.startswith("é" * 2000) and info.reason.endswith("[cut: 12000 bytes]")
+
+
 async def test_want_without_dependencies_registers(coord) -> None:
     with trio.fail_after(WAIT):
         await coord.unit("a").want()

@@ -9,7 +9,13 @@ from typing import Any
 import capnp
 
 from .._api import Dependency, Event, UnitInfo
-from .._errors import CoordinatorClosed, UnitsyncError, error_from_wire, error_to_wire
+from .._errors import (
+    CoordinatorClosed,
+    InvalidArgument,
+    UnitsyncError,
+    error_from_wire,
+    error_to_wire,
+)
 from .._status import Status
 
 __all__ = [
@@ -37,7 +43,13 @@ def status_to_wire(status: Status) -> str:
 
 
 def status_from_wire(value: Any) -> Status:
-    return _FROM_WIRE[str(value)]
+    """The Status for a wire enum value; :class:`InvalidArgument` for one the schema does not
+    define (pycapnp raises RuntimeError "Member was null" on ``str()`` of it)."""
+    try:
+        return _FROM_WIRE[str(value)]
+    except (RuntimeError, KeyError):
+        raw = getattr(value, "raw", value)
+        raise InvalidArgument(f"unknown status value {raw!r}") from None
 
 
 def fill_info(builder: Any, info: UnitInfo) -> None:

@@ -8,7 +8,7 @@ import functools
 import logging
 import os
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,8 +19,16 @@ import trio
 
 from .._coordinator import LocalCoordinator, LocalUnit
 from .._api import Event
-from .._errors import Lagged, Overloaded, UnitsyncError, error_to_wire
+from .._errors import (
+    InvalidArgument,
+    InvalidName,
+    Lagged,
+    Overloaded,
+    UnitsyncError,
+    error_to_wire,
+)
 from .._lease import HOLDER_GONE
+from .._names import MAX_DEPENDENCIES, validate_dependencies
 from .._paths import socket_path
 from .._status import Status
 from .._version import __version__
@@ -59,6 +67,18 @@ class ServerLimits:
 REFUSED_LINGER = 2.0
 
 S = schema()
+
+
+def _text(read: Callable[[], Any], what: str) -> Any:
+    """``read()`` (capnp Text decoded by pycapnp), with bytes that are not UTF-8 refused as a
+    clear error instead of a traceback."""
+    try:
+        return read()
+    except UnicodeDecodeError as exc:
+        shown = repr(exc.object[:64]) if isinstance(exc.object, bytes) else "?"
+        if what == "a reason":
+            raise InvalidArgument(f"{what} is not valid UTF-8: {shown}") from None
+        raise InvalidName(shown, "is not valid UTF-8") from None
 
 
 def _wire_errors(method: Any) -> Any:
@@ -116,7 +136,10 @@ class UnitServer(S.Unit.Server):  # type: ignore[name-defined,misc]
         required = status_from_wire(requires)
         if required is Status.NOT_REGISTERED:  # the enum's default: the field was left out
             required = Status.COMPLETED
-        await self._submit("want", list(dependencies), required)
+        if len(dependencies) > MAX_DEPENDENCIES:  # before decoding thousands of names
+            validate_dependencies(range(len(dependencies)), required)
+        names = _text(lambda: list(dependencies), "a dependency name")
+        await self._submit("want", names, required)
 
     @_wire_errors
     async def start(self, _context: Any, **kwargs: Any) -> None:
@@ -127,8 +150,8 @@ class UnitServer(S.Unit.Server):  # type: ignore[name-defined,misc]
         await self._submit("complete")
 
     @_wire_errors
-    async def fail(self, reason: str, _context: Any, **kwargs: Any) -> None:
-        await self._submit("fail", reason)
+    async def fail_context(self, context: Any) -> None:
+        await self._submit("fail", _text(lambda: context.params.reason, "a reason"))
 
     @_wire_errors
     async def register(self, _context: Any, **kwargs: Any) -> None:
@@ -214,8 +237,8 @@ class LeaseServer(S.Lease.Server):  # type: ignore[name-defined,misc]
         self._flag[0] = True
 
     @_wire_errors
-    async def fail(self, reason: str, _context: Any, **kwargs: Any) -> None:
-        unit = self._unit
+    async def fail_context(self, context: Any) -> None:
+        unit, reason = self._unit, _text(lambda: context.params.reason, "a reason")
         await self._portal.submit(lambda on_answer: unit.submit("fail", reason, on_answer=on_answer))
         self._flag[0] = True
 
@@ -281,8 +304,11 @@ class CoordinatorServer(S.Coordinator.Server):  # type: ignore[name-defined,misc
         _context.results.version = __version__  # answered here: no need to enter Trio
 
     @_wire_errors
-    async def unit(self, name: str, _context: Any, **kwargs: Any) -> None:
-        _context.results.unit = UnitServer(
+    async def unit_context(self, context: Any) -> None:
+        # the _context form: pycapnp would decode the name before calling ``unit`` and send
+        # a bare traceback if it is not UTF-8
+        name = _text(lambda: context.params.name, "a unit name")
+        context.results.unit = UnitServer(
             self._portal, self._coord, self._coord.unit(name), self._waiters
         )
 
@@ -300,7 +326,11 @@ class CoordinatorServer(S.Coordinator.Server):  # type: ignore[name-defined,misc
     @_wire_errors
     async def watch(self, watcher: Any, _context: Any, **kwargs: Any) -> None:
         forward = _RemoteWatch(self._coord, self._portal, watcher)
-        await forward.start()
+        try:
+            await forward.start()
+        except asyncio.CancelledError:  # the caller went away: no Subscription will stop it
+            forward.stop()
+            raise
         _context.results.subscription = SubscriptionServer(forward.stop)
 
 
@@ -322,6 +352,7 @@ class _RemoteWatch:
         self._scope: trio.CancelScope | None = None
         self._sender: asyncio.Task[None] | None = None
         self._closed = False
+        self._stopped = False  # Trio side: set once the reader must not (or no longer) run
 
     async def start(self) -> None:
         """Subscribe (in Trio) and start sending; returns once subscribed."""
@@ -336,6 +367,8 @@ class _RemoteWatch:
         async def reader() -> None:  # Trio
             with trio.CancelScope() as scope:
                 self._scope = scope
+                if self._stopped:  # the caller went away before we got here
+                    return
                 try:
                     async with coord.watch() as events:
                         portal.to_loop(set_subscribed, None)
@@ -390,9 +423,12 @@ class _RemoteWatch:
             self._stop_reader()
 
     def _stop_reader(self) -> None:
-        scope = self._scope
-        if scope is not None:
-            self._portal.call_soon(scope.cancel)
+        def in_trio() -> None:
+            self._stopped = True  # a reader not started yet will not subscribe
+            if self._scope is not None:
+                self._scope.cancel()
+
+        self._portal.call_soon(in_trio)
 
     def stop(self) -> None:
         self._closed = True
