@@ -468,3 +468,55 @@ async def test_graph_json(served: Served) -> None:
         ],
     }
     assert graph["units"] == json.loads(listed.stdout)  # units as in `list`
+
+
+COUNTING_CHILD = """\
+import signal, sys, time
+count = 0
+def on_sigint(signum, frame):
+    global count
+    count += 1
+signal.signal(signal.SIGINT, on_sigint)
+print("ready", flush=True)
+while count == 0:
+    signal.pause()
+time.sleep(0.3)  # a window in which a second, forwarded SIGINT would arrive
+print(f"sigints={count}", flush=True)
+"""
+
+
+async def test_a_ctrl_c_in_the_terminal_reaches_the_child_once(served: Served) -> None:
+    """`run` in the foreground of a terminal: the terminal sends SIGINT to the whole process
+    group (run and CMD), so run must not forward it a second time."""
+    import fcntl
+    import pty
+    import termios
+
+    master, slave = pty.openpty()
+
+    def controlling_terminal() -> None:  # in the child, before exec: a session on the pty
+        os.setsid()
+        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+
+    try:
+        with trio.fail_after(WAIT * 2):
+            process = await trio.lowlevel.open_process(
+                UNITSYNC + ["run", "tty", "--", sys.executable, "-c", COUNTING_CHILD],
+                env=served.env, stdin=slave, stdout=slave, stderr=slave,
+                preexec_fn=controlling_terminal,
+            )
+            try:
+                output = b""
+                while b"ready" not in output:
+                    output += await trio.to_thread.run_sync(os.read, master, 1024, abandon_on_cancel=True)
+                os.write(master, b"\x03")  # Ctrl-C, as typed
+                while not re.search(rb"sigints=\d+\r?\n", output):
+                    output += await trio.to_thread.run_sync(os.read, master, 1024, abandon_on_cancel=True)
+                assert await process.wait() == 0
+            finally:
+                process.kill()
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert b"sigints=1" in output, output
+    assert (await state_of(served, "tty")) == ("completed", "")
