@@ -485,6 +485,11 @@ print(f"sigints={count}", flush=True)
 """
 
 
+async def read_pty(fd: int) -> bytes:
+    """What the terminal shows next (cancellable: the blocked read is abandoned)."""
+    return await trio.to_thread.run_sync(os.read, fd, 1024, abandon_on_cancel=True)
+
+
 async def test_a_ctrl_c_in_the_terminal_reaches_the_child_once(served: Served) -> None:
     """`run` in the foreground of a terminal: the terminal sends SIGINT to the whole process
     group (run and CMD), so run must not forward it a second time."""
@@ -508,10 +513,10 @@ async def test_a_ctrl_c_in_the_terminal_reaches_the_child_once(served: Served) -
             try:
                 output = b""
                 while b"ready" not in output:
-                    output += await trio.to_thread.run_sync(os.read, master, 1024, abandon_on_cancel=True)
+                    output += await read_pty(master)
                 os.write(master, b"\x03")  # Ctrl-C, as typed
                 while not re.search(rb"sigints=\d+\r?\n", output):
-                    output += await trio.to_thread.run_sync(os.read, master, 1024, abandon_on_cancel=True)
+                    output += await read_pty(master)
                 assert await process.wait() == 0
             finally:
                 process.kill()
