@@ -102,7 +102,8 @@ def watch(
     """Print every status change as it happens, until SIGINT/SIGTERM (exit 0).
 
     Prints `unitsync: watching PATH` on stderr once subscribed. Exits 1 if this watcher falls
-    too far behind and the coordinator cuts it off, 69 if the coordinator goes away.
+    too far behind and the coordinator cuts it off, 69 if the coordinator goes away (shuts
+    down, or the connection is lost).
 
     Parameters
     ----------
@@ -135,20 +136,9 @@ def watch(
 
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, end, OK)
-        await core.watch(deliver)
+        await core.watch(deliver)  # a lost connection ends it too (CoordinatorClosed)
         say(f"watching {core.path}")
-        lost = asyncio.ensure_future(core.disconnected())
-
-        def went_away(_: object) -> None:
-            if not lost.cancelled() and not ended.done():
-                say("the coordinator went away")
-                end(UNREACHABLE)
-
-        lost.add_done_callback(went_away)
-        try:
-            return await ended
-        finally:
-            lost.cancel()
+        return await ended
 
     code = call(common, body)
     if code == OK:

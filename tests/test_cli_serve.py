@@ -107,3 +107,31 @@ async def test_sigterm_tells_waiting_scripts_the_coordinator_is_shutting_down(
         finally:
             process.kill()
     assert not path.exists()
+
+
+async def test_a_remote_watch_ends_when_the_coordinator_is_killed(sock_dir: Path) -> None:
+    """kill -9 sends no last event: the client ends every watch itself when its connection
+    drops (CoordinatorClosed), instead of leaving the watcher waiting forever."""
+    from coordinator import CoordinatorClosed
+
+    path = sock_dir / "unitsync.sock"
+    env = {**os.environ, "UNITSYNC_SOCKET": str(path)}
+    with trio.fail_after(WAIT * 2):
+        process = await trio.lowlevel.open_process(UNITSYNC + ["serve"], env=env,
+                                                   stderr=subprocess.PIPE)
+        try:
+            assert process.stderr is not None
+            assert await read_line(process.stderr) == f"unitsync: serving on {path}\n"
+            async with connect(path) as coord, coord.watch() as events:
+                await coord.unit("git").start()
+                first = await events.__anext__()
+                assert (first.unit, first.new) == ("git", Status.STARTED)
+                process.kill()
+                with pytest.raises(CoordinatorClosed):  # before: waited forever
+                    await events.__anext__()
+        finally:
+            process.kill()
+            with trio.CancelScope(shield=True), trio.move_on_after(WAIT):
+                await process.wait()
+                assert process.stderr is not None
+                await process.stderr.aclose()

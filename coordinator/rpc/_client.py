@@ -16,14 +16,18 @@ from typing import Any, TypeVar
 import capnp
 
 from .._api import Event, UnitInfo
-from .._errors import CoordinatorUnreachable
+from .._errors import CoordinatorClosed, CoordinatorUnreachable, error_to_wire
 from .._names import validate_name
 from .._status import Status
 from ._convert import error_from_capnp, read_event, read_info, status_to_wire
 from ._schema import schema
 from ._socket import connect_socket
 
-__all__ = ["ClientCore", "run_client"]
+__all__ = ["CONNECTION_LOST", "ClientCore", "run_client"]
+
+#: The end of every watch when the connection drops without the server's last event (in the
+#: wire form the server's own last event has, so it reads back as ``CoordinatorClosed``).
+CONNECTION_LOST = error_to_wire(CoordinatorClosed("the connection to the coordinator was lost"))
 
 S = schema()
 T = TypeVar("T")
@@ -53,7 +57,20 @@ class ClientCore:
         self._units: dict[str, Any] = {}
         self._held: dict[int, Any] = {}
         self._watches: dict[int, Any] = {}
+        self._delivers: dict[int, Callable[[Event | str], object]] = {}
         self._ids = itertools.count(1)
+        self._lost = asyncio.ensure_future(self._tell_watchers_when_lost())
+
+    async def _tell_watchers_when_lost(self) -> None:
+        """A connection that drops (the coordinator killed, say) sends no last event: end every
+        watch here, as the server would have, so no watcher waits forever."""
+        try:
+            await self._client.on_disconnect()
+        except Exception:  # noqa: BLE001 - however it broke, it is gone
+            pass
+        delivers, self._delivers = list(self._delivers.values()), {}
+        for deliver in delivers:
+            deliver(CONNECTION_LOST)
 
     @classmethod
     async def connect(cls, path: Path, *, timeout: float = 5.0) -> ClientCore:
@@ -72,6 +89,8 @@ class ClientCore:
         await self._client.on_disconnect()
 
     def close(self) -> None:
+        self._lost.cancel()
+        self._delivers.clear()
         self._units.clear()
         self._held.clear()
         self._watches.clear()
@@ -112,9 +131,11 @@ class ClientCore:
         result = await self._call(self._coord.watch(_Watcher(deliver)))
         watch_id = next(self._ids)
         self._watches[watch_id] = result.subscription
+        self._delivers[watch_id] = deliver
         return watch_id
 
     def unwatch(self, watch_id: int) -> None:
+        self._delivers.pop(watch_id, None)
         self._watches.pop(watch_id, None)  # dropping the capability ends the watch
 
     # --- Unit ---------------------------------------------------------------------------------
