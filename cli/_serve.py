@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import signal
 import sys
+from pathlib import Path
+from typing import Annotated
+
+from cyclopts import Parameter
+
+from coordinator._paths import default_state_path, socket_path
 
 from ._connect import USAGE, CommandError
 from ._options import Common
@@ -19,6 +25,8 @@ def serve(
     max_units: int = 100_000,
     max_connections: int = 1024,
     max_waiters: int = 1024,
+    state: Path | None = None,
+    no_state: Annotated[bool, Parameter(name="--no-state", negative=())] = False,
     common: Common = Common(),
 ) -> int:
     """Run the coordinator in the foreground, serving on the socket until SIGINT or SIGTERM.
@@ -35,6 +43,12 @@ def serve(
         Client connections at once.
     max_waiters
         `ready`/`reached` calls (waiting `start`, `wait`, `run`) parked at once per connection.
+    state
+        The journal: start from the state it holds, and record every accepted mutation there
+        before acknowledging it (it survives kill -9). Default: next to the socket,
+        SOCKET_DIR/unitsync.state.
+    no_state
+        Keep the state in memory only: a restart starts empty.
     """
     import functools
 
@@ -43,16 +57,33 @@ def serve(
     from coordinator import UnitsyncError, open_coordinator
     from coordinator import serve as serve_rpc
     from coordinator.rpc._server import ServerLimits
+    from coordinator.rpc._socket import AddressInUse, connect_socket, prepare_directory
 
     for name, value in (("--max-units", max_units), ("--max-connections", max_connections),
                         ("--max-waiters", max_waiters)):
         if value < 1:
             raise CommandError(f"{name} must be at least 1, not {value}", USAGE)
     limits = ServerLimits(max_connections=max_connections, max_waiters_per_connection=max_waiters)
+    if no_state and state is not None:
+        raise CommandError("--state and --no-state exclude each other", USAGE)
+    socket = socket_path(common.socket)
+    journal = None if no_state else state or default_state_path(socket)
 
     async def main() -> None:
+        if journal is not None:
+            # the journal is opened (and locked) before the socket is bound: say "already
+            # serving" rather than "journal in use" when a live coordinator is there
+            try:
+                probe = connect_socket(socket, timeout=1.0)
+            except OSError:
+                pass  # nobody there (or a stale file): go on
+            else:
+                probe.close()
+                raise AddressInUse(str(socket))
+            if journal.parent == socket.parent:
+                prepare_directory(socket.parent)  # the journal goes in before the socket
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async with open_coordinator(max_units=max_units) as coord, \
+            async with open_coordinator(max_units=max_units, state=journal) as coord, \
                     trio.open_nursery() as nursery:
                 path = await nursery.start(
                     functools.partial(serve_rpc, coord, common.socket, limits=limits)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 import contextlib
+import os
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final, TypeVar
 
 import outcome
@@ -39,6 +41,7 @@ from ._messages import (
     answer_closed,
 )
 from ._names import limit_reason, validate_dependencies, validate_name
+from ._durable import JournalWriter, open_journal
 from ._registry import MAX_UNITS, REGISTRY_INBOX_SIZE, RegistryActor
 from ._unit import answer_absent
 from ._reply import Reply
@@ -359,11 +362,17 @@ class LocalUnit:
 
 
 @asynccontextmanager
-async def open_coordinator(*, max_units: int = MAX_UNITS) -> AsyncIterator[LocalCoordinator]:
+async def open_coordinator(
+    *, max_units: int = MAX_UNITS, state: str | os.PathLike[str] | None = None
+) -> AsyncIterator[LocalCoordinator]:
     """Run a coordinator in a nursery nested in the caller's task, for the ``async with`` block.
 
     ``max_units`` bounds the units (every name mentioned, registered or only depended on): a
     request that would create more is refused with :class:`Overloaded` and changes nothing.
+
+    ``state``: a journal file (see ``_journal.py``). The coordinator starts from what it holds
+    and records every accepted mutation there; a mutation is acknowledged (the call returns)
+    only once it is durable (group commit: one ``fdatasync`` per batch). None: in memory only.
 
     On leaving the block — normally, by an exception, or by cancellation — every actor stops and
     every caller still waiting (``ready()`` from a task outside the block, say) gets
@@ -374,8 +383,16 @@ async def open_coordinator(*, max_units: int = MAX_UNITS) -> AsyncIterator[Local
     """
     events = EventHub()
     inbox: Inbox[RegistryMessage] = Inbox(REGISTRY_INBOX_SIZE)
+    writer, restored = None, None
+    if state is not None:
+        journal, restored = await open_journal(Path(state))
+        writer = JournalWriter(journal, dict(restored))
     async with open_service_nursery() as nursery:
-        registry = RegistryActor(inbox, events, max_units=max_units)
+        if writer is not None:
+            nursery.start_soon(writer.run, name="unitsync:journal")
+        registry = RegistryActor(
+            inbox, events, max_units=max_units, writer=writer, restored=restored
+        )
         coord = LocalCoordinator(inbox, registry, events, nursery)
         await nursery.start(registry.run)
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["ENV_SOCKET", "default_socket_path", "socket_path"]
+__all__ = ["ENV_SOCKET", "default_socket_path", "default_state_path", "socket_path"]
 
 #: Environment variable naming the socket; ``--socket`` wins over it.
 ENV_SOCKET = "UNITSYNC_SOCKET"
@@ -27,3 +27,9 @@ def socket_path(path: str | os.PathLike[str] | None = None) -> Path:
     if env:
         return Path(env)
     return default_socket_path()
+
+
+def default_state_path(socket: Path) -> Path:
+    """Where ``serve`` keeps its journal by default: next to ``socket``, in the same 0700
+    directory (``unitsync.sock`` -> ``unitsync.state``)."""
+    return socket.with_suffix(".state")

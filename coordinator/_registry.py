@@ -25,6 +25,8 @@ from ._messages import (
     Want,
     answer_closed,
 )
+from ._durable import JournalWriter
+from ._journal import UnitRecord
 from ._reply import Reply
 from ._unit import IDLE_SECONDS, UnitActor, answer_absent
 
@@ -52,13 +54,22 @@ class RegistryActor:
 
     __slots__ = (
         "_inbox", "_events", "_graph", "_inboxes", "_states", "_nursery", "_candidates",
-        "_max_units", "finished",
+        "_max_units", "finished", "_writer", "_restored",
     )
 
     def __init__(
-        self, inbox: Inbox[RegistryMessage], events: EventHub, *, max_units: int = MAX_UNITS
+        self,
+        inbox: Inbox[RegistryMessage],
+        events: EventHub,
+        *,
+        max_units: int = MAX_UNITS,
+        writer: JournalWriter | None = None,
+        restored: dict[str, UnitRecord] | None = None,
     ) -> None:
         self._inbox = inbox
+        #: The journal's group commit (None: no journal), and the state it held at start.
+        self._writer = writer
+        self._restored = restored or {}
         #: Unit actors (every unit mentioned) at most; more are refused with ``Overloaded``.
         self._max_units = max_units
         #: Set once the registry and every unit actor have stopped (waiters answered).
@@ -77,6 +88,8 @@ class RegistryActor:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._sweep, name="unitsync:idle-sweep")
+            self._restore(self._restored)
+            self._restored = {}
             task_status.started()
             inbox = self._inbox
             try:
@@ -169,13 +182,52 @@ class RegistryActor:
 
     def _spawn(self, unit: str) -> Inbox[UnitRequest]:
         """A new unit actor, asleep: the message about to be sent starts its task."""
+        return self._spawn_actor(unit).inbox
+
+    def _spawn_actor(self, unit: str) -> UnitActor:
         assert self._nursery is not None
         actor = UnitActor(
-            unit, self._inbox, self._events, self._nursery, self._candidates  # type: ignore[arg-type]
+            unit, self._inbox, self._events, self._nursery, self._candidates,  # type: ignore[arg-type]
+            self._writer,
         )
         self._inboxes[unit] = actor.inbox
         self._graph.add_node(unit)
-        return actor.inbox
+        return actor
+
+    def _restore(self, units: dict[str, UnitRecord]) -> None:
+        """Before the first message: rebuild the units, edges and derived states a journal
+        held. Synchronous; the actors stay asleep; nothing is journaled or published again.
+        A cycle in the stored edges means a damaged journal (:class:`CycleError` propagates)."""
+        actors: dict[str, UnitActor] = {}
+
+        def actor(name: str) -> UnitActor:
+            if name not in actors:
+                actors[name] = self._spawn_actor(name)
+            return actors[name]
+
+        for name in sorted(units):
+            actor(name).restore(units[name])
+            for dependency in units[name].requirements:
+                actor(dependency)
+            if units[name].requirements:
+                self._graph.add(name, dict(units[name].requirements))
+        # dependencies before dependents (iterative: chains may be 100,000 long)
+        linked: set[str] = set()
+        for root in sorted(actors):
+            stack = [(root, False)]
+            while stack:
+                name, deps_done = stack.pop()
+                if name in linked:
+                    continue
+                requirements = units[name].requirements if name in units else {}
+                if not deps_done:
+                    stack.append((name, True))
+                    stack.extend((dep, False) for dep in requirements if dep not in linked)
+                    continue
+                for dependency in requirements:
+                    actors[name].restore_link(actors[dependency])
+                self._states[name] = actors[name].published_now()
+                linked.add(name)
 
     def _close(self) -> None:
         """Answer what is still queued with CoordinatorClosed and refuse anything more; sleeping

@@ -17,6 +17,8 @@ from ._errors import (
     UnitNotFound,
 )
 from ._events import EventHub
+from ._durable import JournalWriter
+from ._journal import StatusRecord, UnitRecord, WantRecord
 from ._inbox import IDLE_CHECK, POKE, UNIT_INBOX_SIZE, Inbox
 from ._messages import (
     NOT_REGISTERED,
@@ -89,6 +91,7 @@ class UnitActor:
         "_nursery",
         "_candidates",
         "snapshot",
+        "_writer",
     )
 
     def __init__(
@@ -98,6 +101,7 @@ class UnitActor:
         events: EventHub,
         nursery: trio.Nursery,
         candidates: set[Inbox[UnitRequest]],
+        writer: JournalWriter | None = None,
     ) -> None:
         self.name = name
         #: The registry's idle-sweep candidates: inboxes of awake actors without a waiter (this
@@ -121,6 +125,8 @@ class UnitActor:
         #: The last info answered while quiet, until the next message: an immutable value any
         #: thread may read (see ``Inbox.published_info``). None when it may be stale.
         self.snapshot: UnitInfo | None = None
+        #: Where accepted mutations go before they are acknowledged (None: no journal).
+        self._writer = writer
 
     @property
     def inbox(self) -> Inbox[UnitRequest]:
@@ -194,7 +200,7 @@ class UnitActor:
                     reply.error(NotReady(self.name, sorted(self._unmet)))
                 else:
                     self._set_status(Status.STARTED)
-                    reply.ok(None)
+                    self._done(reply)
             case Complete(reply):
                 if self._status is Status.NOT_REGISTERED:
                     reply.error(UnitNotFound(self.name))
@@ -202,7 +208,7 @@ class UnitActor:
                     reply.error(AlreadyInStatus(self.name, self._status))
                 else:
                     self._set_status(Status.COMPLETED)
-                    reply.ok(None)
+                    self._done(reply)
             case Fail(reason, reply, held):
                 if held and self._status is not Status.STARTED:
                     reply.ok(None)  # completed, failed or re-run since: the lease has no say
@@ -212,11 +218,11 @@ class UnitActor:
                     reply.error(AlreadyInStatus(self.name, self._status))
                 else:
                     self._set_status(Status.FAILED, reason)
-                    reply.ok(None)
+                    self._done(reply)
             case Register(reply):
                 if self._status is Status.NOT_REGISTERED:
                     self._set_status(Status.PENDING)
-                    reply.ok(None)
+                    self._done(reply)
                 else:
                     reply.error(AlreadyRegistered(self.name))
             case AddRequirements(requirements, reply):
@@ -227,8 +233,12 @@ class UnitActor:
                     self._known.setdefault(dependency, state)
                     self._requirements[dependency] = required
                     self._classify(dependency)
+                if self._writer is not None:
+                    self._writer.record(
+                        WantRecord(self.name, tuple((d, r) for d, r, _ in requirements))
+                    )
                 self._settle()  # a new blocker reaches dependents before the caller hears
-                reply.ok(None)
+                self._done(reply)
             case Subscribe(dependent, inbox):
                 self._subscribers[dependent] = inbox
                 inbox.post_state(self.name, self._published)
@@ -242,6 +252,30 @@ class UnitActor:
         self._candidates.discard(self._inbox)  # an actor with a waiter never sleeps
         # Removing a waiter cannot break an invariant, so the caller may do it directly, at once.
         reply.on_abandon(functools.partial(self._unpark, waiters, reply))
+
+    def _done(self, reply: Reply[None]) -> None:
+        """Acknowledge a mutation: at once, or once it is durable when there is a journal."""
+        if self._writer is None:
+            reply.ok(None)
+        else:
+            self._writer.then(functools.partial(reply.ok, None))
+
+    def restore(self, record: UnitRecord) -> None:
+        """Before any message (the registry, starting from a journal): take the stored
+        status, reason and requirements. Dependencies' states come with :meth:`restore_link`."""
+        self._status, self._reason = record.status, record.reason
+        self._requirements = dict(record.requirements)
+
+    def restore_link(self, dependency: UnitActor) -> None:
+        """Learn ``dependency``'s restored state (restored in dependency order) and subscribe."""
+        self._known[dependency.name] = dependency.published_now()
+        self._classify(dependency.name)
+        dependency._subscribers[self.name] = self._inbox
+
+    def published_now(self) -> Published:
+        """The state this actor publishes, recomputed (used while restoring)."""
+        self._published = Published(self._status, self._reason, self._blocker())
+        return self._published
 
     def _unpark(self, waiters: dict[object, object], reply: Reply[object]) -> None:
         waiters.pop(reply, None)
@@ -317,6 +351,8 @@ class UnitActor:
         old = self._status
         self._status = status
         self._reason = reason
+        if self._writer is not None:
+            self._writer.record(StatusRecord(self.name, status, reason))
         self._events.publish(self.name, old, status, reason)
         self._settle()  # dependents hear of it before the caller does (see published_info)
 

@@ -15,7 +15,10 @@ from typing import Final
 from .._errors import UnitsyncError
 from .._paths import default_socket_path
 
-__all__ = ["AddressInUse", "BACKLOG", "Listener", "bind_listener", "connect_socket", "peer_uid"]
+__all__ = [
+    "AddressInUse", "BACKLOG", "Listener", "bind_listener", "connect_socket", "peer_uid",
+    "prepare_directory",
+]
 
 #: listen() backlog: large, so 1,000 clients connecting at once are queued, not refused.
 BACKLOG: Final = 4096
@@ -36,7 +39,7 @@ def _is_our_own_directory(directory: Path) -> bool:
     return directory.name == "unitsync" or directory == default_socket_path().parent
 
 
-def _prepare_directory(directory: Path) -> None:
+def prepare_directory(directory: Path) -> None:
     """Create ``directory`` if missing and refuse it if someone else could swap our socket in it.
 
     Our own directory (:func:`_is_our_own_directory`) is created 0700, must be a plain directory
@@ -89,11 +92,11 @@ class Listener:
 
 def bind_listener(path: Path) -> Listener:
     """A non-blocking listening socket at ``path`` (socket 0600; its directory checked, and
-    0700 when it is our own: see :func:`_prepare_directory`).
+    0700 when it is our own: see :func:`prepare_directory`).
 
     A stale socket file (nothing answers) is replaced; a live server → :class:`AddressInUse`.
     """
-    _prepare_directory(path.parent)
+    prepare_directory(path.parent)
     if os.path.lexists(path):
         if not stat.S_ISSOCK(os.lstat(path).st_mode):
             raise UnitsyncError(f"refusing to replace {path}: it exists and is not a socket")

@@ -1,0 +1,85 @@
+"""Durable acknowledgements: the Trio side of the journal (``_journal.py`` is the storage).
+
+Actors hand every accepted mutation to :meth:`JournalWriter.record` (synchronous, no I/O) and
+their caller's answer to :meth:`JournalWriter.then` instead of answering at once. One writer
+task flushes what has accumulated with one ``fdatasync`` in a worker thread (group commit), then
+releases the answers of everything that batch made durable, in order. A caller is therefore
+told "done" only once its mutation would survive ``kill -9`` or a power cut.
+
+What is *not* delayed: the state change itself and what follows from it (dependents are told,
+``ready()`` waiters woken, ``info`` shows it). A reader may see a mutation a moment before it is
+durable; if the coordinator dies in that moment, the mutation is lost — and so is its
+acknowledgement, which was never sent.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable
+from pathlib import Path
+
+import trio
+
+from ._journal import Journal, Record, UnitRecord, apply
+
+__all__ = ["JournalWriter", "open_journal"]
+
+
+async def open_journal(path: Path) -> tuple[Journal, dict[str, UnitRecord]]:
+    """Open (create, repair) the journal at ``path`` in a worker thread: it and the state."""
+    return await trio.to_thread.run_sync(Journal.open, str(path))
+
+
+class JournalWriter:
+    """Group commit for one :class:`Journal`; run :meth:`run` as a task, use the rest from
+    actors (all in the Trio thread)."""
+
+    __slots__ = ("_journal", "_state", "_waiting", "_work", "_limiter")
+
+    def __init__(self, journal: Journal, state: dict[str, UnitRecord]) -> None:
+        self._journal = journal
+        #: The journaled state, kept up to date record by record: what compaction writes.
+        self._state = state
+        self._waiting: collections.deque[tuple[int, Callable[[], object]]] = collections.deque()
+        self._work = trio.Event()
+        self._limiter = trio.CapacityLimiter(1)
+
+    def record(self, record: Record) -> None:
+        """An accepted mutation, in the order it was applied (synchronous, no I/O)."""
+        self._journal.append(record)
+        apply(self._state, record)
+        self._work.set()
+
+    def then(self, answer: Callable[[], object]) -> None:
+        """Call ``answer()`` once everything recorded so far is durable."""
+        self._waiting.append((self._journal.appended, answer))
+        self._work.set()
+
+    async def run(self) -> None:
+        """Flush, answer, compact; until cancelled. On the way out, one last flush (shielded,
+        bounded) so that answers already given stay true and the next start replays fast."""
+        journal = self._journal
+        try:
+            while True:
+                await self._work.wait()
+                self._work = trio.Event()
+                if journal.pending:
+                    await trio.to_thread.run_sync(journal.flush, limiter=self._limiter)
+                self._answer_durable()
+                if journal.should_compact():
+                    snapshot, through = dict(self._state), journal.appended
+                    await trio.to_thread.run_sync(
+                        journal.compact, snapshot, through, limiter=self._limiter
+                    )
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(2.0):
+                if journal.pending:
+                    await trio.to_thread.run_sync(journal.flush, limiter=self._limiter)
+                self._answer_durable()
+            journal.close()
+
+    def _answer_durable(self) -> None:
+        durable = self._journal.durable
+        waiting = self._waiting
+        while waiting and waiting[0][0] <= durable:
+            waiting.popleft()[1]()
