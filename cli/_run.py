@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 from cyclopts import Parameter
 
-from coordinator._errors import CoordinatorClosed
+from coordinator._errors import CoordinatorClosed, CoordinatorUnreachable, UnitsyncError
 from coordinator._names import validate_name
 from coordinator._status import Status
 
@@ -74,7 +75,8 @@ def run(
 
     Exits with CMD's code (128+N if killed by signal N); 4 without running CMD if a dependency
     failed; 3 on timeout; 127 (126) if CMD cannot be found (executed). If the coordinator goes
-    away while CMD runs, CMD keeps running and its exit code is still returned.
+    away while CMD runs, CMD keeps running, its exit code is still returned, and its outcome
+    is recorded by name once the coordinator is back (tried for 10 s after CMD ends).
 
     Parameters
     ----------
@@ -113,14 +115,21 @@ def run(
             say(reason)
             await core.lease_fail(lease, reason)
             return 126 if isinstance(exc, PermissionError) else 127
-        return await _supervise(core, lease, child)
+        return await _supervise(core, unit, lease, child)
 
     return call(common, body)
 
 
-async def _supervise(core: ClientCore, lease: int, child: asyncio.subprocess.Process) -> int:
-    """Wait for CMD, forwarding signals; record its outcome on the lease if the coordinator is
-    still there."""
+#: How long ``run`` tries to reach a coordinator that went away while CMD ran, to record the
+#: outcome (a restarted coordinator restores the unit from its journal, still started).
+RECONNECT_SECONDS = 10.0
+
+
+async def _supervise(
+    core: ClientCore, unit: str, lease: int, child: asyncio.subprocess.Process
+) -> int:
+    """Wait for CMD, forwarding signals; record its outcome on the lease — or, if the
+    coordinator went away meanwhile, by name on a new connection once it is back."""
     loop = asyncio.get_running_loop()
     interactive = _terminal_delivers_sigint()
     for signum in FORWARDED:
@@ -132,8 +141,7 @@ async def _supervise(core: ClientCore, lease: int, child: asyncio.subprocess.Pro
 
     def went_away(_: object) -> None:
         if not lost.cancelled():
-            say(f"lost the coordinator at {core.path}; the command keeps running, "
-                "its outcome will not be recorded")
+            say(f"lost the coordinator at {core.path}; the command keeps running")
 
     lost.add_done_callback(went_away)
     try:
@@ -141,18 +149,51 @@ async def _supervise(core: ClientCore, lease: int, child: asyncio.subprocess.Pro
     finally:
         for signum in FORWARDED:
             loop.remove_signal_handler(signum)
-    if lost.done():
-        return code
-    lost.cancel()
-    try:
-        if reason:
-            await core.lease_fail(lease, reason)
-        else:
-            await core.lease_complete(lease)
-    except CoordinatorClosed:
-        say(f"lost the coordinator at {core.path}; the outcome ({reason or 'exit code 0'}) "
-            "was not recorded")
+    if not lost.done():
+        lost.cancel()
+        try:
+            if reason:
+                await core.lease_fail(lease, reason)
+            else:
+                await core.lease_complete(lease)
+            return code
+        except CoordinatorClosed:
+            pass
+    await _record_by_name(core.path, unit, reason)
     return code
+
+
+async def _record_by_name(path: Path, unit: str, reason: str) -> None:
+    """The coordinator went away while CMD ran: reconnect (it may be restarting) and record
+    CMD's outcome by name, for up to :data:`RECONNECT_SECONDS`; else say it was not recorded."""
+    from coordinator.rpc._client import ClientCore
+
+    outcome_text = reason or "exit code 0"
+    deadline = asyncio.get_running_loop().time() + RECONNECT_SECONDS
+    delay = 0.1
+    while True:
+        try:
+            core = await ClientCore.connect(path)
+            try:
+                if reason:
+                    await core.fail(unit, reason)
+                else:
+                    await core.complete(unit)
+            finally:
+                core.close()
+            say(f"reconnected to the coordinator at {path}; recorded {outcome_text}")
+            return
+        except (CoordinatorClosed, CoordinatorUnreachable):
+            pass
+        except UnitsyncError as error:  # e.g. the unit is not there (no journal): say why
+            say(f"could not record the outcome ({outcome_text}): {error}")
+            return
+        if asyncio.get_running_loop().time() + delay > deadline:
+            say(f"the coordinator at {path} did not come back; the outcome ({outcome_text}) "
+                "was not recorded")
+            return
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 1.0)
 
 
 def _forward(child: asyncio.subprocess.Process, signum: int) -> None:

@@ -115,3 +115,44 @@ async def test_serve_keeps_its_journal_next_to_the_socket_unless_told_not_to(
         )
         assert both.returncode == 2
         assert b"--state and --no-state exclude each other" in both.stderr
+
+
+async def test_run_records_its_outcome_after_the_coordinator_restarts(sock_dir: Path) -> None:
+    """kill -9 of `serve` while `run`'s command runs: the unit is restored (started) from the
+    journal, and `run` reconnects to the restarted coordinator to record the outcome."""
+    from .cli_support import Served, read_all, reap
+
+    path, journal = sock_dir / "unitsync.sock", sock_dir / "unitsync.state"
+    env = env_for(path)
+    processes: list[trio.Process] = []
+
+    async def start_server() -> trio.Process:
+        process = await trio.lowlevel.open_process(
+            UNITSYNC + ["serve", "--state", str(journal)], env=env, stderr=subprocess.PIPE
+        )
+        processes.append(process)
+        assert process.stderr is not None
+        assert await read_line(process.stderr) == f"unitsync: serving on {path}\n"
+        return process
+
+    with trio.fail_after(WAIT * 4):
+        server = await start_server()
+        run = await Served(path, env).open(
+            "run", "job", "--", "sh", "-c", "echo ready; read line; exit 0", stdin=subprocess.PIPE
+        )
+        processes.append(run)
+        try:
+            assert run.stdout is not None and run.stdin is not None and run.stderr is not None
+            assert await read_line(run.stdout) == "ready\n"
+            server.kill()  # kill -9 while the command runs
+            await server.wait()
+            assert "lost the coordinator" in await read_line(run.stderr)
+            server = await start_server()
+            await run.stdin.send_all(b"go\n")
+            assert await run.wait() == 0
+            assert "reconnected" in await read_all(run.stderr)
+            status = await Served(path, env).run("status", "job", "-o", "json")
+            assert '"status": "completed"' in status.stdout, status
+        finally:
+            for process in processes:
+                await reap(process)
