@@ -92,6 +92,7 @@ class UnitActor:
         "_candidates",
         "snapshot",
         "_writer",
+        "_ack",
     )
 
     def __init__(
@@ -127,6 +128,8 @@ class UnitActor:
         self.snapshot: UnitInfo | None = None
         #: Where accepted mutations go before they are acknowledged (None: no journal).
         self._writer = writer
+        #: The reply of the mutation this message applied, answered after ``_settle``.
+        self._ack: Reply[None] | None = None
 
     @property
     def inbox(self) -> Inbox[UnitRequest]:
@@ -178,6 +181,9 @@ class UnitActor:
                 if request is not POKE:
                     self._handle(request)  # type: ignore[arg-type]
                 self._settle()
+                if self._ack is not None:  # after _settle: dependents hear before the caller
+                    reply, self._ack = self._ack, None
+                    self._acknowledge(reply)
         finally:
             if not inbox.asleep:
                 self._candidates.discard(inbox)
@@ -237,7 +243,6 @@ class UnitActor:
                     self._writer.record(
                         WantRecord(self.name, tuple((d, r) for d, r, _ in requirements))
                     )
-                self._settle()  # a new blocker reaches dependents before the caller hears
                 self._done(reply)
             case Subscribe(dependent, inbox):
                 self._subscribers[dependent] = inbox
@@ -254,7 +259,12 @@ class UnitActor:
         reply.on_abandon(functools.partial(self._unpark, waiters, reply))
 
     def _done(self, reply: Reply[None]) -> None:
-        """Acknowledge a mutation: at once, or once it is durable when there is a journal."""
+        """A mutation was applied: acknowledge it once this message is settled — dependents
+        have been told (so a caller told "done" never reads an older published info of one)."""
+        self._ack = reply
+
+    def _acknowledge(self, reply: Reply[None]) -> None:
+        """At once, or once the mutation is durable when there is a journal."""
         if self._writer is None:
             reply.ok(None)
         else:
@@ -354,7 +364,6 @@ class UnitActor:
         if self._writer is not None:
             self._writer.record(StatusRecord(self.name, status, reason))
         self._events.publish(self.name, old, status, reason)
-        self._settle()  # dependents hear of it before the caller does (see published_info)
 
     def _info(self) -> UnitInfo:
         blocker = self._blocker()
