@@ -13,22 +13,19 @@ Protocol on stdout, per round (the driver reads it; anything else goes to stderr
    parked server-side: after sending ``ready`` we send ``info`` on the same unit from the same
    connection and await it; Cap'n Proto E-order delivers ``ready`` first. A ``ready`` that
    resolved before then is reported as an error (the dependency was not complete yet).
-2. one JSON object: ``{"role", "round", "first", "count", "stamps", "errors",
-   "connect_retries"}`` — ``stamps[i]``
+2. one JSON object: ``{"role", "round", "first", "count", "stamps", "errors"}`` —
+   ``stamps[i]``
    is the ``time.monotonic()`` at which unit ``first + i``'s ``ready()`` resolved (waiters) or
    its poll saw ``ready == True`` (pollers), ``null`` if it did not within ``--timeout`` seconds
    of ``parked`` or failed; ``errors`` lists ``"unit: error"`` strings. CLOCK_MONOTONIC is
-   system-wide on Linux, so the driver compares these stamps with its own. ``connect_retries``:
-   connects refused with EAGAIN (the server's listen backlog full) and retried, so far.
+   system-wide on Linux, so the driver compares these stamps with its own.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import errno
 import json
-import os
 import random
 import resource
 import sys
@@ -37,52 +34,33 @@ from pathlib import Path
 
 import capnp
 
-from coordinator import CoordinatorUnreachable
 from coordinator.rpc._client import ClientCore
 
 #: Connections opened concurrently while parking (the connect itself is a short blocking call).
 CONNECT_CONCURRENCY = 32
 
 
-def ensure_fd_limit(needed: int) -> None:
-    """Raise the soft RLIMIT_NOFILE to the hard limit if ``needed`` fds would not fit; say so."""
+def ensure_fd_limit(needed: int, who: str) -> None:
+    """Raise the soft RLIMIT_NOFILE to the hard limit if ``needed`` fds would not fit (the
+    driver's server child inherits it); say so on stderr, and warn if even that is too few."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < needed:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        print(f"wakeup client: raised the fd soft limit from {soft} to {hard} (need {needed})",
+        print(f"{who}: raised the fd soft limit from {soft} to {hard} (need {needed})",
               file=sys.stderr, flush=True)
         if hard != resource.RLIM_INFINITY and hard < needed:
-            print(f"wakeup client: hard fd limit {hard} < {needed}: connections will fail",
+            print(f"{who}: hard fd limit {hard} < {needed}: connections will fail",
                   file=sys.stderr, flush=True)
 
 
-#: Connect attempts refused with EAGAIN (the server's listen backlog was full) and retried.
-connect_retries = 0
-
-
-async def connect_all(path: Path, count: int, *, timeout: float = 60.0) -> list[ClientCore]:
-    """``count`` connections, ``CONNECT_CONCURRENCY`` at a time.
-
-    A connect refused with EAGAIN (a full listen backlog: a non-blocking Unix connect does not
-    wait for room) is retried with a short backoff until ``timeout``, and counted in
-    :data:`connect_retries`; any other failure raises."""
+async def connect_all(path: Path, count: int) -> list[ClientCore]:
+    """``count`` connections, ``CONNECT_CONCURRENCY`` at a time. (A full listen backlog is
+    retried by ``connect_socket`` itself, up to the connect timeout.)"""
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
-    backlog_full = os.strerror(errno.EAGAIN)
-    deadline = time.monotonic() + timeout
 
     async def one() -> ClientCore:
-        global connect_retries
-        delay = 0.001
         async with gate:
-            while True:
-                try:
-                    return await ClientCore.connect(path, timeout=30.0)
-                except CoordinatorUnreachable as exc:
-                    if exc.why != backlog_full or time.monotonic() > deadline:
-                        raise
-                connect_retries += 1
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.1)
+            return await ClientCore.connect(path, timeout=30.0)
 
     return list(await asyncio.gather(*(one() for _ in range(count))))
 
@@ -94,7 +72,7 @@ def unit_name(prefix: str, index: int, round_: int) -> str:
 
 def report(role: str, round_: int, first: int, stamps: list[float | None], errors: list[str]) -> None:
     print(json.dumps({"role": role, "round": round_, "first": first, "count": len(stamps),
-                      "stamps": stamps, "errors": errors, "connect_retries": connect_retries}),
+                      "stamps": stamps, "errors": errors}),
           flush=True)
 
 
@@ -197,7 +175,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--timeout", type=float, default=120.0,
                         help="seconds after 'parked' to wait for every wake-up")
     args = parser.parse_args(argv)
-    ensure_fd_limit(args.count + 64)
+    ensure_fd_limit(args.count + 64, "wakeup client")
     if args.role == "waiters":
         body = waiters(args.socket, args.first, args.count, args.rounds, args.timeout)
     else:

@@ -21,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from ._stats import percentile
 from .rpc import start
 
 #: DESIGN §6: ``unitsync complete x``, whole process, median.
@@ -83,8 +84,7 @@ def register(path: str, names: list[str]) -> None:
 
 def p90(values: list[float]) -> float:
     """Nearest-rank 90th percentile."""
-    ordered = sorted(values)
-    return ordered[max(0, -(-len(ordered) * 9 // 10) - 1)]
+    return percentile(sorted(values), 0.9)
 
 
 def run(rounds: int) -> tuple[dict[str, list[float]], bool]:

@@ -25,8 +25,7 @@ Figures (ms): ``p50_ms``, ``p99_ms``, ``max_ms`` of the waiters (nearest rank), 
 wake-ups timed from just before the complete was *sent*: an upper bound that no race with the
 complete's reply can make negative), ``complete_ms`` (median round trip of the complete),
 ``clients`` (P), ``pollers`` (M), ``rounds``, ``missing`` (waiters never woken), ``errors``,
-``park_s`` (spawning the workers until all of round 0 is parked), ``connect_retries`` (connects
-refused with EAGAIN because the server's listen backlog was full, retried by the workers). Exit status 1 if any waiter
+``park_s`` (spawning the workers until all of round 0 is parked). Exit status 1 if any waiter
 was not woken or a worker reported an error.
 
 Output: one size → the last line is one JSON object with the keys above. Several sizes
@@ -49,7 +48,6 @@ import json
 import math
 import os
 import queue
-import resource
 import shutil
 import subprocess
 import sys
@@ -62,6 +60,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from ._stats import percentile
+from ._wakeup_client import ensure_fd_limit
 from .rpc import start
 
 #: DESIGN §6 goals.
@@ -87,7 +87,6 @@ class Run:
     poll_latency_ms: list[float | None]
     from_call_ms: list[float | None] = field(default_factory=list)  # from the complete being sent
     errors: list[str] = field(default_factory=list)
-    connect_retries: int = 0  # connects refused with EAGAIN (listen backlog full), retried
     park_s: float = 0.0  # spawning the workers until all of round 0 is parked
     complete_ms: list[float] = field(default_factory=list)  # per round
 
@@ -98,20 +97,6 @@ def default_clients(waiters: int) -> int:
 
 def default_pollers(waiters: int) -> int:
     return max(1, min(waiters, 50))
-
-
-def percentile(ordered: list[float], fraction: float) -> float:
-    """Nearest-rank percentile of an already sorted, non-empty list."""
-    return ordered[max(0, math.ceil(len(ordered) * fraction) - 1)]
-
-
-def ensure_fd_limit(needed: int) -> None:
-    """The server (a child) inherits our limit: raise the soft limit to the hard one if needed."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < needed:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        print(f"wakeup: raised the fd soft limit from {soft} to {hard} (need {needed})",
-              file=sys.stderr, flush=True)
 
 
 class Lines:
@@ -237,8 +222,6 @@ async def drive(
                 else:
                     run.poll_latency_ms.extend(stamps)
                 run.errors.extend(report["errors"])
-                if round_ == 0:
-                    run.connect_retries += report.get("connect_retries", 0)
         return run
     finally:
         core.close()
@@ -250,7 +233,7 @@ def run_size(
     """One size on a fresh ``unitsync serve``; workers and server are stopped whatever happens."""
     import capnp
 
-    ensure_fd_limit(waiters + pollers + 256)
+    ensure_fd_limit(waiters + pollers + 256, "wakeup")
     workdir = tempfile.mkdtemp(prefix="us-", dir="/tmp")  # short: a socket path is <= 107 bytes
     path = Path(workdir) / "unitsync.sock"
     env = {**os.environ, "UNITSYNC_SOCKET": str(path)}
@@ -304,7 +287,6 @@ def figures(run: Run) -> dict[str, Any]:
         "clients": run.clients,
         "pollers": run.pollers,
         "park_s": round(run.park_s, 2),
-        "connect_retries": run.connect_retries,
         "complete_ms": round(sorted(run.complete_ms)[len(run.complete_ms) // 2], 3),
     }
 
@@ -321,10 +303,6 @@ def print_table(results: list[dict[str, Any]]) -> None:
               f" {r['max_ms']:8.3f} {r['us_per_waiter']:9.2f} {r['negative']:5} {r['missing']:7}"
               f" {r['from_call_p99_ms']:9.3f} {r['poll_p50_ms']:9.1f} {r['poll_p99_ms']:9.1f}"
               f" {r['park_s']:7.2f}")
-    for r in results:
-        if r["connect_retries"]:
-            print(f"{r['waiters']} waiters: {r['connect_retries']} connects refused with EAGAIN "
-                  "(server listen backlog full) and retried")
     for r in results:
         if r["waiters"] == 1:
             ok = r["p99_ms"] <= ONE_WAITER_P99_GOAL_MS

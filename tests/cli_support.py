@@ -87,6 +87,21 @@ async def read_all(stream: trio.abc.ReceiveStream | None) -> str:
     return b"".join(chunks).decode()
 
 
+async def start_serve(path: Path, env: dict[str, str], *options: str) -> trio.Process:
+    """``unitsync serve OPTIONS`` in the background, returned once it has printed that it serves
+    on ``path`` (asserted). Its stderr stays piped; the caller stops and reaps it."""
+    process = await trio.lowlevel.open_process(
+        UNITSYNC + ["serve", *options], env=env, stderr=subprocess.PIPE
+    )
+    try:
+        assert process.stderr is not None
+        assert await read_line(process.stderr) == f"unitsync: serving on {path}\n"
+    except BaseException:
+        process.kill()
+        raise
+    return process
+
+
 def env_for(path: Path) -> dict[str, str]:
     env = {**os.environ, "UNITSYNC_SOCKET": str(path)}
     env.pop("XDG_RUNTIME_DIR", None)
@@ -118,5 +133,5 @@ def have(tool: str) -> bool:
 __all__: Sequence[str] = [
     "CYCLE", "DEPENDENCY_FAILED", "ERROR", "OK", "Result", "Served", "TIMEOUT", "UNITSYNC",
     "UNREACHABLE", "USAGE", "background", "env_for", "have", "read_all", "read_line", "reap",
-    "table",
+    "start_serve", "table",
 ]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ import trio.testing
 
 from coordinator import Coordinator, LocalCoordinator, connect, open_coordinator, serve
 
-from .cli_support import UNITSYNC, Served, env_for, read_line
+from .cli_support import Served, env_for, start_serve
 
 #: Upper bound for any single wait in a test (they all finish in milliseconds when correct).
 WAIT = 5.0
@@ -70,14 +69,8 @@ async def served(sock_dir: Path) -> AsyncIterator[Served]:
     path = sock_dir / "unitsync.sock"
     env = env_for(path)
     with trio.fail_after(WAIT * 2):
-        process = await trio.lowlevel.open_process(
-            UNITSYNC + ["serve"], env=env, stderr=subprocess.PIPE
-        )
+        process = await start_serve(path, env)
     try:
-        assert process.stderr is not None
-        with trio.fail_after(WAIT * 2):
-            line = await read_line(process.stderr)
-        assert line == f"unitsync: serving on {path}\n", line
         yield Served(path, env)
         process.send_signal(signal.SIGTERM)
         with trio.fail_after(WAIT):

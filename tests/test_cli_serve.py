@@ -3,10 +3,7 @@ SIGINT/SIGTERM stop it cleanly."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,31 +11,26 @@ import trio
 
 from coordinator import Status, connect
 
+from .cli_support import (
+    UNITSYNC,
+    UNREACHABLE,
+    Served,
+    background,
+    env_for,
+    read_all,
+    read_line,
+    start_serve,
+)
 from .conftest import WAIT
-
-UNITSYNC = [sys.executable, "-m", "cli"]
-
-
-async def read_line(stream: trio.abc.ReceiveStream) -> str:
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = await stream.receive_some(1)
-        if not chunk:
-            break
-        data += chunk
-    return data.decode()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 async def test_serve_runs_until_signalled(sock_dir: Path, signum: int) -> None:
     path = sock_dir / "unitsync.sock"
-    env = {**os.environ, "UNITSYNC_SOCKET": str(path)}
+    env = env_for(path)
     with trio.fail_after(WAIT * 2):
-        process = await trio.lowlevel.open_process(UNITSYNC + ["serve"], env=env, stderr=subprocess.PIPE)
+        process = await start_serve(path, env)
         try:
-            assert process.stderr is not None
-            line = await read_line(process.stderr)
-            assert line == f"unitsync: serving on {path}\n"
             assert oct(path.stat().st_mode & 0o777) == oct(0o600)
 
             async with connect(path) as coord:
@@ -46,7 +38,7 @@ async def test_serve_runs_until_signalled(sock_dir: Path, signum: int) -> None:
                 assert (await coord.unit("claude").info()).dependencies[0].current is Status.NOT_REGISTERED
 
             second = await trio.run_process(UNITSYNC + ["serve", "--socket", str(path)],
-                                            capture_stderr=True, check=False)
+                                            env=env, capture_stderr=True, check=False)
             assert second.returncode == 1
             assert b"already serving on" in second.stderr
 
@@ -77,16 +69,11 @@ async def test_sigterm_tells_waiting_scripts_the_coordinator_is_shutting_down(
 ) -> None:
     """Issue 6: SIGTERM answers every parked waiter with a clear error (the CLI exits 69 and
     says why) instead of a dropped connection, and `serve` exits 0 within 2 s."""
-    from .cli_support import UNREACHABLE, Served, background, env_for, read_all
-
     path = sock_dir / "unitsync.sock"
     env = env_for(path)
     with trio.fail_after(WAIT * 3):
-        process = await trio.lowlevel.open_process(UNITSYNC + ["serve"], env=env,
-                                                   stderr=subprocess.PIPE)
+        process = await start_serve(path, env)
         try:
-            assert process.stderr is not None
-            assert await read_line(process.stderr) == f"unitsync: serving on {path}\n"
             served = Served(path, env)
             assert (await served.run("want", "claude", "git")).returncode == 0
             async with background(served, "start", "claude") as start, \
@@ -115,13 +102,10 @@ async def test_a_remote_watch_ends_when_the_coordinator_is_killed(sock_dir: Path
     from coordinator import CoordinatorClosed
 
     path = sock_dir / "unitsync.sock"
-    env = {**os.environ, "UNITSYNC_SOCKET": str(path)}
+    env = env_for(path)
     with trio.fail_after(WAIT * 2):
-        process = await trio.lowlevel.open_process(UNITSYNC + ["serve"], env=env,
-                                                   stderr=subprocess.PIPE)
+        process = await start_serve(path, env)
         try:
-            assert process.stderr is not None
-            assert await read_line(process.stderr) == f"unitsync: serving on {path}\n"
             async with connect(path) as coord, coord.watch() as events:
                 await coord.unit("git").start()
                 first = await events.__anext__()

@@ -12,7 +12,7 @@ import trio
 
 from coordinator import CycleError, DependencyFailed, Status, connect, open_coordinator
 
-from .cli_support import UNITSYNC, env_for, read_line
+from .cli_support import UNITSYNC, env_for, read_line, start_serve
 from .conftest import WAIT
 
 
@@ -52,12 +52,7 @@ async def test_acknowledged_mutations_survive_kill_9(sock_dir: Path) -> None:
     env = env_for(path)
 
     async def start_server() -> trio.Process:
-        process = await trio.lowlevel.open_process(
-            UNITSYNC + ["serve", "--state", str(journal)], env=env, stderr=subprocess.PIPE
-        )
-        assert process.stderr is not None
-        assert await read_line(process.stderr) == f"unitsync: serving on {path}\n"
-        return process
+        return await start_serve(path, env, "--state", str(journal))
 
     with trio.fail_after(WAIT * 3):
         server = await start_server()
@@ -96,12 +91,8 @@ async def test_serve_keeps_its_journal_next_to_the_socket_unless_told_not_to(
     env = env_for(path)
     with trio.fail_after(WAIT * 2):
         for options, journal_expected in (([], True), (["--no-state"], False)):
-            process = await trio.lowlevel.open_process(
-                UNITSYNC + ["serve", *options], env=env, stderr=subprocess.PIPE
-            )
+            process = await start_serve(path, env, *options)
             try:
-                assert process.stderr is not None
-                assert await read_line(process.stderr) == f"unitsync: serving on {path}\n"
                 assert bool(list(sock_dir.glob("unitsync.state*"))) is journal_expected
                 process.send_signal(signal.SIGTERM)
                 assert await process.wait() == 0
@@ -127,12 +118,8 @@ async def test_run_records_its_outcome_after_the_coordinator_restarts(sock_dir: 
     processes: list[trio.Process] = []
 
     async def start_server() -> trio.Process:
-        process = await trio.lowlevel.open_process(
-            UNITSYNC + ["serve", "--state", str(journal)], env=env, stderr=subprocess.PIPE
-        )
+        process = await start_serve(path, env, "--state", str(journal))
         processes.append(process)
-        assert process.stderr is not None
-        assert await read_line(process.stderr) == f"unitsync: serving on {path}\n"
         return process
 
     with trio.fail_after(WAIT * 4):

@@ -11,7 +11,6 @@ tests kill.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 import os
@@ -111,6 +110,21 @@ async def raw_client(path: Path) -> AsyncIterator[RawCall]:
 
         yield run
         nursery.cancel_scope.cancel()
+
+
+async def assert_git_wakes_claude(client: Any, server: LocalCoordinator | None = None) -> None:
+    """claude (which wants git) parked in ``ready()`` over ``client`` is woken when git
+    completes: the connection and the unit still work. With ``server``, the waiter is seen
+    parked there (and only it)."""
+    results: list[object] = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(park, client.unit("claude"), results)
+        if server is not None:
+            assert (await server.statistics()).ready_waiters == 1
+        await client.unit("git").start()
+        await client.unit("git").complete()
+    (info,) = results
+    assert isinstance(info, UnitInfo) and info.ready
 
 
 class Lines:
@@ -351,12 +365,7 @@ async def test_cancelled_remote_ready_leaves_no_waiter(
             assert (await server.statistics()).ready_waiters == 0
 
             # the unit still works, over the same connection
-            async with trio.open_nursery() as nursery:
-                await nursery.start(park, claude, results)
-                await client.unit("git").start()
-                await client.unit("git").complete()
-            (info,) = results
-            assert isinstance(info, UnitInfo) and info.ready
+            await assert_git_wakes_claude(client)
 
 
 # --- 4. a client process killed while parked ------------------------------------------------
@@ -381,14 +390,7 @@ async def test_killed_client_process_leaves_no_waiter(
             assert (await server.unit("claude").info()).status is Status.PENDING
             async with connect(path) as client:
                 assert await client.ping() == __version__
-                results: list[object] = []
-                async with trio.open_nursery() as nursery:
-                    await nursery.start(park, client.unit("claude"), results)
-                    assert (await server.statistics()).ready_waiters == 1
-                    await client.unit("git").start()
-                    await client.unit("git").complete()
-                (info,) = results
-                assert isinstance(info, UnitInfo) and info.ready
+                await assert_git_wakes_claude(client, server)
 
 
 # --- 5. many clients ------------------------------------------------------------------------
