@@ -69,19 +69,23 @@ def serve(
     socket = socket_path(common.socket)
     journal = None if no_state else state or default_state_path(socket)
 
+    def before_the_journal() -> None:
+        """The journal is opened (and locked) before the socket is bound: say "already
+        serving" rather than "journal in use" when a live coordinator is there, and make the
+        socket's directory (checked) if the journal goes in it first. Blocking, before Trio."""
+        if journal is None:
+            return
+        try:
+            probe = connect_socket(socket, timeout=1.0)
+        except OSError:
+            pass  # nobody there (or a stale file): go on
+        else:
+            probe.close()
+            raise AddressInUse(str(socket))
+        if journal.parent == socket.parent:
+            prepare_directory(socket.parent)
+
     async def main() -> None:
-        if journal is not None:
-            # the journal is opened (and locked) before the socket is bound: say "already
-            # serving" rather than "journal in use" when a live coordinator is there
-            try:
-                probe = connect_socket(socket, timeout=1.0)
-            except OSError:
-                pass  # nobody there (or a stale file): go on
-            else:
-                probe.close()
-                raise AddressInUse(str(socket))
-            if journal.parent == socket.parent:
-                prepare_directory(socket.parent)  # the journal goes in before the socket
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with open_coordinator(max_units=max_units, state=journal) as coord, \
                     trio.open_nursery() as nursery:
@@ -99,6 +103,7 @@ def serve(
 
     failed = False
     try:
+        before_the_journal()
         trio.run(main)
     except* (UnitsyncError, OSError) as group:  # binding failed: say why, exit 1
         for exc in group.exceptions:
