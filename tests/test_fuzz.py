@@ -62,7 +62,7 @@ from coordinator.rpc._server import ServerLimits
 from coordinator.rpc._schema import schema
 
 from .conftest import WAIT
-from .test_rpc import RawCall, park, raw_client, serving
+from .test_rpc import RawCall, park, raw_client, serving, until
 
 S = schema()
 
@@ -679,8 +679,7 @@ async def test_the_hand_built_frames_are_valid(server: LocalCoordinator, sock_di
             kinds = {kind for kind, _ in messages(reaction.replies)}
             assert reaction.answered and reaction.how == "closed" and "abort" not in kinds
         with trio.fail_after(WAIT):
-            while (stats := await server.statistics()).watchers or stats.ready_waiters:
-                await trio.sleep(0.005)
+            await until(server, lambda s: not s.watchers and not s.ready_waiters)
     fz = await server.unit("fz").info()
     assert [(d.depends_on, d.required) for d in fz.dependencies] == [
         ("fz-dep", Status.STARTED), ("fz-other", Status.STARTED)]
@@ -763,12 +762,10 @@ async def test_a_watch_whose_caller_goes_before_its_answer_leaves_no_watcher(
     async with serving(server, sock_dir / "s.sock") as path:
         answered = await exchange(path, b"".join(watch_only), answer=1)
         with trio.fail_after(WAIT):
-            while (await server.statistics()).watchers:
-                await trio.sleep(0.005)
+            await until(server, lambda s: not s.watchers)
         gone = [await exchange(path, b"".join(watch_only)) for _ in range(5)]
         with trio.move_on_after(WAIT / 2):
-            while (await server.statistics()).watchers:
-                await trio.sleep(0.005)
+            await until(server, lambda s: not s.watchers)
         left = (await server.statistics()).watchers
         print(f"\nwatch answered, then close: {answered}; watchers 0"
               f"\nwatch, close at once (x5): {gone[0]}; watchers {left} after {WAIT / 2:g} s")
