@@ -69,16 +69,25 @@ REFUSED_LINGER = 2.0
 S = schema()
 
 
-def _text(read: Callable[[], Any], what: str) -> Any:
-    """``read()`` (capnp Text decoded by pycapnp), with bytes that are not UTF-8 refused as a
-    clear error instead of a traceback."""
+def _names(read: Callable[[], Any]) -> Any:
+    """``read()`` of unit names (capnp Text, decoded by pycapnp): bytes that are not UTF-8
+    are :class:`InvalidName`, a clear error instead of a traceback."""
     try:
         return read()
     except UnicodeDecodeError as exc:
-        shown = repr(exc.object[:64]) if isinstance(exc.object, bytes) else "?"
-        if what == "a reason":
-            raise InvalidArgument(f"{what} is not valid UTF-8: {shown}") from None
-        raise InvalidName(shown, "is not valid UTF-8") from None
+        raise InvalidName(_shown(exc), "is not valid UTF-8") from None
+
+
+def _reason(read: Callable[[], Any]) -> str:
+    """``read()`` of a failure reason: bytes that are not UTF-8 are :class:`InvalidArgument`."""
+    try:
+        return str(read())
+    except UnicodeDecodeError as exc:
+        raise InvalidArgument(f"a reason is not valid UTF-8: {_shown(exc)}") from None
+
+
+def _shown(exc: UnicodeDecodeError) -> str:
+    return repr(exc.object[:64]) if isinstance(exc.object, bytes) else "?"
 
 
 def _wire_errors(method: Any) -> Any:
@@ -138,7 +147,7 @@ class UnitServer(S.Unit.Server):  # type: ignore[name-defined,misc]
             required = Status.COMPLETED
         if len(dependencies) > MAX_DEPENDENCIES:  # before decoding thousands of names
             validate_dependencies(range(len(dependencies)), required)
-        names = _text(lambda: list(dependencies), "a dependency name")
+        names = _names(lambda: list(dependencies))
         await self._submit("want", names, required)
 
     @_wire_errors
@@ -151,7 +160,7 @@ class UnitServer(S.Unit.Server):  # type: ignore[name-defined,misc]
 
     @_wire_errors
     async def fail_context(self, context: Any) -> None:
-        await self._submit("fail", _text(lambda: context.params.reason, "a reason"))
+        await self._submit("fail", _reason(lambda: context.params.reason))
 
     @_wire_errors
     async def register(self, _context: Any, **kwargs: Any) -> None:
@@ -238,7 +247,7 @@ class LeaseServer(S.Lease.Server):  # type: ignore[name-defined,misc]
 
     @_wire_errors
     async def fail_context(self, context: Any) -> None:
-        unit, reason = self._unit, _text(lambda: context.params.reason, "a reason")
+        unit, reason = self._unit, _reason(lambda: context.params.reason)
         await self._portal.submit(lambda on_answer: unit.submit("fail", reason, on_answer=on_answer))
         self._flag[0] = True
 
@@ -307,7 +316,7 @@ class CoordinatorServer(S.Coordinator.Server):  # type: ignore[name-defined,misc
     async def unit_context(self, context: Any) -> None:
         # the _context form: pycapnp would decode the name before calling ``unit`` and send
         # a bare traceback if it is not UTF-8
-        name = _text(lambda: context.params.name, "a unit name")
+        name = _names(lambda: context.params.name)
         context.results.unit = UnitServer(
             self._portal, self._coord, self._coord.unit(name), self._waiters
         )
