@@ -12,7 +12,7 @@ from cyclopts import Parameter
 from coordinator._paths import default_state_path, socket_path
 
 from ._connect import USAGE, CommandError
-from ._options import Common
+from ._options import Common, Duration
 
 __all__ = ["SHUTDOWN_GRACE", "serve"]
 
@@ -27,6 +27,7 @@ def serve(
     max_waiters: int = 1024,
     state: Path | None = None,
     no_state: Annotated[bool, Parameter(name="--no-state", negative=())] = False,
+    hold_grace: Duration = 10.0,
     common: Common = Common(),
 ) -> int:
     """Run the coordinator in the foreground, serving on the socket until SIGINT or SIGTERM.
@@ -49,6 +50,10 @@ def serve(
         SOCKET_DIR/unitsync.state.
     no_state
         Keep the state in memory only: a restart starts empty.
+    hold_grace
+        After a restart, how long a unit that was held by `unitsync run` stays started for
+        that run to reconnect and take it over; then it fails with "holder disconnected".
+        Default 10s.
     """
     import functools
 
@@ -87,7 +92,9 @@ def serve(
 
     async def main() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async with open_coordinator(max_units=max_units, state=journal) as coord, \
+            async with open_coordinator(
+                max_units=max_units, state=journal, hold_grace=hold_grace
+            ) as coord, \
                     trio.open_nursery() as nursery:
                 path = await nursery.start(
                     functools.partial(serve_rpc, coord, common.socket, limits=limits)

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from ._errors import InvalidArgument as InvalidArgument
     from ._errors import InvalidName as InvalidName
     from ._errors import Lagged as Lagged
+    from ._errors import NotHeld as NotHeld
     from ._errors import NotReady as NotReady
     from ._errors import Overloaded as Overloaded
     from ._errors import UnitNotFound as UnitNotFound
@@ -62,6 +63,7 @@ _EXPORTS = {
     "InvalidArgument": "._errors",
     "InvalidName": "._errors",
     "Lagged": "._errors",
+    "NotHeld": "._errors",
     "NotReady": "._errors",
     "Overloaded": "._errors",
     "UnitNotFound": "._errors",

@@ -19,11 +19,12 @@ from ._errors import CoordinatorClosed, InvalidArgument, Overloaded, UnitsyncErr
 from ._events import WATCH_BUFFER, EventHub, Subscription
 from ._graph import to_dot
 from ._inbox import Inbox
-from ._lease import HOLDER_GONE, Lease
+from ._lease import HOLD_GRACE, HOLDER_GONE, Lease
 from ._nursery import open_service_nursery
 from ._messages import (
     Complete,
     Fail,
+    Hold,
     Info,
     Inspect,
     Ping,
@@ -296,15 +297,20 @@ class LocalUnit:
         return await self._call("info")
 
     @asynccontextmanager
-    async def hold(self) -> AsyncIterator[Lease]:
+    async def hold(self, *, resume: bool = False) -> AsyncIterator[Lease]:
         """Start the unit (as :meth:`start`) and hold it for the block:
         ``async with unit.hold() as lease: ...; await lease.complete()``.
 
         Leaving the block without ``lease.complete()``/``lease.fail()`` — an exception, a
-        cancellation — fails the unit with ``"holder disconnected"`` (unless it is no longer
-        started), so its dependents are told at once instead of waiting for a timeout.
+        cancellation — fails the unit with ``"holder disconnected"`` (unless its status changed
+        since: then this hold has ended), so its dependents are told at once instead of waiting
+        for a timeout.
+
+        The hold is journaled. ``resume=True`` takes over a hold restored from the journal
+        whose holder has not come back (the status stays started): :class:`NotHeld` if there
+        is none (its grace period ran out, say), :class:`AlreadyInStatus` if someone holds it.
         """
-        await self.start()
+        holder = await self._call("hold", resume)
         lease = Lease(complete=self.complete, fail=self.fail)
         try:
             yield lease
@@ -312,7 +318,7 @@ class LocalUnit:
             if not lease.released:
                 # synchronous and non-blocking: no shield needed, even when cancelled
                 with contextlib.suppress(UnitsyncError):
-                    self.submit("fail_held", HOLDER_GONE, on_answer=lambda _result: None)
+                    self.submit("fail_held", HOLDER_GONE, holder, on_answer=lambda _result: None)
 
     def submit(
         self, operation: str, *args: Any, on_answer: Callable[[outcome.Outcome[Any]], object]
@@ -351,8 +357,10 @@ class LocalUnit:
                 return ToUnit(self.name, Register(reply))
             case "fail", str(reason):
                 return ToUnit(self.name, Fail(limit_reason(reason), reply))
-            case "fail_held", str(reason):
-                return ToUnit(self.name, Fail(limit_reason(reason), reply, held=True))
+            case "fail_held", str(reason), int(holder):
+                return ToUnit(self.name, Fail(limit_reason(reason), reply, holder))
+            case "hold", bool(resume):
+                return ToUnit(self.name, Hold(resume, reply))
             case "reached", Status() as status:
                 return ToUnit(self.name, Reached(status, reply))
             case "want", dependencies, Status() as requires:
@@ -363,7 +371,10 @@ class LocalUnit:
 
 @asynccontextmanager
 async def open_coordinator(
-    *, max_units: int = MAX_UNITS, state: str | os.PathLike[str] | None = None
+    *,
+    max_units: int = MAX_UNITS,
+    state: str | os.PathLike[str] | None = None,
+    hold_grace: float = HOLD_GRACE,
 ) -> AsyncIterator[LocalCoordinator]:
     """Run a coordinator in a nursery nested in the caller's task, for the ``async with`` block.
 
@@ -373,6 +384,9 @@ async def open_coordinator(
     ``state``: a journal file (see ``_journal.py``). The coordinator starts from what it holds
     and records every accepted mutation there; a mutation is acknowledged (the call returns)
     only once it is durable (group commit: one ``fdatasync`` per batch). None: in memory only.
+    Units that were held (``hold()``) when the journal was last written stay started for
+    ``hold_grace`` seconds, for their holders to take over (``hold(resume=True)``); the others
+    then fail with ``"holder disconnected"``.
 
     On leaving the block — normally, by an exception, or by cancellation — every actor stops and
     every caller still waiting (``ready()`` from a task outside the block, say) gets
@@ -391,7 +405,8 @@ async def open_coordinator(
         if writer is not None:
             nursery.start_soon(writer.run, name="unitsync:journal")
         registry = RegistryActor(
-            inbox, events, max_units=max_units, writer=writer, restored=restored
+            inbox, events, max_units=max_units, writer=writer, restored=restored,
+            hold_grace=hold_grace,
         )
         coord = LocalCoordinator(inbox, registry, events, nursery)
         await nursery.start(registry.run)

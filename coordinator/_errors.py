@@ -24,6 +24,7 @@ __all__ = [
     "InvalidName",
     "InvalidArgument",
     "Lagged",
+    "NotHeld",
     "NotReady",
     "Overloaded",
     "CoordinatorUnreachable",
@@ -150,6 +151,20 @@ class NotReady(UnitsyncError):
         self.unmet = tuple(unmet)
         super().__init__(
             f"unit {name!r} is not ready: unsatisfied dependencies [{', '.join(self.unmet)}]"
+        )
+
+
+class NotHeld(UnitsyncError):
+    """``hold(resume=True)`` of a unit that no lost holder holds: nothing to take over. The
+    unit is ``status`` now (failed, say, once a restored hold's grace period ran out)."""
+
+    code = "unitsync.not-held"
+
+    def __init__(self, name: str, status: Status | str) -> None:
+        self.name = name
+        self.status = Status(status) if isinstance(status, str) else status
+        super().__init__(
+            f"unit {name!r} has no lost holder to take over (it is {self.status.label})"
         )
 
 

@@ -14,6 +14,7 @@ Files, in the socket's 0700 directory, each created 0600::
 Every line is ``<crc32 of the JSON bytes: 8 hex digits> <compact UTF-8 JSON>\\n``; records::
 
     {"op":"status","unit":"git","status":"failed","reason":"exit 3"}  register/start/complete/fail
+    {"op":"status","unit":"git","status":"started","reason":"","held":true}   hold (a lease)
     {"op":"want","unit":"claude","requires":[["git","completed"]]}    add/replace edges; registers
 
 Guarantees:
@@ -94,15 +95,19 @@ class UnitRecord:
     status: Status
     reason: str = ""
     requirements: dict[str, Status] = field(default_factory=dict)
+    #: Started by a holder (a lease) that has not completed or failed it yet.
+    held: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class StatusRecord:
-    """``unit`` is in ``status`` (registered: not NOT_REGISTERED) with ``reason``."""
+    """``unit`` is in ``status`` (registered: not NOT_REGISTERED) with ``reason``; ``held``:
+    started by a holder (a lease), which a restart gives a grace period to come back."""
 
     unit: str
     status: Status
     reason: str = ""
+    held: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.status, Status) or self.status is Status.NOT_REGISTERED:
@@ -133,18 +138,22 @@ def apply(state: dict[str, UnitRecord], record: Record) -> None:
     """Fold ``record`` into ``state`` in place (no I/O): the replay step."""
     old = state.get(record.unit)
     match record:
-        case StatusRecord(unit, status, reason):
-            state[unit] = UnitRecord(status, reason, old.requirements if old else {})
+        case StatusRecord(unit, status, reason, held):
+            state[unit] = UnitRecord(status, reason, old.requirements if old else {}, held)
         case WantRecord(unit, requires):
             old = old or UnitRecord(Status.PENDING)
-            state[unit] = UnitRecord(old.status, old.reason, {**old.requirements, **dict(requires)})
+            state[unit] = UnitRecord(
+                old.status, old.reason, {**old.requirements, **dict(requires)}, old.held
+            )
 
 
 def encode(record: Record | dict[str, Any]) -> bytes:
     """The framed line for ``record`` (or for a header dict): ``<crc32 hex> <json>\\n``."""
     match record:
-        case StatusRecord(unit, status, reason):
+        case StatusRecord(unit, status, reason, held):
             record = {"op": "status", "unit": unit, "status": status.value, "reason": reason}
+            if held:
+                record["held"] = True
         case WantRecord(unit, requires):
             record = {"op": "want", "unit": unit, "requires": [[d, r.value] for d, r in requires]}
     payload = json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
@@ -199,8 +208,10 @@ def _replay(path: str, state: dict[str, UnitRecord], objs: list[dict[str, Any]])
         try:
             match obj:
                 case {"op": "status", "unit": str(u), "status": str(s), "reason": str(reason)}:
-                    apply(state, StatusRecord(u, Status(s), reason))
-                    continue
+                    held = obj.get("held", False)
+                    if isinstance(held, bool):
+                        apply(state, StatusRecord(u, Status(s), reason, held))
+                        continue
                 case {"op": "want", "unit": str(u), "requires": list(requires)}:
                     apply(state, WantRecord(u, tuple((d, Status(r)) for d, r in requires)))
                     continue
@@ -348,7 +359,7 @@ class Journal:
         lines: list[bytes] = []  # encoded before taking the file lock: flushes need not wait
         for unit in sorted(state):
             stored = state[unit]
-            lines.append(encode(StatusRecord(unit, stored.status, stored.reason)))
+            lines.append(encode(StatusRecord(unit, stored.status, stored.reason, stored.held)))
             if stored.requirements:
                 lines.append(encode(WantRecord(unit, tuple(sorted(stored.requirements.items())))))
         with self._io_lock:

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-__all__ = ["HOLDER_GONE", "Lease"]
+__all__ = ["HOLDER_GONE", "HOLD_GRACE", "Lease"]
 
 #: The reason a held unit fails with when the holder goes away without completing or failing it.
 HOLDER_GONE = "holder disconnected"
+
+#: Seconds a coordinator restarted from its journal waits for the holders of held units (a
+#: ``run`` whose command outlived the old coordinator) to take their holds over with
+#: ``hold(resume=True)``; a hold nobody took over then fails with :data:`HOLDER_GONE`. A ``run``
+#: retries its connection at least once a second, so it needs far less.
+HOLD_GRACE = 10.0
 
 
 class Lease:

@@ -22,6 +22,7 @@ __all__ = [
     "Blocker",
     "Complete",
     "Fail",
+    "Hold",
     "Info",
     "Inspect",
     "Ping",
@@ -84,17 +85,28 @@ class Start:
 
 
 @dataclass(frozen=True, slots=True)
+class Hold:
+    """Start bound to a holder (a lease): answered with the holder's token, which a later
+    ``Fail(holder=token)`` names. ``resume``: instead, take over a hold restored from the
+    journal whose holder has not come back (``NotHeld`` if there is none)."""
+
+    resume: bool
+    reply: Reply[int] = _reply()
+
+
+@dataclass(frozen=True, slots=True)
 class Complete:
     reply: Reply[None] = _reply()
 
 
 @dataclass(frozen=True, slots=True)
 class Fail:
-    """Mark failed. ``held``: a lease was dropped — fail only if the unit is still started."""
+    """Mark failed. ``holder``: a lease was dropped (or a restored hold's grace period ran
+    out) — fail only if that holder still holds the unit."""
 
     reason: str
     reply: Reply[None] = _reply()
-    held: bool = False
+    holder: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +162,8 @@ class Inspect:
 
 
 UnitRequest = (
-    Register | Start | Complete | Fail | Info | Ready | Reached | AddRequirements | Subscribe | Inspect
+    Register | Start | Hold | Complete | Fail | Info | Ready | Reached | AddRequirements | Subscribe
+    | Inspect
 )
 
 # --- requests the RegistryActor handles -------------------------------------------------------

@@ -13,6 +13,7 @@ from ._inbox import POKE, Inbox
 from ._messages import (
     NOT_REGISTERED,
     AddRequirements,
+    Fail,
     Published,
     Ping,
     RegistryMessage,
@@ -27,8 +28,9 @@ from ._messages import (
 )
 from ._durable import JournalWriter
 from ._journal import UnitRecord
+from ._lease import HOLD_GRACE, HOLDER_GONE
 from ._reply import Reply
-from ._unit import IDLE_SECONDS, UnitActor, answer_absent
+from ._unit import IDLE_SECONDS, ORPHAN, UnitActor, answer_absent
 
 __all__ = ["MAX_UNITS", "REGISTRY_INBOX_SIZE", "RegistryActor"]
 
@@ -54,7 +56,7 @@ class RegistryActor:
 
     __slots__ = (
         "_inbox", "_events", "_graph", "_inboxes", "_states", "_nursery", "_candidates",
-        "_max_units", "finished", "_writer", "_restored",
+        "_max_units", "finished", "_writer", "_restored", "_hold_grace",
     )
 
     def __init__(
@@ -65,8 +67,11 @@ class RegistryActor:
         max_units: int = MAX_UNITS,
         writer: JournalWriter | None = None,
         restored: dict[str, UnitRecord] | None = None,
+        hold_grace: float = HOLD_GRACE,
     ) -> None:
         self._inbox = inbox
+        #: How long restored holds wait for their holders (see ``_lease.HOLD_GRACE``).
+        self._hold_grace = hold_grace
         #: The journal's group commit (None: no journal), and the state it held at start.
         self._writer = writer
         self._restored = restored or {}
@@ -88,8 +93,10 @@ class RegistryActor:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._sweep, name="unitsync:idle-sweep")
-            self._restore(self._restored)
+            orphans = self._restore(self._restored)
             self._restored = {}
+            if orphans:
+                nursery.start_soon(self._expire_holds, orphans, name="unitsync:hold-grace")
             task_status.started()
             inbox = self._inbox
             try:
@@ -169,6 +176,16 @@ class RegistryActor:
                 else:
                     inbox.check_idle()
 
+    async def _expire_holds(self, units: list[str]) -> None:
+        """Once the grace period is over, fail each hold restored from the journal that no
+        holder has taken over (``Fail(holder=ORPHAN)`` does nothing to one that was, or whose
+        unit changed since)."""
+        await trio.sleep(self._hold_grace)
+        for unit in units:
+            await self._inboxes[unit].send(
+                Fail(HOLDER_GONE, Reply(lambda _result: None), holder=ORPHAN)
+            )
+
     def _full(self, new_units: int, reply: Reply[Any]) -> bool:
         """Refuse (``Overloaded``, nothing changed) a request that would make more than
         ``max_units`` unit actors."""
@@ -194,10 +211,11 @@ class RegistryActor:
         self._graph.add_node(unit)
         return actor
 
-    def _restore(self, units: dict[str, UnitRecord]) -> None:
+    def _restore(self, units: dict[str, UnitRecord]) -> list[str]:
         """Before the first message: rebuild the units, edges and derived states a journal
         held. Synchronous; the actors stay asleep; nothing is journaled or published again.
-        A cycle in the stored edges means a damaged journal (:class:`CycleError` propagates)."""
+        A cycle in the stored edges means a damaged journal (:class:`CycleError` propagates).
+        Returns the held units (their holders get a grace period to come back)."""
         actors: dict[str, UnitActor] = {}
 
         def actor(name: str) -> UnitActor:
@@ -228,6 +246,7 @@ class RegistryActor:
                     actors[name].restore_link(actors[dependency])
                 self._states[name] = actors[name].published_now()
                 linked.add(name)
+        return sorted(name for name, unit in actors.items() if unit.orphaned)
 
     def _close(self) -> None:
         """Answer what is still queued with CoordinatorClosed and refuse anything more; sleeping

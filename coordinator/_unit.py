@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Final
+from typing import Any, Final
 
 import trio
 
@@ -13,6 +13,7 @@ from ._errors import (
     AlreadyRegistered,
     CoordinatorClosed,
     DependencyFailed,
+    NotHeld,
     NotReady,
     UnitNotFound,
 )
@@ -26,6 +27,7 @@ from ._messages import (
     Blocker,
     Complete,
     Fail,
+    Hold,
     Info,
     Inspect,
     Published,
@@ -41,7 +43,7 @@ from ._messages import (
 from ._reply import Reply
 from ._status import Status
 
-__all__ = ["IDLE_SECONDS", "SHUTTING_DOWN", "UnitActor", "answer_absent"]
+__all__ = ["IDLE_SECONDS", "ORPHAN", "SHUTTING_DOWN", "UnitActor", "answer_absent"]
 
 #: What a caller still waiting (``ready``, ``reached``) is told when the coordinator stops.
 SHUTTING_DOWN: Final = "the coordinator is shutting down"
@@ -55,6 +57,11 @@ SHUTTING_DOWN: Final = "the coordinator is shutting down"
 #: set off full garbage-collector passes (2.6 s of the 8 s). (A per-message idle deadline was
 #: measured first: it cost ~50 µs per ``want`` in Trio's deadline bookkeeping.)
 IDLE_SECONDS: Final = 5.0
+
+#: The holder token of a hold restored from the journal: its holder (a ``run`` of the old
+#: coordinator) may come back and take it over (``Hold(resume=True)``) until the registry's
+#: grace period ends it (``Fail(holder=ORPHAN)``). Live holders get tokens 1, 2, ...
+ORPHAN: Final = 0
 
 
 class UnitActor:
@@ -93,6 +100,8 @@ class UnitActor:
         "snapshot",
         "_writer",
         "_ack",
+        "_holder",
+        "_holds",
     )
 
     def __init__(
@@ -128,8 +137,13 @@ class UnitActor:
         self.snapshot: UnitInfo | None = None
         #: Where accepted mutations go before they are acknowledged (None: no journal).
         self._writer = writer
-        #: The reply of the mutation this message applied, answered after ``_settle``.
-        self._ack: Reply[None] | None = None
+        #: The reply of the mutation this message applied and its value, answered after
+        #: ``_settle``.
+        self._ack: tuple[Reply[Any], object] | None = None
+        #: Who holds the started unit: a token (see :data:`ORPHAN`), None if nobody. Any status
+        #: change ends a hold; a dropped lease fails the unit only if its token still holds it.
+        self._holder: int | None = None
+        self._holds = 0  # tokens given so far
 
     @property
     def inbox(self) -> Inbox[UnitRequest]:
@@ -182,8 +196,8 @@ class UnitActor:
                     self._handle(request)  # type: ignore[arg-type]
                 self._settle()
                 if self._ack is not None:  # after _settle: dependents hear before the caller
-                    reply, self._ack = self._ack, None
-                    self._acknowledge(reply)
+                    (reply, value), self._ack = self._ack, None
+                    self._acknowledge(reply, value)
         finally:
             if not inbox.asleep:
                 self._candidates.discard(inbox)
@@ -207,6 +221,8 @@ class UnitActor:
                 else:
                     self._set_status(Status.STARTED)
                     self._done(reply)
+            case Hold(resume, reply):
+                self._hold(resume, reply)
             case Complete(reply):
                 if self._status is Status.NOT_REGISTERED:
                     reply.error(UnitNotFound(self.name))
@@ -215,8 +231,8 @@ class UnitActor:
                 else:
                     self._set_status(Status.COMPLETED)
                     self._done(reply)
-            case Fail(reason, reply, held):
-                if held and self._status is not Status.STARTED:
+            case Fail(reason, reply, holder):
+                if holder is not None and holder != self._holder:
                     reply.ok(None)  # completed, failed or re-run since: the lease has no say
                 elif self._status is Status.NOT_REGISTERED:
                     reply.error(UnitNotFound(self.name))
@@ -250,6 +266,35 @@ class UnitActor:
             case Inspect(reply):
                 reply.ok(self._statistics())
 
+    def _hold(self, resume: bool, reply: Reply[int]) -> None:
+        """Start bound to a new holder token; or (``resume``) give a restored hold whose
+        holder has not come back a new token — the status stays, so nothing is journaled."""
+        if resume:
+            if self._holder != ORPHAN:
+                status = self._status
+                reply.error(
+                    AlreadyInStatus(self.name, status) if status is Status.STARTED
+                    else NotHeld(self.name, status)
+                )
+                return
+            self._holds += 1
+            self._holder = self._holds
+            reply.ok(self._holder)
+        elif self._status is Status.STARTED:
+            reply.error(AlreadyInStatus(self.name, self._status))
+        elif self._unmet:
+            reply.error(NotReady(self.name, sorted(self._unmet)))
+        else:
+            self._holds += 1
+            self._set_status(Status.STARTED, held=True)
+            self._holder = self._holds
+            self._done(reply, self._holder)
+
+    @property
+    def orphaned(self) -> bool:
+        """A hold restored from the journal that no holder has taken over (yet)."""
+        return self._holder == ORPHAN
+
     def _park(self, reply: Reply[object], waiters: dict[object, object], value: object) -> None:
         if reply.answered:
             return  # the caller gave up before we got here
@@ -258,23 +303,26 @@ class UnitActor:
         # Removing a waiter cannot break an invariant, so the caller may do it directly, at once.
         reply.on_abandon(functools.partial(self._unpark, waiters, reply))
 
-    def _done(self, reply: Reply[None]) -> None:
-        """A mutation was applied: acknowledge it once this message is settled — dependents
-        have been told (so a caller told "done" never reads an older published info of one)."""
-        self._ack = reply
+    def _done(self, reply: Reply[Any], value: object = None) -> None:
+        """A mutation was applied: acknowledge it (with ``value``) once this message is settled
+        — dependents have been told (so a caller told "done" never reads an older published
+        info of one)."""
+        self._ack = (reply, value)
 
-    def _acknowledge(self, reply: Reply[None]) -> None:
+    def _acknowledge(self, reply: Reply[Any], value: object) -> None:
         """At once, or once the mutation is durable when there is a journal."""
         if self._writer is None:
-            reply.ok(None)
+            reply.ok(value)
         else:
-            self._writer.then(functools.partial(reply.ok, None))
+            self._writer.then(functools.partial(reply.ok, value))
 
     def restore(self, record: UnitRecord) -> None:
         """Before any message (the registry, starting from a journal): take the stored
         status, reason and requirements. Dependencies' states come with :meth:`restore_link`."""
         self._status, self._reason = record.status, record.reason
         self._requirements = dict(record.requirements)
+        if record.held and record.status is Status.STARTED:
+            self._holder = ORPHAN
 
     def restore_link(self, dependency: UnitActor) -> None:
         """Learn ``dependency``'s restored state (restored in dependency order) and subscribe."""
@@ -357,12 +405,14 @@ class UnitActor:
                     reply.error(DependencyFailed(blocker.unit, blocker.reason, blocker.path))
             self._maybe_idle()
 
-    def _set_status(self, status: Status, reason: str = "") -> None:
+    def _set_status(self, status: Status, reason: str = "", *, held: bool = False) -> None:
+        """Change status (ending any hold; ``held``: the caller takes the new one)."""
         old = self._status
         self._status = status
         self._reason = reason
+        self._holder = None
         if self._writer is not None:
-            self._writer.record(StatusRecord(self.name, status, reason))
+            self._writer.record(StatusRecord(self.name, status, reason, held))
         self._events.publish(self.name, old, status, reason)
 
     def _info(self) -> UnitInfo:
@@ -413,6 +463,8 @@ def answer_absent(name: str, request: UnitRequest) -> bool:
             reply.ok(UnitInfo(name=name, status=Status.NOT_REGISTERED, ready=True))
         case Complete(reply) | Fail(_, reply, _):
             reply.error(UnitNotFound(name))
+        case Hold(True, reply):
+            reply.error(NotHeld(name, Status.NOT_REGISTERED))
         case Inspect(reply):
             reply.ok(
                 UnitStatistics(

@@ -64,7 +64,10 @@ interface Unit {
   fail @4 (reason :Text) -> ();
   ready @5 () -> (info :UnitInfo);     # resolves when ready; unitsync.dependency-failed when blocked
   reached @6 (status :Status) -> ();   # resolves when the unit's status reaches `status`
-  hold @7 () -> (lease :Lease);        # start bound to the lease: released without complete/fail => failed
+  hold @7 (resume :Bool) -> (lease :Lease);
+    # start bound to the lease: released without complete/fail => failed "holder disconnected".
+    # resume: take over a hold restored from the journal after a restart, whose holder has not
+    # come back yet (the unit stays started); unitsync.not-held if there is none.
   register @8 () -> ();                # unitsync.already if registered
 }
 

@@ -40,6 +40,7 @@ EVERY_KIND = [
     StatusRecord('qu"ote\\ ünï 🚀', F, "exit 3\nsecond line"),
     WantRecord("only-wanted", ()),
     StatusRecord("claude", S),
+    StatusRecord("job", S, held=True),
 ]
 
 
@@ -73,6 +74,8 @@ def test_round_trip_every_record_kind(tmp_path: Path) -> None:
     assert reopen(tmp_path / "state") == fold(EVERY_KIND)
     assert fold(EVERY_KIND)["claude"] == UnitRecord(S, "", {"git": C, "setup": S})
     assert fold(EVERY_KIND)["only-wanted"] == UnitRecord(P)
+    assert fold(EVERY_KIND)["job"] == UnitRecord(S, held=True)
+    assert fold(EVERY_KIND)["claude"].held is False
 
 
 def test_line_format(tmp_path: Path) -> None:
@@ -86,6 +89,8 @@ def test_line_format(tmp_path: Path) -> None:
     assert all(re.fullmatch(r"[0-9a-f]{8} \{.*\}", line) for line in lines)
     assert len(lines) == 1 + len(EVERY_KIND)
     assert "ünï 🚀" in lines[5]  # UTF-8, not \u escapes
+    assert lines[-1].endswith(',"held":true}')  # only a held start says so
+    assert '"held"' not in "".join(lines[:-1])
 
 
 def test_replay_order() -> None:
@@ -98,6 +103,11 @@ def test_replay_order() -> None:
     apply(state, StatusRecord("a", S))  # a re-run clears the reason
     assert state["a"] == UnitRecord(S, "", {"b": C, "c": C})
     assert "b" not in state  # only mentioned as a dependency: not stored
+    apply(state, StatusRecord("a", S, held=True))
+    apply(state, WantRecord("a", {"d": C}))  # a want keeps the hold
+    assert state["a"] == UnitRecord(S, "", {"b": C, "c": C, "d": C}, held=True)
+    apply(state, StatusRecord("a", C))  # any status change ends it
+    assert state["a"].held is False
 
 
 def test_invalid_records_refused() -> None:
@@ -221,7 +231,7 @@ def test_compact_then_append_then_reopen(tmp_path: Path) -> None:
     journal, state = Journal.open(path)
     with journal:
         stats = journal.statistics()
-        assert (stats.generation, stats.log_records, stats.snapshot_units) == (1, 2, 3)
+        assert (stats.generation, stats.log_records, stats.snapshot_units) == (1, 3, 3)
 
 
 def test_compact_through_keeps_later_records_buffered(tmp_path: Path) -> None:
@@ -383,7 +393,8 @@ def test_appends_from_one_thread_while_another_flushes(tmp_path: Path) -> None:
 
 NAMES = st.sampled_from(["a", "b", "c", "ünï", 'q"\\'])
 RECORDS = st.one_of(
-    st.builds(StatusRecord, NAMES, st.sampled_from([P, S, C, F]), st.text(max_size=8)),
+    st.builds(StatusRecord, NAMES, st.sampled_from([P, S, C, F]), st.text(max_size=8),
+              st.booleans()),
     st.builds(WantRecord, NAMES, st.dictionaries(NAMES, st.sampled_from([S, C]), max_size=3)),
 )
 OPS = st.one_of(

@@ -12,7 +12,7 @@ PUBLIC = {
     "CoordinatorUnreachable", "Lease", "connect", "serve",
     "CoordinatorStatistics", "CycleError", "Dependency", "DependencyFailed", "Event",
     "InvalidArgument", "InvalidName", "Lagged", "LocalCoordinator", "LocalUnit",
-    "MAX_NAME_BYTES", "NotReady", "Overloaded", "Status", "UnitHandle", "UnitInfo", "UnitNotFound",
+    "MAX_NAME_BYTES", "NotHeld", "NotReady", "Overloaded", "Status", "UnitHandle", "UnitInfo", "UnitNotFound",
     "UnitsyncError", "__version__", "open_coordinator", "validate_name",
 }
 
@@ -27,7 +27,7 @@ def test_public_names_are_pinned() -> None:
 def test_every_error_is_a_unitsync_error_with_a_code() -> None:
     errors = [getattr(coordinator, n) for n in PUBLIC if n not in ("UnitsyncError",)]
     errors = [e for e in errors if isinstance(e, type) and issubclass(e, Exception)]
-    assert len(errors) == 12
+    assert len(errors) == 13
     for error in errors:
         assert issubclass(error, coordinator.UnitsyncError)
         assert error.code.startswith("unitsync.")

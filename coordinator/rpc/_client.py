@@ -166,9 +166,10 @@ class ClientCore:
     async def reached(self, name: str, status: Status) -> None:
         await self._call(self._unit(name).reached(status_to_wire(status)))
 
-    async def hold(self, name: str) -> int:
-        """Start ``name`` bound to a lease; returns the lease's id (the capability stays here)."""
-        result = await self._call(self._unit(name).hold())
+    async def hold(self, name: str, *, resume: bool = False) -> int:
+        """Start ``name`` bound to a lease; returns the lease's id (the capability stays here).
+        ``resume``: take over a hold restored after a restart instead (see ``LocalUnit.hold``)."""
+        result = await self._call(self._unit(name).hold(resume))
         lease_id = next(self._ids)
         self._held[lease_id] = result.lease
         return lease_id

@@ -155,11 +155,12 @@ class RemoteUnit:
         return await self._coord._run(self._coord._core.info, self.name)
 
     @asynccontextmanager
-    async def hold(self) -> AsyncIterator[Lease]:
-        """Start the unit bound to a lease for the block (see ``LocalUnit.hold``); the lease
-        lives on the server, so it also fails the unit if this process dies."""
+    async def hold(self, *, resume: bool = False) -> AsyncIterator[Lease]:
+        """Start the unit bound to a lease for the block (see ``LocalUnit.hold``, also for
+        ``resume``); the lease lives on the server, so it also fails the unit if this process
+        dies."""
         core, run = self._coord._core, self._coord._run
-        lease_id = await run(core.hold, self.name)
+        lease_id = await run(functools.partial(core.hold, self.name, resume=resume))
         lease = Lease(
             complete=functools.partial(run, core.lease_complete, lease_id),
             fail=lambda reason: run(core.lease_fail, lease_id, reason),

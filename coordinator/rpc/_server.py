@@ -172,15 +172,15 @@ class UnitServer(S.Unit.Server):  # type: ignore[name-defined,misc]
             await self._submit("reached", status_from_wire(status))
 
     @_wire_errors
-    async def hold(self, _context: Any, **kwargs: Any) -> None:
+    async def hold(self, resume: bool, _context: Any, **kwargs: Any) -> None:
         unit = self._unit
-        pending = _PendingHold(unit)
+        pending = _PendingHold(unit, bool(resume))
         self._in_flight += 1
         try:
-            await self._portal.submit(pending.start)
+            holder = await self._portal.submit(pending.start)
         finally:
             self._in_flight -= 1
-        _context.results.lease = LeaseServer(self._portal, unit)
+        _context.results.lease = LeaseServer(self._portal, unit, holder)
 
 
 class _PendingHold:
@@ -194,35 +194,36 @@ class _PendingHold:
     with no holder in a 30 s run.)
     """
 
-    __slots__ = ("_unit", "_started", "_gone")
+    __slots__ = ("_unit", "_resume", "_holder", "_gone")
 
-    def __init__(self, unit: LocalUnit) -> None:
+    def __init__(self, unit: LocalUnit, resume: bool) -> None:
         self._unit = unit
-        self._started = False
+        self._resume = resume
+        self._holder: int | None = None  # the holder token, once the start took effect
         self._gone = False
 
     def start(self, on_answer: Any) -> _PendingHold:  # Trio thread, via TrioPortal.submit
         def answered(result: Any) -> None:
-            if not isinstance(result, outcome.Error):
-                self._started = True
+            if isinstance(result, outcome.Value):
+                self._holder = result.value
                 if self._gone:
-                    _fail_held(self._unit)
+                    _fail_held(self._unit, result.value)
             on_answer(result)
 
-        self._unit.submit("start", on_answer=answered)
+        self._unit.submit("hold", self._resume, on_answer=answered)
         return self
 
     def abandon(self) -> None:  # Trio thread: the caller gave up
         self._gone = True
-        if self._started:
-            _fail_held(self._unit)
+        if self._holder is not None:
+            _fail_held(self._unit, self._holder)
 
 
-def _fail_held(unit: LocalUnit) -> None:
-    """In the Trio thread: fail ``unit`` with :data:`HOLDER_GONE` if it is still started
+def _fail_held(unit: LocalUnit, holder: int) -> None:
+    """In the Trio thread: fail ``unit`` with :data:`HOLDER_GONE` if ``holder`` still holds it
     (nothing to do once the coordinator has shut down: it would only raise, in a callback)."""
     with contextlib.suppress(UnitsyncError):
-        unit.submit("fail_held", HOLDER_GONE, on_answer=lambda _result: None)
+        unit.submit("fail_held", HOLDER_GONE, holder, on_answer=lambda _result: None)
 
 
 class LeaseServer(S.Lease.Server):  # type: ignore[name-defined,misc]
@@ -233,11 +234,11 @@ class LeaseServer(S.Lease.Server):  # type: ignore[name-defined,misc]
     release or disconnect); we act on that with :func:`weakref.finalize`.
     """
 
-    def __init__(self, portal: TrioPortal, unit: LocalUnit) -> None:
+    def __init__(self, portal: TrioPortal, unit: LocalUnit, holder: int) -> None:
         self._portal = portal
         self._unit = unit
         self._flag = [False]  # released: completed or failed through the lease
-        weakref.finalize(self, _fail_abandoned, portal, unit, self._flag)
+        weakref.finalize(self, _fail_abandoned, portal, unit, holder, self._flag)
 
     @_wire_errors
     async def complete(self, _context: Any, **kwargs: Any) -> None:
@@ -252,10 +253,12 @@ class LeaseServer(S.Lease.Server):  # type: ignore[name-defined,misc]
         self._flag[0] = True
 
 
-def _fail_abandoned(portal: TrioPortal, unit: LocalUnit, released: list[bool]) -> None:
+def _fail_abandoned(
+    portal: TrioPortal, unit: LocalUnit, holder: int, released: list[bool]
+) -> None:
     if not released[0]:
         log.info("lease on %r dropped before complete/fail: failing it", unit.name)
-        portal.call_soon(functools.partial(_fail_held, unit))
+        portal.call_soon(functools.partial(_fail_held, unit, holder))
 
 
 class SubscriptionServer(S.Subscription.Server):  # type: ignore[name-defined,misc]
