@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from coordinator._errors import (
     CoordinatorClosed,
@@ -21,7 +21,7 @@ from coordinator._errors import (
 )
 from coordinator._paths import socket_path
 
-from ._options import Common
+from ._options import Common, format_duration
 
 if TYPE_CHECKING:
     from coordinator.rpc._client import ClientCore
@@ -29,7 +29,9 @@ if TYPE_CHECKING:
 __all__ = [
     "EXIT_CODES",
     "CommandError",
+    "across_restarts",
     "call",
+    "did_not_come_back",
     "exit_code",
     "report",
     "say",
@@ -81,6 +83,37 @@ def report(error: BaseException) -> int:
     coordinator's message names the socket tried and asks whether `unitsync serve` runs.)"""
     say(str(error))
     return exit_code(error)
+
+
+T = TypeVar("T")
+
+
+async def across_restarts(core: ClientCore, attempt: Callable[[bool], Awaitable[T]]) -> T:
+    """Return ``await attempt(again)``, surviving restarts of the coordinator.
+
+    When the connection is lost before ``attempt`` is done — the coordinator was killed, is
+    restarting, or is shutting down (:class:`CoordinatorClosed`) — say so on stderr, reconnect
+    to the same socket (:meth:`ClientCore.reconnect`: retried until the caller's own timeout
+    cancels it) and run ``attempt(True)`` on the new connection. A waiting ``start``, ``wait``
+    or ``run`` thus goes on waiting through a restart (the journal keeps the state) instead of
+    failing at the first disconnect. The first connection is not retried: no coordinator at
+    all is exit 69 at once."""
+    again = False
+    while True:
+        try:
+            return await attempt(again)
+        except CoordinatorClosed as lost:
+            say(f"lost the coordinator at {core.path} ({lost}); reconnecting")
+        await core.reconnect()
+        say(f"reconnected to the coordinator at {core.path}")
+        again = True
+
+
+def did_not_come_back(core: ClientCore, timeout: float) -> CoordinatorUnreachable:
+    """The error (exit 69) for a timeout that ran out while reconnecting."""
+    return CoordinatorUnreachable(
+        str(core.path), f"it went away and did not come back within {format_duration(timeout)}"
+    )
 
 
 def call(common: Common, body: Callable[[ClientCore], Awaitable[int | None]]) -> int:

@@ -8,6 +8,7 @@ unit with ``holder disconnected`` and its dependents are told at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -75,8 +76,11 @@ def run(
 
     Exits with CMD's code (128+N if killed by signal N); 4 without running CMD if a dependency
     failed; 3 on timeout; 127 (126) if CMD cannot be found (executed). If the coordinator goes
-    away while CMD runs, CMD keeps running, its exit code is still returned, and its outcome
-    is recorded by name once the coordinator is back (tried for 10 s after CMD ends).
+    away while run waits, it reconnects and keeps waiting within the timeout. If it goes away
+    while CMD runs, CMD keeps running, run reconnects as soon as the coordinator is back and
+    takes its hold over again (a restarted coordinator keeps the unit started for its
+    --hold-grace), and CMD's outcome is recorded when it ends (by name if the hold could not be
+    taken back; tried for 10 s after CMD ends). Its exit code is returned either way.
 
     Parameters
     ----------
@@ -106,7 +110,8 @@ def run(
         if after:
             await core.want(unit, list(after), Status(requires))
         lease, _, _ = await start_when_ready(
-            core, unit, lambda: core.hold(unit), timeout, waiting=waiting
+            core, unit, lambda: core.hold(unit), timeout, waiting=waiting,
+            taken=lambda: core.hold(unit, resume=True),
         )
         try:
             child = await asyncio.create_subprocess_exec(*command)
@@ -120,16 +125,26 @@ def run(
     return call(common, body)
 
 
-#: How long ``run`` tries to reach a coordinator that went away while CMD ran, to record the
+#: How long ``run`` tries to reach a coordinator that is away when CMD ends, to record the
 #: outcome (a restarted coordinator restores the unit from its journal, still started).
 RECONNECT_SECONDS = 10.0
+
+
+class _Hold:
+    """The lease ``run`` holds on the current connection; None while it has none (the
+    coordinator went away, or the hold could not be taken back)."""
+
+    __slots__ = ("lease",)
+
+    def __init__(self, lease: int) -> None:
+        self.lease: int | None = lease
 
 
 async def _supervise(
     core: ClientCore, unit: str, lease: int, child: asyncio.subprocess.Process
 ) -> int:
-    """Wait for CMD, forwarding signals; record its outcome on the lease — or, if the
-    coordinator went away meanwhile, by name on a new connection once it is back."""
+    """Wait for CMD, forwarding signals and keeping the hold across coordinator restarts;
+    record its outcome on the lease — or by name on a new connection if there is none."""
     loop = asyncio.get_running_loop()
     interactive = _terminal_delivers_sigint()
     for signum in FORWARDED:
@@ -137,25 +152,22 @@ async def _supervise(
             loop.add_signal_handler(signum, lambda: None)  # CMD got it from the terminal
         else:
             loop.add_signal_handler(signum, _forward, child, signum)
-    lost = asyncio.ensure_future(core.disconnected())
-
-    def went_away(_: object) -> None:
-        if not lost.cancelled():
-            say(f"lost the coordinator at {core.path}; the command keeps running")
-
-    lost.add_done_callback(went_away)
+    hold = _Hold(lease)
+    keeper = asyncio.ensure_future(_keep_the_hold(core, unit, hold))
     try:
         code, reason = outcome(await child.wait())
     finally:
         for signum in FORWARDED:
             loop.remove_signal_handler(signum)
-    if not lost.done():
-        lost.cancel()
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeper  # a bug in it surfaces here
+    if hold.lease is not None:
         try:
             if reason:
-                await core.lease_fail(lease, reason)
+                await core.lease_fail(hold.lease, reason)
             else:
-                await core.lease_complete(lease)
+                await core.lease_complete(hold.lease)
             return code
         except CoordinatorClosed:
             pass
@@ -163,9 +175,31 @@ async def _supervise(
     return code
 
 
+async def _keep_the_hold(core: ClientCore, unit: str, hold: _Hold) -> None:
+    """While CMD runs: each time the connection is lost, reconnect as soon as the coordinator
+    is back (a restart) and take the hold over again with ``hold(resume=True)`` — a coordinator
+    restarted from its journal keeps the unit started for its hold grace period, then fails it
+    with "holder disconnected". CMD keeps running whatever happens here."""
+    while True:
+        await core.disconnected()
+        hold.lease = None
+        say(f"lost the coordinator at {core.path}; the command keeps running")
+        await core.reconnect()
+        try:
+            hold.lease = await core.hold(unit, resume=True)
+        except CoordinatorClosed:
+            continue
+        except UnitsyncError as error:  # NotHeld: the grace ran out, or the unit changed
+            say(f"reconnected to the coordinator at {core.path} but could not take unit "
+                f'"{unit}" back ({error}); its outcome will be recorded by name')
+            return
+        say(f'reconnected to the coordinator at {core.path}; unit "{unit}" is held again')
+
+
 async def _record_by_name(path: Path, unit: str, reason: str) -> None:
-    """The coordinator went away while CMD ran: reconnect (it may be restarting) and record
-    CMD's outcome by name, for up to :data:`RECONNECT_SECONDS`; else say it was not recorded."""
+    """The coordinator is away as CMD ends, or the hold could not be taken back: connect (it
+    may be restarting) and record CMD's outcome by name, for up to :data:`RECONNECT_SECONDS`;
+    else say it was not recorded."""
     from coordinator.rpc._client import ClientCore
 
     outcome_text = reason or "exit code 0"

@@ -13,11 +13,19 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 from cyclopts import Parameter
 
-from coordinator._errors import NotReady
+from coordinator._errors import AlreadyInStatus, CoordinatorClosed, NotReady
 from coordinator._names import validate_name
 from coordinator._status import Status
 
-from ._connect import TIMEOUT, USAGE, CommandError, call
+from ._connect import (
+    TIMEOUT,
+    USAGE,
+    CommandError,
+    across_restarts,
+    call,
+    did_not_come_back,
+    say,
+)
 from ._format import names
 from ._options import Common, Duration, Requirement, format_duration
 
@@ -82,55 +90,98 @@ async def start_when_ready(
     timeout: float,
     *,
     waiting: Callable[[Sequence[str]], object],
+    taken: Callable[[], Awaitable[T]],
 ) -> tuple[T, UnitInfo, bool]:
     """Run ``begin`` (start or hold ``unit``) as soon as ``unit`` is ready.
 
     The first attempt is pipelined behind an ``info`` call (one round trip). If it is refused
     with NotReady, the ``ready`` promise is parked, ``waiting(unmet)`` is told once it is
     (a scripts' barrier: the coordinator now holds the waiter), and each time the promise
-    resolves ``begin`` is tried again (a dependency may go back in between). Returns ``begin``'s result,
-    the unit's info from before the first attempt, and whether it had to wait. A timeout
-    (0 = none) raises :class:`CommandError` with exit code 3; a failed dependency raises
-    DependencyFailed.
+    resolves ``begin`` is tried again (a dependency may go back in between). Returns
+    ``begin``'s result, the unit's info from before the first attempt, and whether it had to
+    wait.
+
+    The wait survives restarts of the coordinator (:func:`across_restarts`), within the same
+    timeout; after a reconnect it parks again and tells ``waiting`` again. A ``begin`` that was
+    in flight when the connection went may have taken effect (the journal has it): if the
+    unit is then found started, ``taken()`` makes it ours (a start: nothing to do; a hold:
+    take the restored hold over).
+
+    A timeout (0 = none) raises :class:`CommandError` with exit code 3 — or, when it ran out
+    while the coordinator was away, CoordinatorUnreachable (exit 69); a failed dependency
+    raises DependencyFailed.
     """
-    info, first = await asyncio.gather(core.info(unit), begin(), return_exceptions=True)
-    if isinstance(info, BaseException):
-        raise info
-    if not isinstance(first, BaseException):
-        return first, info, False
-    if not isinstance(first, NotReady):
-        raise first
-    unmet = first.unmet
+    first_info: UnitInfo | None = None
+    unmet: Sequence[str] = ()
+    waited = in_flight = False
+
+    async def try_begin() -> T:
+        nonlocal in_flight
+        lost_mid_begin, in_flight = in_flight, True
+        try:
+            result = await begin()
+        except AlreadyInStatus as already:
+            if not (lost_mid_begin and already.status is Status.STARTED):
+                in_flight = False
+                raise
+            result = await taken()  # ours, from before the coordinator went
+        except CoordinatorClosed:
+            raise  # in flight: its effect is unknown
+        except BaseException:
+            in_flight = False
+            raise
+        in_flight = False
+        return result
+
+    async def attempt(_again: bool) -> T:
+        nonlocal first_info, unmet, waited
+        info, first = await asyncio.gather(core.info(unit), try_begin(), return_exceptions=True)
+        if isinstance(info, BaseException):
+            raise info
+        first_info = first_info or info
+        if not isinstance(first, BaseException):
+            return first
+        if not isinstance(first, NotReady):
+            raise first
+        unmet, waited = first.unmet, True
+        parked = asyncio.ensure_future(core.ready(unit))
+        try:
+            # E-order: once this info (sent after it, on the same capability) is answered,
+            # the ready call is parked, so "is waiting" is true when printed
+            await core.info(unit)
+            if not info.blocked_by:  # blocked: `ready` answers DependencyFailed at once
+                waiting(unmet)
+            await parked
+        finally:
+            parked.cancel()
+        while True:
+            try:
+                return await try_begin()
+            except NotReady:  # a dependency went back meanwhile: wait again
+                await core.ready(unit)
+
     try:
         async with asyncio.timeout(timeout or None):
-            parked = asyncio.ensure_future(core.ready(unit))
-            try:
-                # E-order: once this info (sent after it, on the same capability) is answered,
-                # the ready call is parked, so "is waiting" is true when printed
-                await core.info(unit)
-                if not info.blocked_by:  # blocked: `ready` answers DependencyFailed at once
-                    waiting(unmet)
-                await parked
-            finally:
-                parked.cancel()
-            while True:
-                try:
-                    return await begin(), info, True
-                except NotReady:  # a dependency went back meanwhile: wait again
-                    await core.ready(unit)
+            result = await across_restarts(core, attempt)
     except TimeoutError:
+        if not core.connected:
+            raise did_not_come_back(core, timeout) from None
         raise CommandError(
             f'timed out after {format_duration(timeout)} waiting for the dependencies of unit '
             f'"{unit}": {names(unmet)}',
             TIMEOUT,
         ) from None
+    assert first_info is not None
+    return result, first_info, waited
 
 
 def start(unit: str, /, *, timeout: Duration = 300.0, common: Common = Common()) -> int:
     """Wait until UNIT is ready, then mark it started (registers UNIT if needed).
 
     Blocks on the coordinator's `ready` promise: woken the moment the last dependency is
-    satisfied, or answered at once (exit 4) when a dependency fails.
+    satisfied, or answered at once (exit 4) when a dependency fails. If the coordinator goes
+    away meanwhile (a restart), reconnects and keeps waiting within the timeout (exit 69 if it
+    is not back in time).
 
     Parameters
     ----------
@@ -145,8 +196,11 @@ def start(unit: str, /, *, timeout: Duration = 300.0, common: Common = Common())
         say_plain(f'Unit "{unit}" is waiting for dependencies to be satisfied: {names(unmet)}')
 
     async def body(core: ClientCore) -> None:
+        async def taken() -> None:
+            say(f'unit "{unit}" is started: this start reached the coordinator before it went')
+
         _, info, waited = await start_when_ready(
-            core, unit, lambda: core.start(unit), timeout, waiting=waiting
+            core, unit, lambda: core.start(unit), timeout, waiting=waiting, taken=taken
         )
         dependencies = names(d.depends_on for d in info.dependencies)
         if waited:
@@ -214,7 +268,10 @@ def wait(
 ) -> int:
     """Wait until UNIT has reached a status, without being a unit yourself.
 
-    Exits 4 if UNIT fails (or a dependency's failure blocks it) first, 3 on timeout.
+    Once the coordinator holds the wait, says so on stderr (`Unit "X" is waiting to reach
+    completed (it is started)`). Exits 4 if UNIT fails (or a dependency's failure blocks it)
+    first, 3 on timeout. If the coordinator goes away meanwhile (a restart), reconnects and
+    keeps waiting within the timeout (exit 69 if it is not back in time).
 
     Parameters
     ----------
@@ -227,11 +284,29 @@ def wait(
     """
     validate_name(unit)
 
+    target = Status(for_)
+
     async def body(core: ClientCore) -> None:
+        async def attempt(_again: bool) -> None:
+            parked = asyncio.ensure_future(core.reached(unit, target))
+            try:
+                # E-order, as in `start`: once this info is answered, the wait is parked
+                info = await core.info(unit)
+                if not (info.status.reaches(target) or info.status is Status.FAILED
+                        or info.blocked_by):
+                    say_plain(
+                        f'Unit "{unit}" is waiting to reach {for_} (it is {info.status.label})'
+                    )
+                await parked
+            finally:
+                parked.cancel()
+
         try:
             async with asyncio.timeout(timeout or None):
-                await core.reached(unit, Status(for_))
+                await across_restarts(core, attempt)
         except TimeoutError:
+            if not core.connected:
+                raise did_not_come_back(core, timeout) from None
             raise CommandError(
                 f'timed out after {format_duration(timeout)} waiting for unit "{unit}" to '
                 f"reach {for_}",

@@ -285,7 +285,8 @@ async def test_run_outlives_the_coordinator(sock_dir: Path) -> None:
     child = "echo ready; read line; echo still-here \"$line\"; exit 5"
     server = run = None
     try:
-        with trio.fail_after(WAIT * 2):
+        # run gives the coordinator RECONNECT_SECONDS (10 s) to come back once CMD has ended
+        with trio.fail_after(WAIT * 4):
             server = await trio.lowlevel.open_process(
                 UNITSYNC + ["serve"], env=served.env, stderr=subprocess.PIPE
             )
@@ -318,6 +319,10 @@ async def test_run_outlives_the_coordinator(sock_dir: Path) -> None:
 async def test_wait_for_completed(served: Served) -> None:
     with trio.fail_after(WAIT):
         async with background(served, "wait", "u", "--for", "completed") as waiting:
+            assert waiting.stderr is not None  # once parked: a barrier, as start's line
+            assert await read_line(waiting.stderr) == (
+                'Unit "u" is waiting to reach completed (it is not registered)\n'
+            )
             await served.run("start", "u", check=True)
             await served.run("complete", "u", check=True)
             assert await read_all(waiting.stdout) == 'Unit "u" reached completed\n'

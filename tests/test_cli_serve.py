@@ -67,8 +67,10 @@ def test_serve_limit_defaults_are_the_library_defaults() -> None:
 async def test_sigterm_tells_waiting_scripts_the_coordinator_is_shutting_down(
     sock_dir: Path,
 ) -> None:
-    """Issue 6: SIGTERM answers every parked waiter with a clear error (the CLI exits 69 and
-    says why) instead of a dropped connection, and `serve` exits 0 within 2 s."""
+    """Issue 6: SIGTERM answers every parked waiter with a clear error instead of a dropped
+    connection, and `serve` exits 0 within 2 s. The waiting scripts say why, try to reconnect
+    (a restart would find them waiting again) and, when no coordinator is back within their
+    timeout, exit 69 saying so."""
     path = sock_dir / "unitsync.sock"
     env = env_for(path)
     with trio.fail_after(WAIT * 3):
@@ -76,8 +78,8 @@ async def test_sigterm_tells_waiting_scripts_the_coordinator_is_shutting_down(
         try:
             served = Served(path, env)
             assert (await served.run("want", "claude", "git")).returncode == 0
-            async with background(served, "start", "claude") as start, \
-                    background(served, "wait", "git", "--for", "completed") as wait:
+            async with background(served, "start", "claude", "--timeout", "1s") as start, \
+                    background(served, "wait", "git", "--timeout", "1s") as wait:
                 assert start.stderr is not None
                 assert "is waiting for dependencies" in await read_line(start.stderr)
                 began = trio.current_time()
@@ -85,9 +87,11 @@ async def test_sigterm_tells_waiting_scripts_the_coordinator_is_shutting_down(
                 assert await process.wait() == 0
                 stopped = trio.current_time() - began
                 assert await start.wait() == UNREACHABLE
-                assert "the coordinator is shutting down" in await read_all(start.stderr)
+                said = await read_all(start.stderr)
+                assert "(the coordinator is shutting down); reconnecting" in said, said
+                assert "went away and did not come back within 1s" in said, said
                 # `wait` prints nothing while it waits, so it may be parked (told "shutting
-                # down") or still connecting (unreachable): 69 either way
+                # down", then not back in time) or still connecting (unreachable): 69 either way
                 assert await wait.wait() == UNREACHABLE
             print(f"\nserve stopped {stopped * 1000:.0f} ms after SIGTERM")
             assert stopped < 2.0

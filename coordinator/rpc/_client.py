@@ -23,7 +23,11 @@ from ._convert import error_from_capnp, read_event, read_info, status_to_wire
 from ._schema import schema
 from ._socket import connect_socket
 
-__all__ = ["CONNECTION_LOST", "ClientCore", "run_client"]
+__all__ = ["CONNECTION_LOST", "RECONNECT_INTERVAL", "ClientCore", "run_client"]
+
+#: :meth:`ClientCore.reconnect` tries at least this often (seconds) until the coordinator is
+#: back: a restart is noticed within it.
+RECONNECT_INTERVAL = 0.5
 
 #: The end of every watch when the connection drops without the server's last event (in the
 #: wire form the server's own last event has, so it reads back as ``CoordinatorClosed``).
@@ -51,14 +55,18 @@ class ClientCore:
 
     def __init__(self, path: Path, stream: Any, client: Any) -> None:
         self.path = path
-        self._stream = stream
-        self._client = client
-        self._coord = client.bootstrap().cast_as(S.Coordinator)
         self._units: dict[str, Any] = {}
         self._held: dict[int, Any] = {}
         self._watches: dict[int, Any] = {}
         self._delivers: dict[int, Callable[[Event | str], object]] = {}
         self._ids = itertools.count(1)
+        self._attach(stream, client)
+
+    def _attach(self, stream: Any, client: Any) -> None:
+        self._stream = stream
+        self._client = client
+        self._coord = client.bootstrap().cast_as(S.Coordinator)
+        self.connected = True
         self._lost = asyncio.ensure_future(self._tell_watchers_when_lost())
 
     async def _tell_watchers_when_lost(self) -> None:
@@ -68,6 +76,7 @@ class ClientCore:
             await self._client.on_disconnect()
         except Exception:  # noqa: BLE001 - however it broke, it is gone
             pass
+        self.connected = False
         delivers, self._delivers = list(self._delivers.values()), {}
         for deliver in delivers:
             deliver(CONNECTION_LOST)
@@ -75,22 +84,40 @@ class ClientCore:
     @classmethod
     async def connect(cls, path: Path, *, timeout: float = 5.0) -> ClientCore:
         """Connect to the coordinator at ``path``: :class:`CoordinatorUnreachable` if none."""
-        try:
-            sock = connect_socket(path, timeout=timeout)
-        except (FileNotFoundError, ConnectionRefusedError) as exc:
-            raise CoordinatorUnreachable(str(path), exc.strerror or str(exc)) from None
-        except OSError as exc:
-            raise CoordinatorUnreachable(str(path), exc.strerror or str(exc)) from None
-        stream = await capnp.AsyncIoStream.create_unix_connection(sock=sock)
-        return cls(path, stream, capnp.TwoPartyClient(stream))
+        return cls(path, *await _open(path, timeout))
+
+    async def reconnect(self, *, timeout: float = 5.0) -> None:
+        """The connection was lost (the coordinator was killed, is restarting or shutting
+        down): drop it and connect to the same path again, retrying every
+        :data:`RECONNECT_INTERVAL` at most until it answers — bound it with the caller's own
+        timeout. What belonged to the old connection (unit capabilities, leases, watches) is
+        gone: a lease must be taken over with ``hold(resume=True)``, and watches end."""
+        delivers, self._delivers = list(self._delivers.values()), {}
+        for deliver in delivers:
+            deliver(CONNECTION_LOST)
+        self._drop()
+        delay = 0.05
+        while True:
+            try:
+                self._attach(*await _open(self.path, timeout))
+                return
+            except CoordinatorUnreachable:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RECONNECT_INTERVAL)
 
     async def disconnected(self) -> None:
         """Returns when the connection to the coordinator is lost (never if it is closed here)."""
         await self._client.on_disconnect()
 
     def close(self) -> None:
-        self._lost.cancel()
         self._delivers.clear()
+        self._drop()
+
+    def _drop(self) -> None:
+        self.connected = False
+        if self._coord is None:  # dropped already (a reconnect that did not succeed)
+            return
+        self._lost.cancel()
         self._units.clear()
         self._held.clear()
         self._watches.clear()
@@ -185,6 +212,16 @@ class ClientCore:
     def lease_drop(self, lease_id: int) -> None:
         """Release the lease capability: the server fails the unit if it is still started."""
         self._held.pop(lease_id, None)
+
+
+async def _open(path: Path, timeout: float) -> tuple[Any, Any]:
+    """A new connection to ``path``: (stream, TwoPartyClient); CoordinatorUnreachable if none."""
+    try:
+        sock = connect_socket(path, timeout=timeout)
+    except OSError as exc:
+        raise CoordinatorUnreachable(str(path), exc.strerror or str(exc)) from None
+    stream = await capnp.AsyncIoStream.create_unix_connection(sock=sock)
+    return stream, capnp.TwoPartyClient(stream)
 
 
 def run_client(

@@ -1,0 +1,177 @@
+"""Waiting scripts survive a restart of the coordinator (issue 6).
+
+The real console script against a real ``unitsync serve`` with its journal, killed with
+``kill -9`` and started again on the same journal: a waiting ``start``/``wait`` reconnects and
+goes on waiting within its own timeout; a ``run`` whose command outlives the coordinator takes
+its hold over again, so the unit still fails at once if that ``run`` then dies; a ``run`` that
+died together with the coordinator has its unit failed once the hold grace period is over.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import trio
+
+from coordinator.rpc._client import RECONNECT_INTERVAL
+
+from .cli_support import (
+    DEPENDENCY_FAILED,
+    OK,
+    Served,
+    env_for,
+    read_all,
+    read_line,
+    reap,
+    start_serve,
+)
+from .conftest import WAIT
+
+
+class Coordinator:
+    """``unitsync serve`` on a journal, which can be killed and started again."""
+
+    def __init__(self, sock_dir: Path, *options: str) -> None:
+        self.path = sock_dir / "unitsync.sock"
+        self.served = Served(self.path, env_for(self.path))
+        self._options = ("--state", str(sock_dir / "unitsync.state"), *options)
+        self.process: trio.Process | None = None
+
+    async def start(self) -> None:
+        self.process = await start_serve(self.path, self.served.env, *self._options)
+
+    async def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        await self.process.wait()
+
+
+@asynccontextmanager
+async def coordinator(sock_dir: Path, *options: str) -> AsyncIterator[Coordinator]:
+    coord = Coordinator(sock_dir, *options)
+    await coord.start()
+    try:
+        yield coord
+    finally:
+        if coord.process is not None:
+            await reap(coord.process)
+
+
+async def lines_until(stream: trio.abc.ReceiveStream | None, text: str) -> list[str]:
+    """Lines of ``stream`` up to and including the first that contains ``text``."""
+    assert stream is not None
+    lines: list[str] = []
+    while not lines or text not in lines[-1]:
+        line = await read_line(stream)
+        assert line, f"EOF before {text!r}; got {lines}"
+        lines.append(line)
+    return lines
+
+
+async def test_waiting_start_and_wait_survive_a_restart(sock_dir: Path) -> None:
+    with trio.fail_after(WAIT * 4):
+        async with coordinator(sock_dir) as coord:
+            served = coord.served
+            assert (await served.run("want", "claude", "git")).returncode == OK
+            assert (await served.run("start", "git")).returncode == OK
+            start = await served.open("start", "claude", "--timeout", "30s")
+            wait = await served.open("wait", "git", "--timeout", "30s")
+            try:
+                await lines_until(start.stderr, "is waiting for dependencies")
+                waiting = await lines_until(wait.stderr, "is waiting to reach")
+                assert waiting == ['Unit "git" is waiting to reach completed (it is started)\n']
+                await coord.kill()
+                lost = await lines_until(start.stderr, "lost the coordinator")
+                assert "reconnecting" in lost[-1], lost
+                await coord.start()
+                began = trio.current_time()  # the restarted coordinator serves
+                await lines_until(start.stderr, "reconnected to the coordinator")
+                reconnected = trio.current_time() - began
+                # parked again on the restarted coordinator: the same barrier line again
+                await lines_until(start.stderr, "is waiting for dependencies to be satisfied")
+                await lines_until(wait.stderr, "reconnected to the coordinator")
+                await lines_until(wait.stderr, "is waiting to reach")
+                assert (await served.run("complete", "git")).returncode == OK
+                assert await start.wait() == OK
+                assert await wait.wait() == OK
+                assert start.stdout is not None and wait.stdout is not None
+                assert await read_all(start.stdout) == (
+                    'Unit "claude" finished waiting for dependencies: [git]\n'
+                )
+                assert await read_all(wait.stdout) == 'Unit "git" reached completed\n'
+            finally:
+                await reap(start)
+                await reap(wait)
+            status = await served.run("status", "claude", "-o", "json")
+            assert '"status": "started"' in status.stdout, status
+    print(f"\nreconnected {reconnected * 1000:.0f} ms after the restarted coordinator served")
+    assert reconnected < RECONNECT_INTERVAL + 1.0  # retried at least every RECONNECT_INTERVAL
+
+
+async def test_a_run_takes_its_hold_back_after_a_restart(sock_dir: Path) -> None:
+    """Taken back, the unit is bound to the run again: when that run dies, the unit fails at
+    once (a hold grace of 60 s shows it was not the grace period that failed it)."""
+    with trio.fail_after(WAIT * 4):
+        async with coordinator(sock_dir, "--hold-grace", "60s") as coord:
+            served = coord.served
+            assert (await served.run("want", "next", "job")).returncode == OK
+            run = await served.open(
+                "run", "job", "--", "sh", "-c", "echo ready; read line", stdin=subprocess.PIPE,
+                start_new_session=True,
+            )
+            start = await served.open("start", "next", "--timeout", "30s")
+            try:
+                assert run.stdout is not None
+                assert await read_line(run.stdout) == "ready\n"
+                await lines_until(start.stderr, "is waiting for dependencies")
+                await coord.kill()
+                await lines_until(run.stderr, "lost the coordinator")
+                await coord.start()
+                held = await lines_until(run.stderr, "reconnected")
+                assert held[-1].endswith('unit "job" is held again\n'), held
+                await lines_until(start.stderr, "is waiting for dependencies")
+                os.killpg(run.pid, signal.SIGKILL)  # the run and its command die
+                assert await start.wait() == DEPENDENCY_FAILED
+                said = await read_all(start.stderr)
+                assert "holder disconnected" in said, said
+            finally:
+                await reap(run)
+                await reap(start)
+
+
+async def test_a_run_that_died_with_its_coordinator_fails_after_the_grace(
+    sock_dir: Path,
+) -> None:
+    with trio.fail_after(WAIT * 4):
+        async with coordinator(sock_dir, "--hold-grace", "0.5s") as coord:
+            served = coord.served
+            assert (await served.run("want", "next", "job")).returncode == OK
+            run = await served.open(
+                "run", "job", "--", "sh", "-c", "echo ready; sleep 60", start_new_session=True
+            )
+            start = await served.open("start", "next", "--timeout", "30s")
+            try:
+                assert run.stdout is not None
+                assert await read_line(run.stdout) == "ready\n"
+                await lines_until(start.stderr, "is waiting for dependencies")
+                os.killpg(run.pid, signal.SIGKILL)
+                await coord.kill()  # a crash takes both: nothing told the coordinator
+                began = trio.current_time()
+                await coord.start()
+                assert await start.wait() == DEPENDENCY_FAILED
+                failed_after = trio.current_time() - began
+                said = await read_all(start.stderr)
+                assert "reconnected" in said and "holder disconnected" in said, said
+                status = await served.run("status", "job", "-o", "json")
+                assert '"status": "failed"' in status.stdout, status
+                assert '"reason": "holder disconnected"' in status.stdout, status
+            finally:
+                await reap(run)
+                await reap(start)
+    print(f"\njob failed {failed_after * 1000:.0f} ms after the restart (grace 500 ms)")
+    assert failed_after >= 0.5
