@@ -120,6 +120,11 @@ def call(common: Common, body: Callable[[ClientCore], Awaitable[int | None]]) ->
     """Connect to the coordinator named by ``common``, run ``body`` and return its exit code
     (``None`` means 0). Library errors and :class:`CommandError` propagate: ``main`` reports
     them (:func:`report`), wherever in a command they were raised."""
+    import logging
+
     from coordinator.rpc._client import run_client
 
+    # asyncio warns "socket.send() raised exception." when pycapnp writes to a connection the
+    # coordinator has dropped; the command reports the loss itself, in its own words
+    logging.getLogger("asyncio").setLevel(logging.ERROR)
     return run_client(socket_path(common.socket), body) or OK

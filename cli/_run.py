@@ -184,15 +184,16 @@ async def _keep_the_hold(core: ClientCore, unit: str, hold: _Hold) -> None:
         await core.disconnected()
         hold.lease = None
         say(f"lost the coordinator at {core.path}; the command keeps running")
-        await core.reconnect()
-        try:
-            hold.lease = await core.hold(unit, resume=True)
-        except CoordinatorClosed:
-            continue
-        except UnitsyncError as error:  # NotHeld: the grace ran out, or the unit changed
-            say(f"reconnected to the coordinator at {core.path} but could not take unit "
-                f'"{unit}" back ({error}); its outcome will be recorded by name')
-            return
+        while hold.lease is None:
+            await core.reconnect()
+            try:
+                hold.lease = await core.hold(unit, resume=True)
+            except CoordinatorClosed:
+                continue  # gone again before it answered (it was shutting down): retry
+            except UnitsyncError as error:  # NotHeld: the grace ran out, or the unit changed
+                say(f"reconnected to the coordinator at {core.path} but could not take unit "
+                    f'"{unit}" back ({error}); its outcome will be recorded by name')
+                return
         say(f'reconnected to the coordinator at {core.path}; unit "{unit}" is held again')
 
 

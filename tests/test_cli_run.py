@@ -307,6 +307,8 @@ async def test_run_outlives_the_coordinator(sock_dir: Path) -> None:
             assert await run.wait() == 5
             assert "coordinator" in stderr.lower(), stderr
             assert all(line.startswith("unitsync: ") for line in stderr.splitlines()), stderr
+            # one loss, said once (the listener may still accept during the shutdown grace)
+            assert stderr.count("lost the coordinator") == 1, stderr
     finally:
         for process in (run, server):
             if process is not None:
