@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 import contextlib
 import os
 from contextlib import asynccontextmanager
@@ -17,7 +17,7 @@ import trio
 from ._api import UnitInfo
 from ._errors import CoordinatorClosed, InvalidArgument, Overloaded, UnitsyncError
 from ._events import WATCH_BUFFER, EventHub, Subscription
-from ._graph import to_dot
+from ._graph import units_to_dot
 from ._inbox import Inbox
 from ._lease import HOLD_GRACE, HOLDER_GONE, Lease
 from ._nursery import open_service_nursery
@@ -32,7 +32,6 @@ from ._messages import (
     Ready,
     Register,
     RegistryMessage,
-    RegistrySnapshot,
     SleepIdle,
     Snapshot,
     Start,
@@ -100,18 +99,27 @@ class LocalCoordinator:
         await self._request(Ping)
         return __version__
 
-    async def list(self) -> list[UnitInfo]:
-        """Every registered unit, sorted by name."""
+    async def list(self, *, after: str = "", limit: int = 0) -> list[UnitInfo]:
+        """Every registered unit, sorted by name. A page of them: only names after ``after``,
+        at most ``limit`` (0: no limit); only the page's actors are asked. (Pages are read one
+        after the other: a listing of several is not one snapshot.)"""
         snapshot = await self._request(lambda reply: Snapshot(False, reply))
-        infos = await _gather(snapshot, Info)
-        return [info for info in infos if info.status is not Status.NOT_REGISTERED]
+        names = sorted(name for name in snapshot.inboxes if name > after)
+        limit = limit or len(names)
+        found: list[UnitInfo] = []
+        start = 0
+        while start < len(names) and len(found) < limit:
+            # a unit only mentioned (not registered) has an actor too: ask on until enough
+            chunk = names[start:start + limit - len(found)]
+            start += len(chunk)
+            infos: list[UnitInfo] = await _gather(snapshot.inboxes, chunk, Info)
+            found.extend(info for info in infos if info.status is not Status.NOT_REGISTERED)
+        return found
 
     async def graph(self) -> str:
         """The dependency graph as Graphviz DOT: units (registered, or mentioned as a
         dependency) labelled by status, edges labelled by requirement."""
-        snapshot = await self._request(lambda reply: Snapshot(True, reply))
-        infos = await _gather(snapshot, Info)
-        return to_dot({info.name: info.status for info in infos}, snapshot.edges)
+        return units_to_dot(await self.list())
 
     @asynccontextmanager
     async def watch(self, *, buffer: int = WATCH_BUFFER) -> AsyncIterator[Subscription]:
@@ -129,7 +137,9 @@ class LocalCoordinator:
 
     async def statistics(self) -> CoordinatorStatistics:
         snapshot = await self._request(lambda reply: Snapshot(True, reply))
-        stats: list[UnitStatistics] = await _gather(snapshot, Inspect)
+        stats: list[UnitStatistics] = await _gather(
+            snapshot.inboxes, sorted(snapshot.inboxes), Inspect
+        )
         return CoordinatorStatistics(
             actors=len(stats),
             awake=sum(not inbox.asleep for inbox in snapshot.inboxes.values()),
@@ -218,16 +228,19 @@ class LocalCoordinator:
         self._events.close()
 
 
-async def _gather(snapshot: RegistrySnapshot, make: Callable[[Reply[T]], object]) -> list[T]:
-    """Ask every unit actor in ``snapshot`` the same question; answers sorted by unit name.
+async def _gather(
+    inboxes: Mapping[str, Inbox[Any]], names: Sequence[str], make: Callable[[Reply[T]], object]
+) -> list[T]:
+    """Ask the unit actors of ``names`` (keys of ``inboxes``) the same question; the answers
+    in the order of ``names``.
 
     The caller sends directly to each inbox (it is not an actor, so it may wait) and collects
     every reply before awaiting any: the questions are answered concurrently.
     """
     replies: list[Reply[T]] = []
-    for name in sorted(snapshot.inboxes):
+    for name in names:
         reply: Reply[T] = Reply()
-        await snapshot.inboxes[name].send(make(reply))  # type: ignore[arg-type]
+        await inboxes[name].send(make(reply))  # type: ignore[arg-type]
         replies.append(reply)
     return [await reply.receive() for reply in replies]
 

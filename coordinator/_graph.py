@@ -17,10 +17,11 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from ._api import UnitInfo
 from ._errors import CycleError, InvalidArgument
 from ._status import REQUIREMENTS, Status
 
-__all__ = ["DependencyGraph", "GraphStatistics", "to_dot"]
+__all__ = ["DependencyGraph", "GraphStatistics", "to_dot", "units_to_dot"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,3 +281,14 @@ def to_dot(statuses: Mapping[str, Status], edges: Iterable[tuple[str, str, Statu
         lines.append(f'  "{_escape(u)}" -> "{_escape(d)}" [label="{_escape(requirement.label)}"];')
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def units_to_dot(units: Iterable[UnitInfo]) -> str:
+    """:func:`to_dot` of registered units and their dependencies (what ``list()`` gives): the
+    one rendering that both the coordinator and a client assembling pages use."""
+    statuses: dict[str, Status] = {}
+    edges: list[tuple[str, str, Status]] = []
+    for unit in units:
+        statuses[unit.name] = unit.status
+        edges.extend((unit.name, d.depends_on, d.required) for d in unit.dependencies)
+    return to_dot(statuses, edges)

@@ -49,7 +49,11 @@ interface Coordinator {
   # The bootstrap capability.
   ping @0 () -> (version :Text);
   unit @1 (name :Text) -> (unit :Unit);          # a handle; does not register the unit
-  list @2 () -> (units :List(UnitInfo));         # registered units, sorted by name
+  list @2 (after :Text, limit :UInt32) -> (units :List(UnitInfo), more :Bool);
+    # registered units, sorted by name, whose names sort after `after` ("": all). limit 0 (no
+    # arguments): all of them in one message, which fails past Cap'n Proto's 8 MiB message
+    # limit (~50,000 units). Paged: at most `limit` and ~4 MiB of them; `more` is true when
+    # units remain after the last (ask again with its name as `after`).
   graph @3 () -> (dot :Text);                    # Graphviz DOT
   watch @4 (watcher :Watcher) -> (subscription :Subscription);   # dropping the subscription ends it
 }

@@ -17,13 +17,17 @@ import capnp
 
 from .._api import Event, UnitInfo
 from .._errors import CoordinatorClosed, CoordinatorUnreachable, error_to_wire
+from .._graph import units_to_dot
 from .._names import validate_name
 from .._status import Status
 from ._convert import error_from_capnp, read_event, read_info, status_to_wire
 from ._schema import schema
 from ._socket import connect_socket
 
-__all__ = ["CONNECTION_LOST", "RECONNECT_INTERVAL", "ClientCore", "run_client"]
+__all__ = ["CONNECTION_LOST", "PAGE_UNITS", "RECONNECT_INTERVAL", "ClientCore", "run_client"]
+
+#: :meth:`ClientCore.list` asks for pages of this many units (the server may send fewer).
+PAGE_UNITS = 10_000
 
 #: :meth:`ClientCore.reconnect` tries at least this often (seconds) until the coordinator is
 #: back: a restart is noticed within it.
@@ -147,10 +151,21 @@ class ClientCore:
         return str((await self._call(self._coord.ping())).version)
 
     async def list(self) -> list[UnitInfo]:
-        return [read_info(u) for u in (await self._call(self._coord.list())).units]
+        """Every registered unit, read in pages of at most :data:`PAGE_UNITS` (and ~4 MiB),
+        so that any number fits Cap'n Proto's message size; pages are not one snapshot."""
+        units: list[UnitInfo] = []
+        after = ""
+        while True:
+            page = await self._call(self._coord.list(after, PAGE_UNITS))
+            units.extend(read_info(u) for u in page.units)
+            if not page.more or not units:
+                return units
+            after = units[-1].name
 
     async def graph(self) -> str:
-        return str((await self._call(self._coord.graph())).dot)
+        """DOT, rendered here from :meth:`list` (as the coordinator renders it): the server's
+        ``graph()`` sends one message, which fails past ~50,000 units."""
+        return units_to_dot(await self.list())
 
     async def watch(self, deliver: Callable[[Event | str], object]) -> int:
         """Subscribe; ``deliver`` gets each Event, then possibly one str (why it ended).

@@ -11,14 +11,14 @@ import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import capnp
 import outcome
 import trio
 
 from .._coordinator import LocalCoordinator, LocalUnit
-from .._api import Event
+from .._api import Event, UnitInfo
 from .._errors import (
     InvalidArgument,
     InvalidName,
@@ -301,6 +301,22 @@ class _RefusingCoordinator(S.Coordinator.Server):  # type: ignore[name-defined,m
     ping = unit = list = graph = watch = _refuse
 
 
+#: A page of ``list`` stops before its units take more than this (an estimate): well under the
+#: 8 MiB a Cap'n Proto message may have (``traversal_limit_words``).
+PAGE_BYTES: Final = 4 << 20
+
+
+def _fitting(infos: list[UnitInfo], budget: int) -> int:
+    """How many of ``infos`` (at least one) fit in about ``budget`` bytes of Cap'n Proto."""
+    used = 0
+    for count, info in enumerate(infos):
+        texts = (info.name, info.reason, info.blocked_by, *(d.depends_on for d in info.dependencies))
+        used += 64 + 32 * len(info.dependencies) + sum(len(text.encode()) + 8 for text in texts)
+        if used > budget and count:
+            return count
+    return len(infos)
+
+
 class CoordinatorServer(S.Coordinator.Server):  # type: ignore[name-defined,misc]
     """The bootstrap capability of one connection."""
 
@@ -325,9 +341,19 @@ class CoordinatorServer(S.Coordinator.Server):  # type: ignore[name-defined,misc
         )
 
     @_wire_errors
-    async def list(self, _context: Any, **kwargs: Any) -> None:
-        infos = await self._portal.run(self._coord.list)
-        units = _context.results.init("units", len(infos))
+    async def list_context(self, context: Any) -> None:
+        params = context.params
+        after, limit = _names(lambda: params.after), params.limit
+        if not limit:  # all at once, as the contract began
+            infos = await self._portal.run(functools.partial(self._coord.list, after=after))
+        else:  # a page: one more tells whether units remain
+            infos = await self._portal.run(
+                functools.partial(self._coord.list, after=after, limit=limit + 1)
+            )
+            kept = _fitting(infos[:limit], PAGE_BYTES)
+            context.results.more = len(infos) > kept
+            infos = infos[:kept]
+        units = context.results.init("units", len(infos))
         for slot, info in zip(units, infos):
             fill_info(slot, info)
 
