@@ -93,6 +93,7 @@ class Churn:
     next_gen: Counter[int] = field(default_factory=Counter)  # per slot: worker ids never repeat
     workers: int = 0
     killed: set[str] = field(default_factory=set)
+    killed_at: dict[str, float] = field(default_factory=dict)  # time.monotonic() of the SIGKILL
     hung: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     live: set[trio.Process] = field(default_factory=set)
@@ -177,6 +178,7 @@ async def run_worker(churn: Churn, slot: int, gen: int) -> None:
                 with trio.move_on_after(rng.uniform(*KILL_AFTER)):
                     await process.wait()
                 if process.returncode is None:
+                    churn.killed_at[wid] = time.monotonic()
                     process.kill()
                     if await process.wait() == -signal.SIGKILL:
                         churn.killed.add(wid)
@@ -420,10 +422,11 @@ def topological(infos: dict[str, Any]) -> tuple[list[str], list[str]]:
 
 
 async def check_until_quiet(
-    check_once: Callable[[], Awaitable[tuple[list[str], list[str]]]],
+    check_once: Callable[[], Awaitable[tuple[list[str], list[str]]]], limit: float = QUIESCE_LIMIT
 ) -> tuple[list[str], list[str], float]:
-    """Check until it passes or ``QUIESCE_LIMIT`` has passed (a dead client's waiters and leases
-    go when the server notices): (mismatches, invariant failures, seconds it took)."""
+    """Check until it passes or ``limit`` seconds have passed (a dead client's waiters and leases
+    go when the server notices; 0: check once): (mismatches, invariant failures, seconds it
+    took). Each check is bounded by ``SERVER_LIMIT``."""
     t1 = time.monotonic()
     while True:
         with trio.move_on_after(SERVER_LIMIT) as bound:
@@ -431,7 +434,7 @@ async def check_until_quiet(
         if bound.cancelled_caught:
             mismatches, failures = [], [f"the coordinator did not answer within {SERVER_LIMIT} s"]
             break
-        if not (mismatches or failures) or time.monotonic() - t1 > QUIESCE_LIMIT:
+        if not (mismatches or failures) or time.monotonic() - t1 >= limit:
             break
         await trio.sleep(0.2)
     return mismatches, failures, time.monotonic() - t1
