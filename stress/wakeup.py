@@ -247,8 +247,11 @@ def run_size(
     path = Path(workdir) / "unitsync.sock"
     env = {**os.environ, "UNITSYNC_SOCKET": str(path)}
     state = ["--state", str(Path(workdir) / "unitsync.state")] if journal else ["--no-state"]
-    server = start([sys.executable, "-m", "cli", "serve", "--socket", str(path), *state], env,
-                   "serving on")
+    # one connection per waiter and poller, the driver's, and room: past serve's default limit
+    # (1,024) at 1,000 waiters
+    limit = ["--max-connections", str(max(1024, waiters + pollers + 64))]
+    server = start([sys.executable, "-m", "cli", "serve", "--socket", str(path), *state, *limit],
+                   env, "serving on")
     server_tail: deque[str] = deque(maxlen=20)
     assert server.stderr is not None
     drain(server.stderr, server_tail)
