@@ -91,10 +91,12 @@ def held_outcomes(key: Key) -> set[Key]:
     server died, dropped, or its holder disconnected or was killed — ends, in the log's replay,
     ``failed`` with :data:`HOLDER_GONE`. That failure is the server's own: nobody is told, so
     nothing acknowledged says it is durable, and a server killed before it was (or, held at the
-    kill, before it noticed) restores the unit ``started``. Today a restored held unit stays
-    ``started``; the change under way on main fails it with :data:`HOLDER_GONE` after a grace
-    period unless ``hold(resume=True)`` reclaims it. So both are accepted. (A hold in flight at
-    the kill also keeps its previous state: the replay without it gives that one.)
+    kill, before it noticed) restores the unit ``started``. On this branch a restored held unit
+    stays ``started``; main (9d9804c: ``serve --hold-grace``, default 10 s) fails it with
+    :data:`HOLDER_GONE` once the grace period passes unless ``hold(resume=True)`` reclaims it.
+    So both are accepted. (A hold in flight at the kill also keeps its previous state: the
+    replay without it gives that one.) The run reports how often the rule was needed:
+    ``held_restored_started_at_kill`` / ``..._released_before``.
 
     Tighten here once restore fails held units: e.g. only ``failed`` once the grace period has
     passed, and ``started`` only for a unit reclaimed by ``hold(resume=True)``.
