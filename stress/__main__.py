@@ -3,7 +3,8 @@
 Scenarios: ``wakeup`` (pushed wake-up latency of N parked clients, against polling), ``rpc``
 (calls/s against a plain pycapnp server), ``scale`` (graph size, per-edge cost, memory per
 unit), ``churn`` (clients coming, going and being killed; the server returns to its baseline),
-``cli`` (whole-process time of the command line), ``chain`` (an N-unit chain in-process).
+``crash`` (the churn against ``unitsync serve``, SIGKILLed and restarted on its journal; nothing
+acknowledged is lost), ``cli`` (whole-process time of the command line), ``chain`` (an N-unit chain in-process).
 With ``--json`` the last line printed is one JSON object with the scenario's figures;
 ``--quick`` finishes in seconds (the CI smoke tests use it).
 """
@@ -19,6 +20,7 @@ SCENARIOS = {
     "rpc": "stress.rpc",
     "scale": "stress.scale",
     "churn": "stress.churn",
+    "crash": "stress.crash",
     "cli": "stress.cli",
     "chain": "stress.chain",
 }

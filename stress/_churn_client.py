@@ -14,6 +14,12 @@ was in when it died (the server may or may not have applied it). Also ``connect`
 before its answer: cancelled, or its connection closed; its unit is retired), and ``anomaly``: a reply
 that contradicts what this worker alone has done (read-your-writes over one connection).
 
+``--server-may-die`` (the crash scenario, ``stress/crash.py``, SIGKILLs the server): a call that
+fails because the connection dropped is logged ``lost`` (its ``begin`` stays without an end: it
+may or may not have taken effect), a connect that finds nobody is logged ``unreachable``, and
+the worker stops there and exits 0 — it never reconnects, so its log stays one server's story.
+Without the flag both are anomalies.
+
 Only this worker mutates its own units; shared units (:data:`SHARED`, set up by the harness) and
 other workers' units are only named as dependencies or waited on. So one log determines each
 unit's final state: :func:`replay` is the model both the worker and the checker use. A lease
@@ -147,6 +153,10 @@ class Hangup(Exception):
     """Close this connection now, with a call still in flight."""
 
 
+class ServerGone(Exception):
+    """The connection dropped under a call (``--server-may-die``): logged, stop here."""
+
+
 class Worker:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -170,15 +180,34 @@ class Worker:
     def anomaly(self, detail: str) -> None:
         self.log(op="anomaly", detail=detail)
 
+    def lost(self, seq: int, exc: Exception) -> None:
+        """Call ``seq`` failed with ``exc``: with ``--server-may-die`` a dropped connection is
+        logged ``lost`` (the call's ``begin`` stays open) and ends the worker (ServerGone)."""
+        from coordinator import CoordinatorClosed
+
+        if self.args.server_may_die and isinstance(exc, CoordinatorClosed):
+            self.log(op="lost", seq=seq, detail=str(exc)[:200])
+            raise ServerGone from None
+
     # --- the loop -----------------------------------------------------------------------------
 
     async def run(self) -> int:
         from coordinator.rpc._client import ClientCore
 
+        from coordinator import CoordinatorUnreachable
+
         for self.conn in range(self.args.connections):
             if time.monotonic() >= self.args.deadline:
                 break
-            core = await asyncio.wait_for(ClientCore.connect(Path(self.args.socket), timeout=10), CALL_LIMIT)
+            try:
+                core = await asyncio.wait_for(
+                    ClientCore.connect(Path(self.args.socket), timeout=10), CALL_LIMIT
+                )
+            except CoordinatorUnreachable as exc:
+                if not self.args.server_may_die:
+                    raise
+                self.log(op="unreachable", detail=str(exc)[:200])
+                return 0
             self.log(op="connect", conn=self.conn)
             try:
                 for _ in range(self.rng.randint(5, 40)):
@@ -187,6 +216,8 @@ class Worker:
                     await self.step(core)
             except Hangup:
                 pass
+            except ServerGone:
+                return 0
             except Stop:
                 return 3
             finally:
@@ -316,6 +347,7 @@ class Worker:
         try:
             result = await self.bounded(seq, pending)
         except UnitsyncError as exc:
+            self.lost(seq, exc)
             error = type(exc).__name__
             if error not in REFUSALS:  # CoordinatorClosed, ...: nobody knows if it took effect
                 self.anomaly(f"{kind} {name}: {error}: {exc}")
@@ -400,6 +432,7 @@ class Worker:
                 self.anomaly(f"ready {name} ({self.model.unit(name).status}): blocked by {exc.unit}")
             return
         except UnitsyncError as exc:
+            self.lost(seq, exc)
             self.anomaly(f"ready {name}: {type(exc).__name__}: {exc}")
             raise Stop from None
         self.log(op="done", seq=seq, outcome="ready")
@@ -415,6 +448,7 @@ class Worker:
         try:
             info = await self.bounded(seq, core.info(name))
         except UnitsyncError as exc:
+            self.lost(seq, exc)
             self.anomaly(f"info {name}: {type(exc).__name__}: {exc}")
             raise Stop from None
         self.log(op="done", seq=seq, outcome=info.status.value)
@@ -443,6 +477,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--slots", type=int, default=1, help="workers w0.. w<slots-1> (foreign names)")
     parser.add_argument("--foreign-gens", type=int, default=4)
     parser.add_argument("--abandon", type=int, default=20, help="weight of calls given up mid-call")
+    parser.add_argument("--server-may-die", action="store_true",
+                        help="a dropped connection ends the worker (logged lost), not an anomaly")
     args = parser.parse_args(argv)
 
     import capnp

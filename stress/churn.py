@@ -2,7 +2,9 @@
 server is back to its baseline and its state is exactly what the clients were told.
 
 The server runs in this process (``open_coordinator()`` + ``serve()``, socket in a short /tmp
-dir) so that it can be inspected. Once it is up and idle we take the baseline: Trio tasks (the
+dir) so that it can be inspected; with its journal in that dir (``--state``, the default: each
+mutation is acknowledged after its ``fdatasync``, as ``unitsync serve`` does) or in memory only
+(``--no-state``). Once it is up and idle we take the baseline: Trio tasks (the
 whole tree from the root task), waiters (ready + reached), RSS (VmRSS) and threads. Then
 ``--clients`` slots each run worker processes (``stress._churn_client``: asyncio + ClientCore),
 one after another, for ``--seconds``; a worker connects a few times, makes random calls on its
@@ -21,13 +23,17 @@ dependency itself, ``ready`` iff every requirement is met, ``blocked_by`` is a f
 unmet path (and set whenever there is one), no cycle, no waiter, no queued request, no watcher,
 ``statistics().edges`` agrees, and the tasks are the baseline plus at most one per unit actor.
 
-Figures: ``seconds, clients, connections, calls, acknowledged, killed, cycles_refused,
+Figures: ``seconds, journal, clients, connections, calls, acknowledged, killed, cycles_refused,
 mismatches, tasks_baseline, tasks_after, unit_actors, waiters_after, rss_baseline_kb,
 rss_after_kb, threads_baseline, threads_after`` and extras (``workers``, ``refused``,
 ``abandoned``, ``killed_mid_call``, ``killed_in_ready``, ``killed_holding_lease``, ``killed_parked``,
 ``unit_tasks``, ``tasks_per_unit_actor``, ``rss_per_unit_actor_kb``, ``invariant_failures``,
 ``anomalies``, ``worker_errors``, ``hung``, ``quiesce_s``, ``ok``). Exit 1 unless everything
 holds (details on stderr; the logs are kept and their directory printed).
+
+The workers, the log reader and the checker are shared with ``stress/crash.py``, which runs the
+same churn against a real ``unitsync serve`` and SIGKILLs *it* (``check_state`` reads only
+``list()``/``info()``, so it works over RPC; ``read_logs`` takes that scenario's hooks).
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -51,7 +58,7 @@ from typing import Any, Final
 import trio
 import trio.testing
 
-from coordinator import LocalCoordinator, Status, open_coordinator, serve
+from coordinator import Coordinator, LocalCoordinator, Status, UnitInfo, open_coordinator, serve
 
 from ._churn_client import MUTATIONS, SHARED, SHARED_GHOST, UnitState, replay
 
@@ -78,8 +85,15 @@ class Churn:
     clients: int
     abandon: int
     stop_at: float = 0.0  # time.monotonic()
+    #: Extra options for every worker (the crash scenario: ``--server-may-die``).
+    worker_args: list[str] = field(default_factory=list)
+    #: The crash scenario's server generation: each worker is tagged with the one it ran against.
+    round: int = 0
+    round_of: dict[str, int] = field(default_factory=dict)
+    next_gen: Counter[int] = field(default_factory=Counter)  # per slot: worker ids never repeat
     workers: int = 0
     killed: set[str] = field(default_factory=set)
+    killed_at: dict[str, float] = field(default_factory=dict)  # time.monotonic() of the SIGKILL
     hung: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     live: set[trio.Process] = field(default_factory=set)
@@ -147,8 +161,9 @@ async def run_worker(churn: Churn, slot: int, gen: int) -> None:
         "--log", str(churn.workdir / f"{wid}.jsonl"), "--seed", str(rng.randrange(2**32)),
         "--connections", str(10**6 if doomed else rng.randint(1, 4)),
         "--deadline", repr(churn.stop_at), "--slots", str(churn.clients),
-        "--abandon", str(churn.abandon),
+        "--abandon", str(churn.abandon), *churn.worker_args,
     ]
+    churn.round_of[wid] = churn.round
     with open(churn.workdir / f"{wid}.err", "wb") as errors:
         process = await trio.lowlevel.open_process(
             command, stdout=subprocess.PIPE, stderr=errors, cwd=ROOT
@@ -163,6 +178,7 @@ async def run_worker(churn: Churn, slot: int, gen: int) -> None:
                 with trio.move_on_after(rng.uniform(*KILL_AFTER)):
                     await process.wait()
                 if process.returncode is None:
+                    churn.killed_at[wid] = time.monotonic()
                     process.kill()
                     if await process.wait() == -signal.SIGKILL:
                         churn.killed.add(wid)
@@ -183,10 +199,11 @@ async def run_worker(churn: Churn, slot: int, gen: int) -> None:
 
 
 async def run_slot(churn: Churn, slot: int) -> None:
-    gen = 0
+    """Workers one after another until ``churn.stop_at`` (read before each one starts)."""
     while time.monotonic() < churn.stop_at:
+        gen = churn.next_gen[slot]
+        churn.next_gen[slot] += 1
         await run_worker(churn, slot, gen)
-        gen += 1
 
 
 async def sample(coord: LocalCoordinator, churn: Churn) -> None:
@@ -220,7 +237,16 @@ class Expected:
     anomalies: list[str] = field(default_factory=list)
 
 
-def read_logs(churn: Churn) -> Expected:
+#: ``prepare(wid, records, expected) -> records``: a scenario's look at one worker's log before it
+#: is replayed (the crash scenario checks and trims the calls the server's death cut short).
+Prepare = Callable[[str, list[dict[str, Any]], Expected], list[dict[str, Any]]]
+#: ``widen(key) -> keys``: every state the server may rightly show for a unit the log leaves in
+#: state ``key`` (the crash scenario: its held-unit rule).
+Widen = Callable[[Key], set[Key]]
+
+
+def read_logs(churn: Churn, *, prepare: Prepare | None = None, widen: Widen | None = None) -> Expected:
+    """What the workers' logs allow for each unit (see the module docstring)."""
     expected = Expected()
     for name, (status, reason) in SHARED.items():
         expected.states[name] = {(status, reason, frozenset())}
@@ -233,6 +259,8 @@ def read_logs(churn: Churn) -> Expected:
                 records.append(json.loads(line))
             except ValueError:
                 pass  # cannot happen with one write per line; tolerated all the same
+        if prepare is not None:
+            records = prepare(wid, records, expected)
         count = expected.counts
         parked = 0
         for record in records:
@@ -257,7 +285,8 @@ def read_logs(churn: Churn) -> Expected:
         if count_abandoned(records) or (in_flight is not None and in_flight["call"] in MUTATIONS):
             outcomes.append(replay(records, in_flight_applied=True)[0])
         for name in set().union(*(outcome.units for outcome in outcomes)):
-            expected.states[name] = {o.units.get(name, UnitState()).key() for o in outcomes}
+            keys = {o.units.get(name, UnitState()).key() for o in outcomes}
+            expected.states[name] = set().union(*map(widen, keys)) if widen else keys
         if wid in churn.killed:
             count["killed_mid_call"] += in_flight is not None and in_flight["call"] != "ready"
             count["killed_in_ready"] += in_flight is not None and in_flight["call"] == "ready"
@@ -284,7 +313,16 @@ def show(key: Key) -> str:
 
 
 async def check(coord: LocalCoordinator, expected: Expected) -> tuple[list[str], list[str]]:
-    """(mismatches with the logs, invariant failures)."""
+    """(mismatches with the logs, invariant failures), the server's statistics included."""
+    mismatches, failures, infos = await check_state(coord, expected)
+    return mismatches, failures + await check_statistics(coord, infos)
+
+
+async def check_state(
+    coord: Coordinator, expected: Expected
+) -> tuple[list[str], list[str], dict[str, UnitInfo]]:
+    """(mismatches with the logs, invariant failures, ``list()`` by name), read through the
+    public API only (``list()``, ``info()``): works in-process and over RPC alike."""
     mismatches: list[str] = []
     failures: list[str] = []
     infos = {info.name: info for info in await coord.list()}
@@ -306,7 +344,7 @@ async def check(coord: LocalCoordinator, expected: Expected) -> tuple[list[str],
             owner = expected.owner.get(name, "nobody")
             mismatches.append(
                 f"{name} (owner {owner}): server has {show(actual)}; the log allows "
-                + " | ".join(sorted(show(k) for k in allowed))
+                + (" | ".join(sorted(show(k) for k in allowed)) or "nothing")
             )
 
     # invariants of the state itself
@@ -340,7 +378,12 @@ async def check(coord: LocalCoordinator, expected: Expected) -> tuple[list[str],
             if info is not None and (info.blocked_by or None) not in (found or {None}):
                 failures.append(f"{info.name}: blocked_by={info.blocked_by!r}, failed units on its "
                                 f"unmet paths: {sorted(found) or 'none'}")
+    return mismatches, failures, infos
 
+
+async def check_statistics(coord: LocalCoordinator, infos: dict[str, UnitInfo]) -> list[str]:
+    """Invariant failures in the in-process server's own counters, after the churn."""
+    failures: list[str] = []
     stats = await coord.statistics()
     if stats.ready_waiters or stats.reached_waiters:
         failures.append(f"waiters left: ready {stats.ready_waiters}, reached {stats.reached_waiters}")
@@ -349,7 +392,7 @@ async def check(coord: LocalCoordinator, expected: Expected) -> tuple[list[str],
     edges = sum(len(info.dependencies) for info in infos.values())
     if stats.edges != edges:
         failures.append(f"statistics().edges = {stats.edges}, the units list {edges}")
-    return mismatches, failures
+    return failures
 
 
 def topological(infos: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -378,16 +421,36 @@ def topological(infos: dict[str, Any]) -> tuple[list[str], list[str]]:
     return order, []
 
 
+async def check_until_quiet(
+    check_once: Callable[[], Awaitable[tuple[list[str], list[str]]]], limit: float = QUIESCE_LIMIT
+) -> tuple[list[str], list[str], float]:
+    """Check until it passes or ``limit`` seconds have passed (a dead client's waiters and leases
+    go when the server notices; 0: check once): (mismatches, invariant failures, seconds it
+    took). Each check is bounded by ``SERVER_LIMIT``."""
+    t1 = time.monotonic()
+    while True:
+        with trio.move_on_after(SERVER_LIMIT) as bound:
+            mismatches, failures = await check_once()
+        if bound.cancelled_caught:
+            mismatches, failures = [], [f"the coordinator did not answer within {SERVER_LIMIT} s"]
+            break
+        if not (mismatches or failures) or time.monotonic() - t1 >= limit:
+            break
+        await trio.sleep(0.2)
+    return mismatches, failures, time.monotonic() - t1
+
+
 # --- the run ----------------------------------------------------------------------------------
 
 
 async def run(
-    seconds: float, clients: int, seed: int, abandon: int
+    seconds: float, clients: int, seed: int, abandon: int, journal: bool
 ) -> tuple[dict[str, Any], list[str], Path]:
     workdir = Path(tempfile.mkdtemp(prefix="us-churn-", dir="/tmp"))
     churn = Churn(workdir / "s.sock", workdir, seed, clients, abandon)
+    state = workdir / "unitsync.state" if journal else None
     try:
-        async with open_coordinator() as coord, trio.open_nursery() as server:
+        async with open_coordinator(state=state) as coord, trio.open_nursery() as server:
             with trio.fail_after(SERVER_LIMIT):
                 churn.path = await server.start(serve, coord, churn.path)
                 await trio.testing.wait_all_tasks_blocked(0.05)
@@ -406,17 +469,7 @@ async def run(
             elapsed = time.monotonic() - t0
 
             expected = read_logs(churn)
-            t1 = time.monotonic()
-            while True:  # a dead client's waiters and leases go when the server notices
-                with trio.move_on_after(SERVER_LIMIT) as bound:
-                    mismatches, failures = await check(coord, expected)
-                if bound.cancelled_caught:
-                    mismatches, failures = [], [f"the coordinator did not answer within {SERVER_LIMIT} s"]
-                    break
-                if not (mismatches or failures) or time.monotonic() - t1 > QUIESCE_LIMIT:
-                    break
-                await trio.sleep(0.2)
-            quiesce = time.monotonic() - t1
+            mismatches, failures, quiesce = await check_until_quiet(lambda: check(coord, expected))
 
             with trio.fail_after(SERVER_LIMIT):
                 stats = await coord.statistics()
@@ -442,6 +495,7 @@ async def run(
                 + [f"worker error: {e}" for e in churn.errors] + [f"hung: {h}" for h in churn.hung])
     result = {
         "seconds": round(elapsed, 2),
+        "journal": journal,
         "clients": clients,
         "connections": counts["connect"],
         "calls": counts["begin"],
@@ -489,11 +543,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--abandon", type=int, default=20,
                         help="weight (of ~100) of calls a worker gives up before the answer")
+    parser.add_argument("--state", action=argparse.BooleanOptionalAction, default=True,
+                        help="the coordinator keeps a journal (in the run's temp dir; every "
+                             "mutation waits for its fdatasync) or, --no-state, memory only")
     parser.add_argument("--quick", action="store_true", help="3 s, 4 clients (smoke test)")
     parser.add_argument("--json", action="store_true", help="print only the JSON object")
     args = parser.parse_args(argv)
     seconds, clients = (3.0, 4) if args.quick else (args.seconds, args.clients)
-    result, problems, workdir = trio.run(run, seconds, clients, args.seed, args.abandon)
+    result, problems, workdir = trio.run(run, seconds, clients, args.seed, args.abandon, args.state)
     for problem in problems[:40]:
         print(problem, file=sys.stderr)
     if len(problems) > 40:

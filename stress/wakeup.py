@@ -1,6 +1,8 @@
 """Wake-up latency: N clients parked in ``ready()`` on units that all want one dependency.
 
-Per size N, on a fresh ``unitsync serve`` process (socket in a short /tmp dir, SIGTERM at the end):
+Per size N, on a fresh ``unitsync serve`` process (socket in a short /tmp dir, SIGTERM at the end;
+its journal in that dir, ``--state``, the default as for ``serve`` itself — every mutation, the
+``complete`` included, is acknowledged after its ``fdatasync`` — or none, ``--no-state``):
 
 * the driver declares ``w0..w{N-1}`` and ``p0..p{M-1}``, each wanting ``dep`` (completed);
 * P client worker processes (``stress._wakeup_client``, asyncio + pycapnp, no Trio) share the
@@ -13,7 +15,10 @@ Per size N, on a fresh ``unitsync serve`` process (socket in a short /tmp dir, S
   as the complete returns. Workers stamp each ``ready()`` resolving (or the poll that saw it)
   with ``time.monotonic()`` (CLOCK_MONOTONIC is system-wide, so stamps compare across
   processes). Latency = stamp - t. A wake-up may beat the complete's own reply: such latencies
-  stay negative in the figures and are counted in ``negative``.
+  stay negative in the figures and are counted in ``negative``. The headline is the same
+  wake-ups timed from the ``complete`` being *sent* (``from_call_*``): with the journal on, the
+  complete's reply waits for its fdatasync while the waiters are woken at once (the state
+  change is not delayed), so timing from the reply would flatter the journal.
 
 ``--rounds R`` repeats the wake-up R times per size on the same connections and server, each
 round with its own units (``w{i}.{r}``) and dependency (``dep.{r}``); the figures pool all rounds
@@ -24,8 +29,9 @@ Figures (ms): ``p50_ms``, ``p99_ms``, ``max_ms`` of the waiters (nearest rank), 
 ``negative``, ``from_call_p50_ms`` / ``from_call_p99_ms`` / ``from_call_max_ms`` (the same
 wake-ups timed from just before the complete was *sent*: an upper bound that no race with the
 complete's reply can make negative), ``complete_ms`` (median round trip of the complete),
-``clients`` (P), ``pollers`` (M), ``rounds``, ``missing`` (waiters never woken), ``errors``,
-``park_s`` (spawning the workers until all of round 0 is parked). Exit status 1 if any waiter
+``from_call_us_per_waiter``, ``clients`` (P), ``pollers`` (M), ``rounds``, ``missing`` (waiters
+never woken), ``errors``, ``park_s`` (spawning the workers until all of round 0 is parked),
+``journal`` (true: ``--state``). Exit status 1 if any waiter
 was not woken or a worker reported an error.
 
 Output: one size → the last line is one JSON object with the keys above. Several sizes
@@ -37,7 +43,7 @@ last line is one JSON object ``{"runs": [<one object per size>]}``. ``--raw PATH
 1's ...), ``null`` where a waiter was not woken.
 
 Goals (DESIGN §6): one waiter p99 <= 2 ms; 1,000 waiters all woken within 50 ms
-(p99 <= 50 ms, <= 50 µs per waiter).
+(p99 <= 50 ms, <= 50 µs per waiter); judged on the ``from_call_*`` figures.
 """
 
 from __future__ import annotations
@@ -89,6 +95,7 @@ class Run:
     errors: list[str] = field(default_factory=list)
     park_s: float = 0.0  # spawning the workers until all of round 0 is parked
     complete_ms: list[float] = field(default_factory=list)  # per round
+    journal: bool = True
 
 
 def default_clients(waiters: int) -> int:
@@ -228,23 +235,32 @@ async def drive(
 
 
 def run_size(
-    waiters: int, clients: int, pollers: int, rounds: int, interval: float, timeout: float
+    waiters: int, clients: int, pollers: int, rounds: int, interval: float, timeout: float,
+    journal: bool = True,
 ) -> Run:
-    """One size on a fresh ``unitsync serve``; workers and server are stopped whatever happens."""
+    """One size on a fresh ``unitsync serve`` (its journal in the run's temp dir, or none);
+    workers and server are stopped whatever happens."""
     import capnp
 
     ensure_fd_limit(waiters + pollers + 256, "wakeup")
     workdir = tempfile.mkdtemp(prefix="us-", dir="/tmp")  # short: a socket path is <= 107 bytes
     path = Path(workdir) / "unitsync.sock"
     env = {**os.environ, "UNITSYNC_SOCKET": str(path)}
-    server = start([sys.executable, "-m", "cli", "serve", "--socket", str(path)], env, "serving on")
+    state = ["--state", str(Path(workdir) / "unitsync.state")] if journal else ["--no-state"]
+    # one connection per waiter and poller, the driver's, and room: past serve's default limit
+    # (1,024) at 1,000 waiters
+    limit = ["--max-connections", str(max(1024, waiters + pollers + 64))]
+    server = start([sys.executable, "-m", "cli", "serve", "--socket", str(path), *state, *limit],
+                   env, "serving on")
     server_tail: deque[str] = deque(maxlen=20)
     assert server.stderr is not None
     drain(server.stderr, server_tail)
     workers: list[subprocess.Popen[str]] = []
     try:
-        return asyncio.run(capnp.run(
+        run = asyncio.run(capnp.run(
             drive(path, waiters, clients, pollers, rounds, interval, timeout, workers)))
+        run.journal = journal
+        return run
     except TimeoutError:
         raise RuntimeError(f"wakeup: a client worker did not answer within {timeout} s; "
                            f"server stderr: {''.join(server_tail)!r}") from None
@@ -280,6 +296,7 @@ def figures(run: Run) -> dict[str, Any]:
         "from_call_p50_ms": round(percentile(called, 0.50), 3) if called else nan,
         "from_call_p99_ms": round(percentile(called, 0.99), 3) if called else nan,
         "from_call_max_ms": round(called[-1], 3) if called else nan,
+        "from_call_us_per_waiter": round((called[-1] if called else nan) * 1e3 / run.waiters, 2),
         "negative": sum(x < 0 for x in woken),
         "missing": len(run.latency_ms) - len(woken),
         "rounds": run.rounds,
@@ -288,33 +305,39 @@ def figures(run: Run) -> dict[str, Any]:
         "pollers": run.pollers,
         "park_s": round(run.park_s, 2),
         "complete_ms": round(sorted(run.complete_ms)[len(run.complete_ms) // 2], 3),
+        "journal": run.journal,
     }
 
 
 def print_table(results: list[dict[str, Any]]) -> None:
-    print("wake-up latency from `complete dep` returning to each parked ready() resolving, ms"
-          " (call p99: from the complete being sent)")
+    journal = {r["journal"] for r in results}
+    print("wake-up latency from `complete dep` being sent to each parked ready() resolving, ms"
+          " (ret p99: from its reply; journal "
+          + "/".join("on" if j else "off" for j in sorted(journal, reverse=True)) + ")")
     header = (f"{'waiters':>8} {'clients':>7} {'p50':>8} {'p99':>8} {'max':>8} {'µs/waiter':>9}"
-              f" {'neg':>5} {'missing':>7} {'call p99':>9} {'poll p50':>9} {'poll p99':>9}"
-              f" {'park s':>7}")
+              f" {'missing':>7} {'ret p50':>8} {'ret p99':>8} {'neg':>5} {'complete':>8}"
+              f" {'poll p50':>9} {'poll p99':>9} {'park s':>7}")
     print(header)
     for r in results:
-        print(f"{r['waiters']:8} {r['clients']:7} {r['p50_ms']:8.3f} {r['p99_ms']:8.3f}"
-              f" {r['max_ms']:8.3f} {r['us_per_waiter']:9.2f} {r['negative']:5} {r['missing']:7}"
-              f" {r['from_call_p99_ms']:9.3f} {r['poll_p50_ms']:9.1f} {r['poll_p99_ms']:9.1f}"
-              f" {r['park_s']:7.2f}")
+        print(f"{r['waiters']:8} {r['clients']:7} {r['from_call_p50_ms']:8.3f}"
+              f" {r['from_call_p99_ms']:8.3f} {r['from_call_max_ms']:8.3f}"
+              f" {r['from_call_us_per_waiter']:9.2f} {r['missing']:7} {r['p50_ms']:8.3f}"
+              f" {r['p99_ms']:8.3f} {r['negative']:5} {r['complete_ms']:8.3f}"
+              f" {r['poll_p50_ms']:9.1f} {r['poll_p99_ms']:9.1f} {r['park_s']:7.2f}")
     for r in results:
         if r["waiters"] == 1:
-            ok = r["p99_ms"] <= ONE_WAITER_P99_GOAL_MS
+            ok = r["from_call_p99_ms"] <= ONE_WAITER_P99_GOAL_MS
             print(f"goal (DESIGN §6) one waiter p99 <= {ONE_WAITER_P99_GOAL_MS:g} ms: "
-                  f"{'met' if ok else 'NOT met'} ({r['p99_ms']:.3f} ms)")
+                  f"{'met' if ok else 'NOT met'} ({r['from_call_p99_ms']:.3f} ms from the complete "
+                  f"sent; {r['p99_ms']:.3f} from its reply)")
         if r["waiters"] == 1000:
-            ok = (r["max_ms"] <= THOUSAND_MAX_GOAL_MS and r["us_per_waiter"] <= PER_WAITER_GOAL_US
-                  and r["missing"] == 0)
+            ok = (r["from_call_max_ms"] <= THOUSAND_MAX_GOAL_MS
+                  and r["from_call_us_per_waiter"] <= PER_WAITER_GOAL_US and r["missing"] == 0)
             print(f"goal (DESIGN §6) 1,000 waiters all woken within {THOUSAND_MAX_GOAL_MS:g} ms "
                   f"(<= {PER_WAITER_GOAL_US:g} µs/waiter): {'met' if ok else 'NOT met'} "
-                  f"(p99 {r['p99_ms']:.1f} ms, max {r['max_ms']:.1f} ms, "
-                  f"{r['us_per_waiter']:.1f} µs/waiter)")
+                  f"(from the complete sent: p99 {r['from_call_p99_ms']:.1f} ms, max "
+                  f"{r['from_call_max_ms']:.1f} ms, {r['from_call_us_per_waiter']:.1f} µs/waiter; "
+                  f"from its reply: p99 {r['p99_ms']:.1f}, max {r['max_ms']:.1f})")
 
 
 def main(argv: list[str]) -> int:
@@ -334,6 +357,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--interval", type=float, default=1.0, help="pollers: seconds between polls")
     parser.add_argument("--timeout", type=float, default=120.0,
                         help="bound on parking, and on waking after the complete, in seconds")
+    parser.add_argument("--state", action=argparse.BooleanOptionalAction, default=True,
+                        help="the server keeps its journal (in the run's temp dir, as `unitsync "
+                             "serve` does by default) or, --no-state, memory only")
     parser.add_argument("--raw", type=Path, help="write per-waiter latencies (JSON) here")
     parser.add_argument("--quick", action="store_true",
                         help=f"{QUICK_WAITERS} waiters, {QUICK_POLLERS} pollers (smoke test)")
@@ -363,7 +389,7 @@ def main(argv: list[str]) -> int:
     for n in sizes:
         clients = min(n, args.clients or default_clients(n))
         pollers = args.pollers or (QUICK_POLLERS if args.quick else default_pollers(n))
-        run = run_size(n, clients, pollers, args.rounds, args.interval, args.timeout)
+        run = run_size(n, clients, pollers, args.rounds, args.interval, args.timeout, args.state)
         for error in run.errors[:10]:
             print(f"wakeup: {n} waiters: {error}", file=sys.stderr)
         runs.append(run)
@@ -371,7 +397,7 @@ def main(argv: list[str]) -> int:
 
     if args.raw is not None:
         raw = {"runs": [{"waiters": r.waiters, "clients": r.clients, "pollers": r.pollers,
-                         "rounds": r.rounds, "complete_ms": r.complete_ms,
+                         "rounds": r.rounds, "journal": r.journal, "complete_ms": r.complete_ms,
                          "from_call_ms": r.from_call_ms,
                          "latency_ms": r.latency_ms, "poll_latency_ms": r.poll_latency_ms}
                         for r in runs]}

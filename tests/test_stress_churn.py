@@ -1,10 +1,10 @@
-"""``python -m stress churn --quick``: clients coming, going, giving up calls and being
-SIGKILLed leave the server with exactly the state they were told about, no waiter and no extra
-task or thread.
+"""``python -m stress churn``: clients coming, going, giving up calls and being SIGKILLed leave the
+server with exactly the state they were told about, no waiter and no extra task or thread.
 
 A correctness test, not a benchmark: it fails if the server loses an acknowledged mutation,
 keeps a dead client's waiter, leaves a unit started whose holder has gone, or breaks an invariant
-(see stress/churn.py for the checker).
+(see stress/churn.py for the checker). The quick run is in the default suite; the chaos run
+(hundreds of client processes, a hundred and more of them SIGKILLed) is ``-m slow``.
 """
 
 from __future__ import annotations
@@ -13,21 +13,30 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 ROOT = Path(__file__).parent.parent
 #: The harness's own findings on stderr (the server's stderr is mixed in).
-FINDINGS = ("mismatch:", "invariant:", "anomaly:", "worker error:", "hung:", "... and", "logs kept")
+FINDINGS = ("mismatch:", "invariant:", "anomaly:", "worker error:", "hung:", "probe:", "... and",
+            "logs kept", "the last server")
 
 
-def test_churn_quick() -> None:
+def run_scenario(*args: str, timeout: float) -> tuple[dict[str, Any], str, int]:
+    """``python -m stress ARGS --json``: (its JSON figures, the findings it printed, its exit
+    status)."""
     out = subprocess.run(
-        [sys.executable, "-m", "stress", "churn", "--quick", "--json"],
-        capture_output=True, text=True, timeout=120, cwd=ROOT,
+        [sys.executable, "-m", "stress", *args, "--json"],
+        capture_output=True, text=True, timeout=timeout, cwd=ROOT,
     )
     lines = out.stdout.strip().splitlines()
     assert lines, f"no output; stderr:\n{out.stderr[-3000:]}"
-    result = json.loads(lines[-1])
     details = "\n".join(line for line in out.stderr.splitlines() if line.startswith(FINDINGS))
+    return json.loads(lines[-1]), details, out.returncode
+
+
+def assert_churn_held(result: dict[str, Any], details: str, returncode: int) -> None:
     assert result["mismatches"] == 0, details
     assert result["waiters_after"] == 0, details
     assert result["invariant_failures"] == 0, details
@@ -35,4 +44,24 @@ def test_churn_quick() -> None:
     assert result["killed"] >= 1
     assert result["acknowledged"] > 0 and result["connections"] > 0
     assert result["tasks_after"] <= result["tasks_baseline"] + result["unit_actors"]
-    assert result["ok"] and out.returncode == 0, details
+    assert result["ok"] and returncode == 0, details
+
+
+def test_churn_quick() -> None:
+    result, details, returncode = run_scenario("churn", "--quick", timeout=120)
+    assert result["journal"] is True  # the default, as `unitsync serve`'s
+    assert_churn_held(result, details, returncode)
+
+
+@pytest.mark.slow
+def test_churn_chaos_hundreds_of_clients() -> None:
+    """60 s, 24 slots: hundreds of worker processes come and go, over a hundred SIGKILLed."""
+    result, details, returncode = run_scenario(
+        "churn", "--seconds", "60", "--clients", "24", timeout=600
+    )
+    assert_churn_held(result, details, returncode)
+    assert result["workers"] >= 300, result
+    assert result["killed"] >= 100, result
+    assert result["killed_mid_call"] >= 50, result
+    assert result["abandoned"] >= 1000 and result["cycles_refused"] >= 100, result
+    assert result["threads_after"] - result["idle_trio_threads_after"] == result["threads_baseline"]

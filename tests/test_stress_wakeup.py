@@ -20,6 +20,9 @@ def test_wakeup_quick() -> None:
                 "poll_p99_ms", "negative", "clients", "pollers", "park_s"):
         assert key in result, key
     assert result["waiters"] == QUICK_WAITERS
+    assert result["journal"] is True  # the default, as `unitsync serve`'s
+    assert result["from_call_p50_ms"] <= result["from_call_p99_ms"] <= result["from_call_max_ms"]
+    assert result["from_call_max_ms"] >= result["max_ms"]  # sent before its reply came back
     assert result["pollers"] == QUICK_POLLERS
     assert result["missing"] == 0 and result["errors"] == 0
     for key in ("p50_ms", "p99_ms", "max_ms", "us_per_waiter"):
