@@ -77,6 +77,8 @@ class UnitState:
 class Model:
     units: dict[str, UnitState] = field(default_factory=dict)
     leases: dict[str, str] = field(default_factory=dict)  # unreleased lease key -> unit
+    #: unit -> the lease whose hold is its current status (any status change ends a hold)
+    holders: dict[str, str] = field(default_factory=dict)
 
     def unit(self, name: str) -> UnitState:
         return self.units.setdefault(name, UnitState())
@@ -93,18 +95,22 @@ class Model:
             return
         if kind in ("lease_complete", "lease_fail"):
             self.leases.pop(call["lease"], None)
+        self.holders.pop(call["unit"], None)
         if kind == "hold":
             assert lease is not None
             self.leases[lease] = call["unit"]
+            self.holders[call["unit"]] = lease
         status = {"start": "started", "hold": "started", "complete": "completed",
                   "lease_complete": "completed", "fail": "failed", "lease_fail": "failed"}[kind]
         unit.status, unit.reason = status, call.get("reason", "") if status == "failed" else ""
 
     def drop(self, keys: list[str]) -> None:
-        """Leases released without complete/fail: the server fails a unit still started."""
+        """Leases released without complete/fail: the server fails a unit that its lease
+        still holds (not one re-run or otherwise changed since)."""
         for key in keys:
             name = self.leases.pop(key, None)
-            if name is not None and self.units[name].status == "started":
+            if name is not None and self.holders.get(name) == key:
+                del self.holders[name]
                 self.units[name].status, self.units[name].reason = "failed", HOLDER_GONE
 
 

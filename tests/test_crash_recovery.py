@@ -29,6 +29,9 @@ def assert_recovered(result: dict[str, Any], details: str, returncode: int, roun
     assert result["journal_bytes"] > 0 and 0 < result["restart_ms_max"] < 60_000
     assert result["final_exit"] == 0, details
     assert result["sabotaged_records"] == 0
+    # the held-unit rule is exact: no hold that ended in the log comes back started
+    assert result["held_restored_started_at_kill"] == 0, details
+    assert result["held_restored_started_released_before"] == 0, details
     assert result["ok"] and returncode == 0, details
 
 
