@@ -551,6 +551,14 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     seconds, clients = (3.0, 4) if args.quick else (args.seconds, args.clients)
     result, problems, workdir = trio.run(run, seconds, clients, args.seed, args.abandon, args.state)
+    return report(result, problems, workdir, json_only=args.json, width=24)
+
+
+def report(
+    result: dict[str, Any], problems: list[str], workdir: Path, *, json_only: bool, width: int
+) -> int:
+    """Print a run's problems (stderr; the logs kept if any), its figures and the JSON line;
+    the exit code."""
     for problem in problems[:40]:
         print(problem, file=sys.stderr)
     if len(problems) > 40:
@@ -559,8 +567,8 @@ def main(argv: list[str]) -> int:
         print(f"logs kept in {workdir}", file=sys.stderr)
     else:
         shutil.rmtree(workdir, ignore_errors=True)
-    if not args.json:
+    if not json_only:
         for key, value in result.items():
-            print(f"{key:24} {value}")
+            print(f"{key:{width}} {value}")
     print(json.dumps(result))
     return 0 if result["ok"] else 1

@@ -43,9 +43,7 @@ what the held-unit rule let through, and why;
 from __future__ import annotations
 
 import argparse
-import json
 import random
-import shutil
 import signal
 import statistics
 import subprocess
@@ -65,7 +63,7 @@ from coordinator._lease import HOLDER_GONE
 from ._churn_client import MUTATIONS
 from .churn import (
     NOT_REGISTERED, ROOT, SERVER_LIMIT, Churn, Expected, Key, check_state, check_until_quiet,
-    first_line, read_logs, run_slot, set_up_shared,
+    first_line, read_logs, report, run_slot, set_up_shared,
 )
 
 _SCRIPT: Final = Path(sys.executable).with_name("unitsync")
@@ -484,16 +482,4 @@ def main(argv: list[str]) -> int:
     result, problems, workdir = trio.run(
         run, args.seconds, args.clients, args.kills, args.seed, args.abandon, args.sabotage
     )
-    for problem in problems[:40]:
-        print(problem, file=sys.stderr)
-    if len(problems) > 40:
-        print(f"... and {len(problems) - 40} more", file=sys.stderr)
-    if problems:
-        print(f"logs kept in {workdir}", file=sys.stderr)
-    else:
-        shutil.rmtree(workdir, ignore_errors=True)
-    if not args.json:
-        for key, value in result.items():
-            print(f"{key:30} {value}")
-    print(json.dumps(result))
-    return 0 if result["ok"] else 1
+    return report(result, problems, workdir, json_only=args.json, width=30)
