@@ -104,10 +104,17 @@ class ClientCore:
         while True:
             try:
                 self._attach(*await _open(self.path, timeout))
+                # a dying coordinator's listener may still take a connection (a kill closes
+                # the connections first; a shutdown takes up to 1.5 s), then reset it: only
+                # an answer tells that one is back
+                await self.ping()
                 return
             except CoordinatorUnreachable:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RECONNECT_INTERVAL)
+                pass
+            except CoordinatorClosed:
+                self._drop()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECONNECT_INTERVAL)
 
     async def disconnected(self) -> None:
         """Returns when the connection to the coordinator is lost (never if it is closed here)."""
