@@ -113,6 +113,37 @@ async def test_waiting_start_and_wait_survive_a_restart(sock_dir: Path) -> None:
     assert reconnected < RECONNECT_INTERVAL + 1.0  # retried at least every RECONNECT_INTERVAL
 
 
+async def test_a_listener_that_hangs_up_is_not_a_coordinator_back(sock_dir: Path) -> None:
+    """A dying coordinator's listener may still take a connection (the kernel closes a killed
+    process's connections before its listener; a shutdown keeps it for up to 1.5 s) and then
+    drop it. A waiting script must not take that for the coordinator being back: it says
+    "reconnected" only once a coordinator answers."""
+    with trio.fail_after(WAIT * 4):
+        async with coordinator(sock_dir) as coord:
+            wait = await coord.served.open("wait", "git", "--timeout", "30s")
+            try:
+                await lines_until(wait.stderr, "is waiting to reach")
+                await coord.kill()
+                await lines_until(wait.stderr, "lost the coordinator")
+                coord.path.unlink()
+                with trio.socket.socket(trio.socket.AF_UNIX) as impostor:
+                    await impostor.bind(str(coord.path))
+                    impostor.listen()
+                    for _ in range(2):  # each attempt is taken, then hung up on
+                        taken, _ = await impostor.accept()
+                        taken.close()
+                await coord.start()
+                said = await lines_until(wait.stderr, "is waiting to reach")
+                assert [line for line in said if "unitsync:" in line] == [
+                    f"unitsync: reconnected to the coordinator at {coord.path}\n"
+                ], said
+                assert (await coord.served.run("start", "git")).returncode == OK
+                assert (await coord.served.run("complete", "git")).returncode == OK
+                assert await wait.wait() == OK
+            finally:
+                await reap(wait)
+
+
 async def test_a_run_takes_its_hold_back_after_a_restart(sock_dir: Path) -> None:
     """Taken back, the unit is bound to the run again: when that run dies, the unit fails at
     once (a hold grace of 60 s shows it was not the grace period that failed it)."""

@@ -105,13 +105,14 @@ class ClientCore:
             try:
                 self._attach(*await _open(self.path, timeout))
                 # a dying coordinator's listener may still take a connection (a kill closes
-                # the connections first; a shutdown takes up to 1.5 s), then reset it: only
-                # an answer tells that one is back
-                await self.ping()
+                # the connections first; a shutdown takes up to 1.5 s), then drop it, or a
+                # stopped one never answer: only an answer tells that a coordinator is back
+                async with asyncio.timeout(timeout):
+                    await self.ping()
                 return
             except CoordinatorUnreachable:
                 pass
-            except CoordinatorClosed:
+            except (CoordinatorClosed, TimeoutError):
                 self._drop()
             await asyncio.sleep(delay)
             delay = min(delay * 2, RECONNECT_INTERVAL)
