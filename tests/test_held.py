@@ -11,6 +11,8 @@ was re-run has no say over the new run.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -53,6 +55,14 @@ async def stop_while_held(journal: Path, *, held: bool = True) -> None:
             await coord.aclose()  # the hold's block is left after the coordinator has gone
 
 
+@asynccontextmanager
+async def restarted(journal: Path, *, held: bool = True) -> AsyncIterator[LocalCoordinator]:
+    """A coordinator restarted on a journal left by :func:`stop_while_held`."""
+    await stop_while_held(journal, held=held)
+    async with open_coordinator(state=journal, hold_grace=GRACE) as coord:
+        yield coord
+
+
 async def status(coord: LocalCoordinator, unit: str) -> tuple[Status, str]:
     info = await coord.unit(unit).info()
     return info.status, info.reason
@@ -63,8 +73,7 @@ async def test_a_restored_hold_fails_once_its_grace_period_is_over(
 ) -> None:
     journal = sock_dir / "state"
     with trio.fail_after(LIMIT):
-        await stop_while_held(journal)
-        async with open_coordinator(state=journal, hold_grace=GRACE) as coord:
+        async with restarted(journal) as coord:
             began = trio.current_time()
             assert await status(coord, "job") == (Status.STARTED, "")
             with pytest.raises(DependencyFailed) as caught:  # parked until the grace ends
@@ -81,8 +90,7 @@ async def test_a_resumed_hold_belongs_to_its_new_holder(
 ) -> None:
     journal = sock_dir / "state"
     with trio.fail_after(LIMIT):
-        await stop_while_held(journal)
-        async with open_coordinator(state=journal, hold_grace=GRACE) as coord:
+        async with restarted(journal) as coord:
             async with coord.unit("job").hold(resume=True) as lease:
                 with pytest.raises(AlreadyInStatus):  # taken: nobody else resumes it
                     async with coord.unit("job").hold(resume=True):
@@ -91,8 +99,7 @@ async def test_a_resumed_hold_belongs_to_its_new_holder(
                 assert await status(coord, "job") == (Status.STARTED, "")
                 await lease.complete()
             assert (await coord.unit("next").ready()).ready
-        await stop_while_held(journal)
-        async with open_coordinator(state=journal, hold_grace=GRACE) as coord:
+        async with restarted(journal) as coord:
             async with coord.unit("job").hold(resume=True):
                 pass  # the new holder goes away without an outcome: as any holder would
             assert await status(coord, "job") == (Status.FAILED, HOLDER_GONE)
@@ -104,8 +111,7 @@ async def test_a_restored_hold_recorded_by_name_is_not_failed_later(
     """What ``run`` does when it reconnects only after its command has ended."""
     journal = sock_dir / "state"
     with trio.fail_after(LIMIT):
-        await stop_while_held(journal)
-        async with open_coordinator(state=journal, hold_grace=GRACE) as coord:
+        async with restarted(journal) as coord:
             await coord.unit("job").complete()
             await trio.sleep(GRACE * 2)
             assert await status(coord, "job") == (Status.COMPLETED, "")
@@ -116,8 +122,7 @@ async def test_a_plain_start_is_not_a_hold(
 ) -> None:
     journal = sock_dir / "state"
     with trio.fail_after(LIMIT):
-        await stop_while_held(journal, held=False)
-        async with open_coordinator(state=journal, hold_grace=GRACE) as coord:
+        async with restarted(journal, held=False) as coord:
             await trio.sleep(GRACE * 2)
             assert await status(coord, "job") == (Status.STARTED, "")
             with pytest.raises(AlreadyInStatus):
