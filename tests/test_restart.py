@@ -113,6 +113,30 @@ async def test_waiting_start_and_wait_survive_a_restart(sock_dir: Path) -> None:
     assert reconnected < RECONNECT_INTERVAL + 1.0  # retried at least every RECONNECT_INTERVAL
 
 
+async def test_a_run_waiting_for_its_dependencies_survives_a_restart(sock_dir: Path) -> None:
+    with trio.fail_after(WAIT * 4):
+        async with coordinator(sock_dir) as coord:
+            served = coord.served
+            run = await served.open(
+                "run", "job", "--after", "dep", "--timeout", "30s", "--", "sh", "-c", "echo ran"
+            )
+            try:
+                await lines_until(run.stderr, "is waiting for dependencies")
+                await coord.kill()
+                await coord.start()
+                await lines_until(run.stderr, "reconnected to the coordinator")
+                await lines_until(run.stderr, "is waiting for dependencies")  # parked again
+                assert (await served.run("start", "dep")).returncode == OK
+                assert (await served.run("complete", "dep")).returncode == OK
+                assert await run.wait() == OK
+                assert run.stdout is not None
+                assert await read_all(run.stdout) == "ran\n"
+            finally:
+                await reap(run)
+            status = await served.run("status", "job", "-o", "json")
+            assert '"status": "completed"' in status.stdout, status
+
+
 async def test_a_listener_that_hangs_up_is_not_a_coordinator_back(sock_dir: Path) -> None:
     """A dying coordinator's listener may still take a connection (the kernel closes a killed
     process's connections before its listener; a shutdown keeps it for up to 1.5 s) and then
