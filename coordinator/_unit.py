@@ -214,15 +214,11 @@ class UnitActor:
             case Reached(status, reply):
                 self._park(reply, self._reached_waiters, status)
             case Start(reply):
-                if self._status is Status.STARTED:
-                    reply.error(AlreadyInStatus(self.name, self._status))
-                elif self._unmet:
-                    reply.error(NotReady(self.name, sorted(self._unmet)))
-                else:
-                    self._set_status(Status.STARTED)
-                    self._done(reply)
-            case Hold(resume, reply):
-                self._hold(resume, reply)
+                self._start(reply, held=False)
+            case Hold(False, reply):
+                self._start(reply, held=True)
+            case Hold(True, reply):
+                self._resume(reply)
             case Complete(reply):
                 if self._status is Status.NOT_REGISTERED:
                     reply.error(UnitNotFound(self.name))
@@ -266,29 +262,33 @@ class UnitActor:
             case Inspect(reply):
                 reply.ok(self._statistics())
 
-    def _hold(self, resume: bool, reply: Reply[int]) -> None:
-        """Start bound to a new holder token; or (``resume``) give a restored hold whose
-        holder has not come back a new token — the status stays, so nothing is journaled."""
-        if resume:
-            if self._holder != ORPHAN:
-                status = self._status
-                reply.error(
-                    AlreadyInStatus(self.name, status) if status is Status.STARTED
-                    else NotHeld(self.name, status)
-                )
-                return
-            self._holds += 1
-            self._holder = self._holds
-            reply.ok(self._holder)
-        elif self._status is Status.STARTED:
+    def _start(self, reply: Reply[Any], *, held: bool) -> None:
+        """Start (a re-run from completed or failed too); ``held``: bound to a new holder
+        token, which is the answer (a plain start answers None)."""
+        if self._status is Status.STARTED:
             reply.error(AlreadyInStatus(self.name, self._status))
         elif self._unmet:
             reply.error(NotReady(self.name, sorted(self._unmet)))
         else:
-            self._holds += 1
-            self._set_status(Status.STARTED, held=True)
-            self._holder = self._holds
+            self._set_status(Status.STARTED, held=held)
+            if held:
+                self._holds += 1
+                self._holder = self._holds
             self._done(reply, self._holder)
+
+    def _resume(self, reply: Reply[int]) -> None:
+        """Give a hold restored from the journal, whose holder has not come back, a new holder
+        token. The status stays, so nothing is journaled."""
+        if self._holder != ORPHAN:
+            status = self._status
+            reply.error(
+                AlreadyInStatus(self.name, status) if status is Status.STARTED
+                else NotHeld(self.name, status)
+            )
+            return
+        self._holds += 1
+        self._holder = self._holds
+        reply.ok(self._holder)
 
     @property
     def orphaned(self) -> bool:
