@@ -88,25 +88,23 @@ def report(error: BaseException) -> int:
 T = TypeVar("T")
 
 
-async def across_restarts(core: ClientCore, attempt: Callable[[bool], Awaitable[T]]) -> T:
-    """Return ``await attempt(again)``, surviving restarts of the coordinator.
+async def across_restarts(core: ClientCore, attempt: Callable[[], Awaitable[T]]) -> T:
+    """Return ``await attempt()``, surviving restarts of the coordinator.
 
     When the connection is lost before ``attempt`` is done — the coordinator was killed, is
     restarting, or is shutting down (:class:`CoordinatorClosed`) — say so on stderr, reconnect
     to the same socket (:meth:`ClientCore.reconnect`: retried until the caller's own timeout
-    cancels it) and run ``attempt(True)`` on the new connection. A waiting ``start``, ``wait``
+    cancels it) and run ``attempt()`` again on the new connection. A waiting ``start``, ``wait``
     or ``run`` thus goes on waiting through a restart (the journal keeps the state) instead of
     failing at the first disconnect. The first connection is not retried: no coordinator at
     all is exit 69 at once."""
-    again = False
     while True:
         try:
-            return await attempt(again)
+            return await attempt()
         except CoordinatorClosed as lost:
             say(f"lost the coordinator at {core.path} ({lost}); reconnecting")
         await core.reconnect()
         say(f"reconnected to the coordinator at {core.path}")
-        again = True
 
 
 def did_not_come_back(core: ClientCore, timeout: float) -> CoordinatorUnreachable:

@@ -10,16 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 from cyclopts import Parameter
 
-from coordinator._errors import CoordinatorClosed, CoordinatorUnreachable, UnitsyncError
+from coordinator._errors import CoordinatorClosed, UnitsyncError
 from coordinator._names import validate_name
 from coordinator._status import Status
 
-from ._connect import USAGE, CommandError, call, say
+from ._connect import USAGE, CommandError, across_restarts, call, say
 from ._format import names
 from ._options import Common, Duration, Requirement
 from ._sync import start_when_ready
@@ -171,7 +170,7 @@ async def _supervise(
             return code
         except CoordinatorClosed:
             pass
-    await _record_by_name(core.path, unit, reason)
+    await _record_by_name(core, unit, reason)
     return code
 
 
@@ -197,38 +196,31 @@ async def _keep_the_hold(core: ClientCore, unit: str, hold: _Hold) -> None:
         say(f'reconnected to the coordinator at {core.path}; unit "{unit}" is held again')
 
 
-async def _record_by_name(path: Path, unit: str, reason: str) -> None:
-    """The coordinator is away as CMD ends, or the hold could not be taken back: connect (it
-    may be restarting) and record CMD's outcome by name, for up to :data:`RECONNECT_SECONDS`;
-    else say it was not recorded."""
-    from coordinator.rpc._client import ClientCore
-
+async def _record_by_name(core: ClientCore, unit: str, reason: str) -> None:
+    """The coordinator is away as CMD ends, or the hold could not be taken back: record CMD's
+    outcome by name, reconnecting if need be (it may be restarting) for up to
+    :data:`RECONNECT_SECONDS`; else say it was not recorded."""
     outcome_text = reason or "exit code 0"
-    deadline = asyncio.get_running_loop().time() + RECONNECT_SECONDS
-    delay = 0.1
-    while True:
-        try:
-            core = await ClientCore.connect(path)
-            try:
-                if reason:
-                    await core.fail(unit, reason)
-                else:
-                    await core.complete(unit)
-            finally:
-                core.close()
-            say(f"reconnected to the coordinator at {path}; recorded {outcome_text}")
-            return
-        except (CoordinatorClosed, CoordinatorUnreachable):
-            pass
-        except UnitsyncError as error:  # e.g. the unit is not there (no journal): say why
-            say(f"could not record the outcome ({outcome_text}): {error}")
-            return
-        if asyncio.get_running_loop().time() + delay > deadline:
-            say(f"the coordinator at {path} did not come back; the outcome ({outcome_text}) "
-                "was not recorded")
-            return
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 1.0)
+
+    async def record() -> None:
+        if reason:
+            await core.fail(unit, reason)
+        else:
+            await core.complete(unit)
+
+    try:
+        async with asyncio.timeout(RECONNECT_SECONDS):
+            if not core.connected:
+                await core.reconnect()
+                say(f"reconnected to the coordinator at {core.path}")
+            await across_restarts(core, record)
+    except TimeoutError:
+        say(f"the coordinator at {core.path} did not come back; the outcome ({outcome_text}) "
+            "was not recorded")
+    except UnitsyncError as error:  # e.g. the unit is not there (no journal): say why
+        say(f"could not record the outcome ({outcome_text}): {error}")
+    else:
+        say(f"recorded the outcome ({outcome_text}) by name")
 
 
 def _forward(child: asyncio.subprocess.Process, signum: int) -> None:

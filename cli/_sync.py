@@ -133,7 +133,7 @@ async def start_when_ready(
         in_flight = False
         return result
 
-    async def attempt(_again: bool) -> T:
+    async def attempt() -> T:
         nonlocal first_info, unmet, waited
         info, first = await asyncio.gather(core.info(unit), try_begin(), return_exceptions=True)
         if isinstance(info, BaseException):
@@ -287,7 +287,7 @@ def wait(
     target = Status(for_)
 
     async def body(core: ClientCore) -> None:
-        async def attempt(_again: bool) -> None:
+        async def attempt() -> None:
             parked = asyncio.ensure_future(core.reached(unit, target))
             try:
                 # E-order, as in `start`: once this info is answered, the wait is parked
