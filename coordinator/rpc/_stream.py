@@ -46,7 +46,8 @@ log = logging.getLogger("unitsync.server")
 #: Seconds the rest of a started frame may take to arrive before the connection is closed.
 DEFAULT_FRAME_TIMEOUT = 10.0
 
-#: Segments per frame above which KJ refuses the message (and so would we stop following).
+#: A segment count (minus one) from which we stop following the framing: KJ has refused the
+#: frame already (it refuses 512 segments or more) and the connection is going.
 _MAX_SEGMENTS = 512
 
 _ONE_SEGMENT = struct.Struct("<II")  # segment count - 1, size of the first segment in words
@@ -79,8 +80,14 @@ class FrameDeadline(_PyAsyncIoStreamProtocol):  # type: ignore[misc]
         return view
 
     def buffer_updated(self, size: int) -> None:
-        if not self._lost:
-            self._follow(self._view, size)
+        view, self._view = self._view, None  # KJ's buffer: valid until handed on below
+        if self._lost:
+            pass
+        elif self._left == size:  # exactly the rest of a frame: a body read after its header
+            self._left = 0
+            self._since = None
+        else:
+            self._follow(view, size)
         _base_buffer_updated(self, size)
 
     def _follow(self, view: Any, size: int) -> None:
