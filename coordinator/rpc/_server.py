@@ -468,7 +468,9 @@ async def serve(
     ``nursery.start``. Cancelling stops the KJ thread, disconnects every client and removes the
     socket file; so does the coordinator shutting down (``coord.aclose()``), after its last
     answers ("the coordinator is shutting down") have been sent. Connections from another uid are refused. ``limits``: see
-    :class:`ServerLimits`.
+    :class:`ServerLimits`; among them, a client that stops in the middle of a message is
+    disconnected ``limits.frame_timeout`` after the message began (one warning logged), while
+    a client idle between messages is kept however long it waits.
     """
     listener = bind_listener(socket_path(path))
     try:

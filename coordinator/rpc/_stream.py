@@ -11,18 +11,20 @@ buffer (``get_buffer``, KJ's read buffer, 64 KiB) and tells it how many bytes la
 (``buffer_updated``). :class:`FrameDeadline` subclasses it and, before handing each chunk on,
 follows the stream framing — ``(segment count - 1)`` as uint32 LE, the segment sizes in words
 as uint32 LE, padding to 8 bytes, then the segments — from the bytes it has just been given.
-That costs one ``struct`` unpack per frame (frames are almost always one segment) and two
+That costs one ``struct`` unpack per frame (frames are almost always one segment) and a few
 attribute updates per chunk; no copy, no extra buffer, no task. Everything runs on the KJ
-thread, in the transport's read callback.
+thread, in the transport's read callback. Measured: ~2 µs of CPU per call, most of it for being
+a Python subclass at all (a pycapnp ``ping`` costs ~97 µs of CPU, client and server together).
 
 When a chunk ends inside a frame, the frame's start time is noted and one ``call_later`` timer
 is armed (if none is). The timer does not follow every frame: when it fires it looks at the
 frame incomplete *now* — none (the connection is between frames): nothing to do; one that began
 less than ``frame_timeout`` ago: wait for the rest of its time; else the connection is
-aborted, exactly as if the client had disconnected, so its waiters and leases are cleaned up by
-the usual paths. Frames pycapnp refuses anyway (more than 512 segments, sizes over the
-traversal limit) are still refused by pycapnp first; the watcher stops following a stream it
-cannot parse and leaves the deadline running.
+aborted (not closed: a client that does not read could hold a graceful close), exactly as if
+the client had disconnected, so its waiters and leases are cleaned up by the usual paths, and
+its slot under ``max_connections`` is freed. Frames pycapnp refuses anyway (512 segments or
+more, sizes over the traversal limit) are still refused by pycapnp first, at once; past 512
+segments the framing is no longer followed and the deadline keeps running.
 
 This relies on pycapnp 2.2's protocol class and ``AsyncIoStream._post_init`` (what its own
 ``create_unix_connection`` does); the tests exercise both.
