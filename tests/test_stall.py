@@ -319,6 +319,12 @@ async def test_frame_timeout_0_leaves_a_stalled_client_alone(
     assert not cuts_logged(caplog)
 
 
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf")])
+def test_frame_timeout_must_be_0_or_seconds(bad: float) -> None:
+    with pytest.raises(ValueError, match="frame_timeout must be 0"):
+        ServerLimits(frame_timeout=bad)
+
+
 async def test_unitsync_serve_frame_timeout(sock_dir: Path) -> None:
     """``unitsync serve --frame-timeout 500ms`` cuts a stalled client after half a second and
     says so in one line on stderr."""

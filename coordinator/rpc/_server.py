@@ -69,6 +69,12 @@ class ServerLimits:
     #: ``0``: no deadline (a client stalled mid-frame holds its connection until it goes).
     frame_timeout: float = DEFAULT_FRAME_TIMEOUT
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.frame_timeout < float("inf"):
+            raise ValueError(
+                f"frame_timeout must be 0 (none) or a number of seconds, not {self.frame_timeout!r}"
+            )
+
 
 #: Seconds a connection over the limit stays open, so its client can read why.
 REFUSED_LINGER = 2.0
