@@ -13,8 +13,12 @@ follows the stream framing — ``(segment count - 1)`` as uint32 LE, the segment
 as uint32 LE, padding to 8 bytes, then the segments — from the bytes it has just been given.
 That costs one ``struct`` unpack per frame (frames are almost always one segment) and a few
 attribute updates per chunk; no copy, no extra buffer, no task. Everything runs on the KJ
-thread, in the transport's read callback. Measured: ~2 µs of CPU per call, most of it for being
-a Python subclass at all (a pycapnp ``ping`` costs ~97 µs of CPU, client and server together).
+thread, in the transport's read callback. Measured on a real server (sequential pings on
+connections with and without it, alternating, 60 rounds): ~5 µs more server CPU per call (+4 %
+of ~125 µs) and 1–4 % fewer calls per second; a pass-through subclass alone costs nothing
+measurable, so it is the bookkeeping (pycapnp's client writes a message's segment table and its
+segment separately, so most calls arrive as two chunks and start the clock once). ``0`` turns
+it off and leaves pycapnp's protocol as it was.
 
 When a chunk ends inside a frame, the frame's start time is noted and one ``call_later`` timer
 is armed (if none is). The timer does not follow every frame: when it fires it looks at the
