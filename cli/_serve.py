@@ -25,6 +25,7 @@ def serve(
     max_units: int = 100_000,
     max_connections: int = 1024,
     max_waiters: int = 1024,
+    frame_timeout: Duration = 10.0,
     state: Path | None = None,
     no_state: Annotated[bool, Parameter(name="--no-state", negative=())] = False,
     hold_grace: Duration = 10.0,
@@ -44,6 +45,11 @@ def serve(
         Client connections at once.
     max_waiters
         `ready`/`reached` calls (waiting `start`, `wait`, `run`) parked at once per connection.
+    frame_timeout
+        A client that has sent part of a message must send the rest within this time (e.g.
+        10s, 500ms), else its connection is closed, as if it had disconnected. Connections
+        idle between messages (a waiting `start`) are never timed out. 0: no limit.
+        Default 10s.
     state
         The journal: start from the state it holds, and record every accepted mutation there
         before acknowledging it (it survives kill -9). Default: next to the socket,
@@ -68,7 +74,8 @@ def serve(
                         ("--max-waiters", max_waiters)):
         if value < 1:
             raise CommandError(f"{name} must be at least 1, not {value}", USAGE)
-    limits = ServerLimits(max_connections=max_connections, max_waiters_per_connection=max_waiters)
+    limits = ServerLimits(max_connections=max_connections, max_waiters_per_connection=max_waiters,
+                          frame_timeout=frame_timeout)
     if no_state and state is not None:
         raise CommandError("--state and --no-state exclude each other", USAGE)
     socket = socket_path(common.socket)

@@ -62,6 +62,7 @@ def test_serve_limit_defaults_are_the_library_defaults() -> None:
     assert defaults["max_units"] == MAX_UNITS
     assert defaults["max_connections"] == ServerLimits().max_connections
     assert defaults["max_waiters"] == ServerLimits().max_waiters_per_connection
+    assert defaults["frame_timeout"] == ServerLimits().frame_timeout
 
 
 async def test_sigterm_tells_waiting_scripts_the_coordinator_is_shutting_down(

@@ -815,7 +815,8 @@ async def test_clients_stalled_mid_frame_do_not_block_others(
             grown = [after - before for before, after in zip(memory_before, _memory())]
             print(f"\nwith 50 stalled clients: ping+list {max(timings) * 1e3:.1f} ms at worst; "
                   f"memory RSS {grown[0]:+.1f} MiB, virtual {grown[1]:+.1f} MiB")
-            # does the server give up on them? (observed, not required: no such timeout)
+            # does the server give up on them? (observed: not yet, its frame_timeout is 10 s by
+            # default; tests/test_stall.py checks the deadline)
             closed = 0
 
             async def until_closed(sock: trio.socket.SocketType) -> None:
@@ -849,8 +850,8 @@ def _memory() -> tuple[float, float]:
 async def test_stalled_clients_at_the_connection_limit(
     server: LocalCoordinator, sock_dir: Path
 ) -> None:
-    """Stalled clients are not timed out (the server has no such limit), so as many as
-    ``max_connections`` of them keep every other client out — with a clear
+    """Until ``frame_timeout`` cuts them (10 s by default; see tests/test_stall.py), as many as
+    ``max_connections`` stalled clients keep every other client out — with a clear
     ``unitsync.overloaded`` — until they go; then clients are served again. (A limit of 8.)"""
     limits = ServerLimits(max_connections=8)
     socks: list[trio.socket.SocketType] = []

@@ -36,6 +36,7 @@ from ._convert import fill_event, fill_info, status_from_wire, to_wire_error
 from ._kj import TrioPortal, run_kj_thread
 from ._schema import schema
 from ._socket import Listener, bind_listener, peer_uid
+from ._stream import DEFAULT_FRAME_TIMEOUT, open_stream
 
 __all__ = ["REFUSED_LINGER", "ServerLimits", "serve"]
 
@@ -61,6 +62,18 @@ class ServerLimits:
     #: nesting depth (our schema and rpc.capnp need < 10).
     traversal_limit_words: int = 1 << 20
     nesting_limit: int = 32
+    #: Seconds the rest of a Cap'n Proto frame may take once part of it has arrived; past
+    #: that the connection is closed (one warning logged) as if the client had gone: its
+    #: parked calls are dropped and its leases fail. Only incomplete frames are timed: a
+    #: connection idle between frames (a client parked in ``ready()`` for hours) never is.
+    #: ``0``: no deadline (a client stalled mid-frame holds its connection until it goes).
+    frame_timeout: float = DEFAULT_FRAME_TIMEOUT
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.frame_timeout < float("inf"):
+            raise ValueError(
+                f"frame_timeout must be 0 (none) or a number of seconds, not {self.frame_timeout!r}"
+            )
 
 
 #: Seconds a connection over the limit stays open, so its client can read why.
@@ -490,7 +503,9 @@ async def serve(
     ``nursery.start``. Cancelling stops the KJ thread, disconnects every client and removes the
     socket file; so does the coordinator shutting down (``coord.aclose()``), after its last
     answers ("the coordinator is shutting down") have been sent. Connections from another uid are refused. ``limits``: see
-    :class:`ServerLimits`.
+    :class:`ServerLimits`; among them, a client that stops in the middle of a message is
+    disconnected ``limits.frame_timeout`` after the message began (one warning logged), while
+    a client idle between messages is kept however long it waits.
     """
     listener = bind_listener(socket_path(path))
     try:
@@ -594,7 +609,9 @@ async def _refuse(sock: Any, limits: ServerLimits) -> None:
 
 
 async def _run_connection(sock: Any, bootstrap: Any, limits: ServerLimits) -> None:
-    stream = await capnp.AsyncIoStream.create_unix_connection(sock=sock)
+    """Serve ``bootstrap`` on ``sock`` until the client goes, its stream fails (bad input, a
+    frame incomplete for ``limits.frame_timeout``: see :mod:`._stream`) or we are cancelled."""
+    stream = await open_stream(sock, frame_timeout=limits.frame_timeout)
     server = capnp.TwoPartyServer(
         stream,
         bootstrap=bootstrap,
