@@ -31,10 +31,10 @@ __all__ = [
     "CommandError",
     "across_restarts",
     "call",
-    "did_not_come_back",
     "exit_code",
     "report",
     "say",
+    "wait_across_restarts",
 ]
 
 OK, ERROR, USAGE, TIMEOUT, DEPENDENCY_FAILED, CYCLE, UNREACHABLE = 0, 1, 2, 3, 4, 5, 69
@@ -107,11 +107,30 @@ async def across_restarts(core: ClientCore, attempt: Callable[[], Awaitable[T]])
         say(f"reconnected to the coordinator at {core.path}")
 
 
-def did_not_come_back(core: ClientCore, timeout: float) -> CoordinatorUnreachable:
-    """The error (exit 69) for a timeout that ran out while reconnecting."""
-    return CoordinatorUnreachable(
-        str(core.path), f"it went away and did not come back within {format_duration(timeout)}"
-    )
+async def wait_across_restarts(
+    core: ClientCore,
+    attempt: Callable[[], Awaitable[T]],
+    timeout: float,
+    waiting_for: Callable[[], str],
+) -> T:
+    """:func:`across_restarts` within ``timeout`` seconds (0: no limit). When it runs out:
+    :class:`CommandError` (exit 3) ``timed out after 5m waiting for <waiting_for()>`` — or,
+    if the coordinator was away at that moment, CoordinatorUnreachable (exit 69) saying it did
+    not come back in time."""
+    import asyncio
+
+    try:
+        async with asyncio.timeout(timeout or None):
+            return await across_restarts(core, attempt)
+    except TimeoutError:
+        if not core.connected:
+            raise CoordinatorUnreachable(
+                str(core.path),
+                f"it went away and did not come back within {format_duration(timeout)}",
+            ) from None
+        raise CommandError(
+            f"timed out after {format_duration(timeout)} waiting for {waiting_for()}", TIMEOUT
+        ) from None
 
 
 def call(common: Common, body: Callable[[ClientCore], Awaitable[int | None]]) -> int:

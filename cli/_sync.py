@@ -17,17 +17,9 @@ from coordinator._errors import AlreadyInStatus, CoordinatorClosed, NotReady
 from coordinator._names import validate_name
 from coordinator._status import Status
 
-from ._connect import (
-    TIMEOUT,
-    USAGE,
-    CommandError,
-    across_restarts,
-    call,
-    did_not_come_back,
-    say,
-)
+from ._connect import USAGE, CommandError, call, say, wait_across_restarts
 from ._format import names
-from ._options import Common, Duration, Requirement, format_duration
+from ._options import Common, Duration, Requirement
 
 if TYPE_CHECKING:
     from coordinator._api import UnitInfo
@@ -101,7 +93,7 @@ async def start_when_ready(
     ``begin``'s result, the unit's info from before the first attempt, and whether it had to
     wait.
 
-    The wait survives restarts of the coordinator (:func:`across_restarts`), within the same
+    The wait survives restarts of the coordinator (:func:`wait_across_restarts`), within the same
     timeout; after a reconnect it parks again and tells ``waiting`` again. A ``begin`` that was
     in flight when the connection went may have taken effect (the journal has it): if the
     unit is then found started, ``taken()`` makes it ours (a start: nothing to do; a hold:
@@ -160,17 +152,9 @@ async def start_when_ready(
             except NotReady:  # a dependency went back meanwhile: wait again
                 await core.ready(unit)
 
-    try:
-        async with asyncio.timeout(timeout or None):
-            result = await across_restarts(core, attempt)
-    except TimeoutError:
-        if not core.connected:
-            raise did_not_come_back(core, timeout) from None
-        raise CommandError(
-            f'timed out after {format_duration(timeout)} waiting for the dependencies of unit '
-            f'"{unit}": {names(unmet)}',
-            TIMEOUT,
-        ) from None
+    result = await wait_across_restarts(
+        core, attempt, timeout, lambda: f'the dependencies of unit "{unit}": {names(unmet)}'
+    )
     assert first_info is not None
     return result, first_info, waited
 
@@ -301,17 +285,9 @@ def wait(
             finally:
                 parked.cancel()
 
-        try:
-            async with asyncio.timeout(timeout or None):
-                await across_restarts(core, attempt)
-        except TimeoutError:
-            if not core.connected:
-                raise did_not_come_back(core, timeout) from None
-            raise CommandError(
-                f'timed out after {format_duration(timeout)} waiting for unit "{unit}" to '
-                f"reach {for_}",
-                TIMEOUT,
-            ) from None
+        await wait_across_restarts(
+            core, attempt, timeout, lambda: f'unit "{unit}" to reach {for_}'
+        )
         print(f'Unit "{unit}" reached {for_}')
 
     return call(common, body)
