@@ -54,7 +54,8 @@ from coordinator.rpc import _client
 from coordinator.rpc._convert import read_info
 from coordinator.rpc._kj import AsyncioPortal, run_kj_thread
 from coordinator.rpc._schema import schema
-from coordinator.rpc._server import REMOTE_WATCH_BUFFER, CoordinatorServer
+from coordinator.rpc._server import CoordinatorServer
+from coordinator.rpc._watch_server import REMOTE_WATCH_BUFFER
 from coordinator.rpc._socket import AddressInUse, connect_socket
 
 from .conftest import WAIT, settle
@@ -903,7 +904,7 @@ async def test_a_hold_given_up_before_its_lease_exists_fails_the_unit(
 ) -> None:
     """The window churn found: the start takes effect, the caller gives up before the Lease
     capability exists — nobody holds the unit, so it must fail as a dropped lease does."""
-    from coordinator.rpc._server import _PendingHold
+    from coordinator.rpc._unit_server import _PendingHold
 
     with trio.fail_after(WAIT):
         answers: list[object] = []
@@ -919,7 +920,7 @@ async def test_a_hold_given_up_before_its_lease_exists_fails_the_unit(
 
 
 async def test_a_hold_that_completes_normally_stays_started(server: LocalCoordinator) -> None:
-    from coordinator.rpc._server import _PendingHold
+    from coordinator.rpc._unit_server import _PendingHold
 
     with trio.fail_after(WAIT):
         answers: list[object] = []

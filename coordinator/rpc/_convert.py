@@ -3,7 +3,9 @@ capnp made ever leaves it; what crosses to Trio is the frozen dataclasses of ``c
 
 from __future__ import annotations
 
+import asyncio
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import capnp
@@ -12,6 +14,7 @@ from .._api import Dependency, Event, UnitInfo
 from .._errors import (
     CoordinatorClosed,
     InvalidArgument,
+    InvalidName,
     UnitsyncError,
     error_from_wire,
     error_to_wire,
@@ -24,8 +27,11 @@ __all__ = [
     "fill_info",
     "read_event",
     "read_info",
+    "read_names",
+    "read_reason",
     "status_from_wire",
     "to_wire_error",
+    "wire_errors",
 ]
 
 _TO_WIRE = {
@@ -157,3 +163,42 @@ def error_from_capnp(error: BaseException) -> BaseException:
             return CoordinatorClosed(f"connection to the coordinator lost: {error.description}")
         return UnitsyncError(f"coordinator call failed: {error.description}")
     return error
+
+
+# --- the server side: reading parameters, raising errors ------------------------------------
+
+
+def read_names(read: Callable[[], Any]) -> Any:
+    """``read()`` of unit names (capnp Text, decoded by pycapnp): bytes that are not UTF-8
+    are :class:`InvalidName`, a clear error instead of a traceback."""
+    try:
+        return read()
+    except UnicodeDecodeError as exc:
+        raise InvalidName(_shown(exc), "is not valid UTF-8") from None
+
+
+def read_reason(read: Callable[[], Any]) -> str:
+    """``read()`` of a failure reason: bytes that are not UTF-8 are :class:`InvalidArgument`."""
+    try:
+        return str(read())
+    except UnicodeDecodeError as exc:
+        raise InvalidArgument(f"a reason is not valid UTF-8: {_shown(exc)}") from None
+
+
+def _shown(exc: UnicodeDecodeError) -> str:
+    return repr(exc.object[:64]) if isinstance(exc.object, bytes) else "?"
+
+
+def wire_errors(method: Any) -> Any:
+    """Raise errors as wire errors (``<code>: <message>``); see :func:`to_wire_error`."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await method(self, *args, **kwargs)
+        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:
+            raise to_wire_error(exc) from None
+
+    return wrapper
