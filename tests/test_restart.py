@@ -10,12 +10,14 @@ died together with the coordinator has its unit failed once the hold grace perio
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import pytest
 import trio
 
 from coordinator.rpc._client import RECONNECT_INTERVAL
@@ -38,12 +40,15 @@ class Coordinator:
 
     def __init__(self, sock_dir: Path, *options: str) -> None:
         self.path = sock_dir / "unitsync.sock"
+        self.journal = sock_dir / "unitsync.state"
         self.served = Served(self.path, env_for(self.path))
-        self._options = ("--state", str(sock_dir / "unitsync.state"), *options)
+        self._options = ("--state", str(self.journal), *options)
         self.process: trio.Process | None = None
 
-    async def start(self) -> None:
-        self.process = await start_serve(self.path, self.served.env, *self._options)
+    async def start(self, **env: str) -> None:
+        self.process = await start_serve(
+            self.path, {**self.served.env, **env}, *self._options
+        )
 
     async def kill(self) -> None:
         assert self.process is not None
@@ -230,3 +235,74 @@ async def test_a_run_that_died_with_its_coordinator_fails_after_the_grace(
                 await reap(start)
     print(f"\njob failed {failed_after * 1000:.0f} ms after the restart (grace 500 ms)")
     assert failed_after >= 0.5
+
+
+#: An fdatasync that hangs while a flag file exists: a coordinator that has applied and
+#: written a mutation, but dies before it is durable enough to answer.
+HANGING_FDATASYNC = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <unistd.h>
+int fdatasync(int fd) {
+    static int (*real)(int);
+    const char *flag = getenv("HANG_FDATASYNC_WHILE");
+    if (!real) real = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
+    if (flag && access(flag, F_OK) == 0) pause();
+    return real(fd);
+}
+"""
+
+
+@pytest.fixture
+def hanging_fdatasync(tmp_path: Path) -> Path:
+    """A shared object for LD_PRELOAD (built with the C compiler; skipped without one)."""
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        pytest.skip("no C compiler to build the fdatasync shim (apt-get install gcc)")
+    source, shim = tmp_path / "hang.c", tmp_path / "hang.so"
+    source.write_text(HANGING_FDATASYNC)
+    subprocess.run([compiler, "-shared", "-fPIC", "-o", str(shim), str(source), "-ldl"],
+                   check=True, capture_output=True)
+    return shim
+
+
+@pytest.mark.parametrize("command", ["start", "run"])
+async def test_a_request_applied_but_never_answered_is_taken_as_ours(
+    sock_dir: Path, hanging_fdatasync: Path, command: str
+) -> None:
+    """The coordinator writes the `start` (or the `run`'s hold) to its journal and dies before
+    it is durable enough to answer. After the restart the unit is started; the command, whose
+    request was in flight, takes that as its own doing — a `run` takes the hold over — instead
+    of failing with "already started"."""
+    flag = sock_dir / "hang"
+    args = [command, "job", "--timeout", "30s", *(["--", "echo", "ran"] if command == "run" else [])]
+    with trio.fail_after(WAIT * 4):
+        coord = Coordinator(sock_dir)
+        await coord.start(LD_PRELOAD=str(hanging_fdatasync), HANG_FDATASYNC_WHILE=str(flag))
+        try:
+            flag.touch()  # from now on, nothing the coordinator writes becomes durable
+            client = await coord.served.open(*args)
+            try:
+                log = Path(f"{coord.journal}.log")
+                while '"unit":"job","status":"started"' not in log.read_text():
+                    await trio.sleep(0.01)  # polling a file another process writes
+                await coord.kill()
+                await coord.start()
+                assert await client.wait() == OK
+                said = await read_all(client.stderr)
+                assert "reconnected to the coordinator" in said, said
+                if command == "start":
+                    assert "this start reached the coordinator before it went" in said, said
+                assert client.stdout is not None
+                out = await read_all(client.stdout)
+                assert out == ("ran\n" if command == "run" else
+                               'Unit "job" started with no dependencies\n'), out
+            finally:
+                await reap(client)
+            status = await coord.served.run("status", "job", "-o", "json")
+            expected = "completed" if command == "run" else "started"
+            assert f'"status": "{expected}"' in status.stdout, status
+        finally:
+            if coord.process is not None:
+                await reap(coord.process)
