@@ -81,6 +81,10 @@ class ClientCore:
         except Exception:  # noqa: BLE001 - however it broke, it is gone
             pass
         self.connected = False
+        self._end_watches()
+
+    def _end_watches(self) -> None:
+        """Give every watch its last word: the connection was lost."""
         delivers, self._delivers = list(self._delivers.values()), {}
         for deliver in delivers:
             deliver(CONNECTION_LOST)
@@ -96,9 +100,7 @@ class ClientCore:
         :data:`RECONNECT_INTERVAL` at most until it answers — bound it with the caller's own
         timeout. What belonged to the old connection (unit capabilities, leases, watches) is
         gone: a lease must be taken over with ``hold(resume=True)``, and watches end."""
-        delivers, self._delivers = list(self._delivers.values()), {}
-        for deliver in delivers:
-            deliver(CONNECTION_LOST)
+        self._end_watches()
         self._drop()
         delay = 0.05
         while True:
