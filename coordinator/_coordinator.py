@@ -15,32 +15,26 @@ import outcome
 import trio
 
 from ._api import UnitInfo
-from ._errors import CoordinatorClosed, InvalidArgument, Overloaded, UnitsyncError
+from ._errors import CoordinatorClosed, Overloaded, UnitsyncError
 from ._events import WATCH_BUFFER, EventHub, Subscription
 from ._graph import units_to_dot
 from ._inbox import Inbox
 from ._lease import HOLD_GRACE, HOLDER_GONE, Lease
 from ._nursery import open_service_nursery
 from ._messages import (
-    Complete,
-    Fail,
-    Hold,
     Info,
     Inspect,
     Ping,
-    Reached,
-    Ready,
-    Register,
     RegistryMessage,
     SleepIdle,
     Snapshot,
-    Start,
     ToUnit,
     UnitStatistics,
-    Want,
     answer_closed,
 )
-from ._names import limit_reason, validate_dependencies, validate_name
+from ._names import validate_name
+from . import _operations as operations
+from ._operations import Operation
 from ._durable import JournalWriter, open_journal
 from ._registry import MAX_UNITS, REGISTRY_INBOX_SIZE, RegistryActor
 from ._unit import answer_absent
@@ -52,7 +46,7 @@ __all__ = ["CoordinatorStatistics", "LocalCoordinator", "LocalUnit", "open_coord
 
 T = TypeVar("T")
 
-#: Requests :meth:`LocalUnit.submit` may queue beyond the registry's inbox before it refuses
+#: Requests :meth:`LocalCoordinator.submit` may queue beyond the registry's inbox before it refuses
 #: with :class:`Overloaded` (callers that cannot wait, like the RPC bridge, queue here in order).
 OVERFLOW_LIMIT: Final = 65_536
 
@@ -164,6 +158,30 @@ class LocalCoordinator:
         await self._inbox.send(make(reply))
         return await reply.receive()
 
+    async def call(self, operation: Operation[T]) -> T:
+        """Run ``operation`` and return its answer (raise its error) in this task. Waits while
+        the registry's inbox is full; cancelling abandons the request (a parked waiter goes)."""
+        reply: Reply[T] = Reply()
+        message = operation.message(reply)
+        if not self._read_now(message):
+            await self._inbox.send(message)
+        return await reply.receive()
+
+    def submit(
+        self, operation: Operation[T], on_answer: Callable[[outcome.Outcome[T]], object]
+    ) -> Reply[T]:
+        """Start ``operation`` without waiting, in the order of submission; ``on_answer(outcome)``
+        is called in the answering actor's task and must not block. For callers that are not
+        Trio tasks (the RPC bridge); call it in the Trio thread, give up with
+        ``reply.abandon()``. :class:`Overloaded` when too much is queued, CoordinatorClosed
+        once closed. The same path as :meth:`call` but for the wait: a full inbox queues the
+        message in order behind it instead."""
+        reply: Reply[T] = Reply(on_answer)
+        message = operation.message(reply)
+        if not self._read_now(message):
+            self._post(message)
+        return reply
+
     def published_info(self, name: str) -> UnitInfo | None:
         """From ANY thread (the RPC server's KJ thread): ``name``'s current info if its actor
         has published one (see ``Inbox.published_info``), else None — then ask through the
@@ -259,7 +277,7 @@ class LocalUnit:
 
     async def register(self) -> None:
         """Register as pending. :class:`AlreadyRegistered` if it is registered."""
-        await self._call("register")
+        await self._coord.call(operations.register(self.name))
 
     async def want(self, *dependencies: str, requires: Status = Status.COMPLETED) -> None:
         """Declare that this unit needs each dependency to reach ``requires`` (``STARTED`` or
@@ -269,24 +287,24 @@ class LocalUnit:
         :class:`CycleError` names the whole cycle and nothing changes. Re-declaring an edge
         replaces its requirement. When this returns, ``info``/``ready`` reflect the new edges.
         """
-        await self._call("want", dependencies, requires)
+        await self._coord.call(operations.want(self.name, dependencies, requires))
 
     async def start(self) -> None:
         """Mark started (registering if needed). :class:`NotReady` (with ``unmet``) if a
         requirement is not met; :class:`AlreadyInStatus` if started. Completed or failed units
         may start again (a re-run)."""
-        await self._call("start")
+        await self._coord.call(operations.start(self.name))
 
     async def complete(self) -> None:
         """Mark completed. :class:`UnitNotFound` if not registered; :class:`AlreadyInStatus` if
         completed. Allowed from pending (as coder allows)."""
-        await self._call("complete")
+        await self._coord.call(operations.complete(self.name))
 
     async def fail(self, reason: str = "") -> None:
         """Mark failed with ``reason``. Every unit that needed this one — transitively — becomes
         blocked: its ``ready()`` waiters get :class:`DependencyFailed` at once. A later ``start``
         (a re-run) unblocks them."""
-        await self._call("fail", reason)
+        await self._coord.call(operations.fail(self.name, reason))
 
     async def ready(self) -> UnitInfo:
         """Wait until every requirement is met and return the unit's info then.
@@ -295,7 +313,7 @@ class LocalUnit:
         :class:`DependencyFailed` as soon as the unit is blocked by a failure. Pushed, never
         polled; cancelling the wait removes the waiter.
         """
-        return await self._call("ready")
+        return await self._coord.call(operations.ready(self.name))
 
     async def reached(self, status: Status) -> None:
         """Wait until the unit's status reaches ``status`` (see :meth:`Status.reaches`).
@@ -303,11 +321,11 @@ class LocalUnit:
         Raises :class:`DependencyFailed` if the unit fails (``path == (unit,)``) or is blocked
         by a failed dependency before reaching it.
         """
-        await self._call("reached", status)
+        await self._coord.call(operations.reached(self.name, status))
 
     async def info(self) -> UnitInfo:
         """A snapshot: status, readiness, reason, blocker and dependencies (sorted)."""
-        return await self._call("info")
+        return await self._coord.call(operations.info(self.name))
 
     @asynccontextmanager
     async def hold(self, *, resume: bool = False) -> AsyncIterator[Lease]:
@@ -323,7 +341,8 @@ class LocalUnit:
         whose holder has not come back (the status stays started): :class:`NotHeld` if there
         is none (its grace period ran out, say), :class:`AlreadyInStatus` if someone holds it.
         """
-        holder = await self._call("hold", resume)
+        coord = self._coord
+        holder = await coord.call(operations.hold(self.name, resume=resume))
         lease = Lease(complete=self.complete, fail=self.fail)
         try:
             yield lease
@@ -331,55 +350,11 @@ class LocalUnit:
             if not lease.released:
                 # synchronous and non-blocking: no shield needed, even when cancelled
                 with contextlib.suppress(UnitsyncError):
-                    self.submit("fail_held", HOLDER_GONE, holder, on_answer=lambda _result: None)
+                    coord.submit(operations.release(self.name, holder, HOLDER_GONE), _ignore)
 
-    def submit(
-        self, operation: str, *args: Any, on_answer: Callable[[outcome.Outcome[Any]], object]
-    ) -> Reply[Any]:
-        """Start ``operation`` (the name of one of the methods above, with its arguments)
-        without waiting, in the order of submission; ``on_answer(outcome)`` is called in the
-        answering actor's task. For callers that are not Trio tasks (the RPC bridge): call it in
-        the Trio thread; give up with ``reply.abandon()``. Bad arguments raise here;
-        :class:`Overloaded` when too much is queued.
-        """
-        reply: Reply[Any] = Reply(on_answer)
-        message = self._message(operation, args, reply)
-        if not self._coord._read_now(message):
-            self._coord._post(message)
-        return reply
 
-    async def _call(self, operation: str, *args: Any) -> Any:
-        reply: Reply[Any] = Reply()
-        message = self._message(operation, args, reply)
-        if not self._coord._read_now(message):
-            await self._coord._inbox.send(message)
-        return await reply.receive()
-
-    def _message(self, operation: str, args: Sequence[Any], reply: Reply[Any]) -> RegistryMessage:
-        """Validate the arguments of ``operation`` and build its message."""
-        match operation, *args:
-            case "info",:
-                return ToUnit(self.name, Info(reply))
-            case "ready",:
-                return ToUnit(self.name, Ready(reply))
-            case "start",:
-                return ToUnit(self.name, Start(reply))
-            case "complete",:
-                return ToUnit(self.name, Complete(reply))
-            case "register",:
-                return ToUnit(self.name, Register(reply))
-            case "fail", str(reason):
-                return ToUnit(self.name, Fail(limit_reason(reason), reply))
-            case "fail_held", str(reason), int(holder):
-                return ToUnit(self.name, Fail(limit_reason(reason), reply, holder))
-            case "hold", bool(resume):
-                return ToUnit(self.name, Hold(resume, reply))
-            case "reached", Status() as status:
-                return ToUnit(self.name, Reached(status, reply))
-            case "want", dependencies, Status() as requires:
-                deps = validate_dependencies(dependencies, requires)
-                return Want(self.name, tuple((d, requires) for d in deps), reply)
-        raise InvalidArgument(f"bad arguments for {operation}: {args!r}")
+def _ignore(_result: object) -> None:
+    """``on_answer`` of a submitted operation whose answer nobody needs."""
 
 
 @asynccontextmanager

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from ._api import UnitInfo
-from ._errors import CycleError, InvalidArgument
+from ._errors import CycleError
 from ._status import REQUIREMENTS, Status
 
 __all__ = ["DependencyGraph", "GraphStatistics", "to_dot", "units_to_dot"]
@@ -70,15 +70,9 @@ class DependencyGraph:
         requirement replaced. If a new edge would close a cycle (a self edge included),
         :class:`CycleError` is raised for the first such dependency in iteration order and the
         graph's nodes, edges and requirements are exactly as before the call (positions in the
-        topological order may differ). A requirement other than ``STARTED``/``COMPLETED`` raises
-        :class:`InvalidArgument` before anything changes.
+        topological order may differ). Requirements are taken as given: they were checked where
+        they entered the core (``_operations.want``, or the journal's reader).
         """
-        for dep, requirement in requirements.items():
-            if requirement not in REQUIREMENTS:
-                raise InvalidArgument(
-                    f"requirement of {unit!r} on {dep!r} must be started or completed,"
-                    f" not {getattr(requirement, 'label', requirement)!r}"
-                )
         created = [name for name in dict.fromkeys([unit, *requirements]) if name not in self._ord]
         for name in created:
             self.add_node(name)

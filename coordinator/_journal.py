@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._errors import InvalidArgument, UnitsyncError
+from ._errors import UnitsyncError
 from ._status import REQUIREMENTS, Status
 
 __all__ = ["COMPACT_MIN_RECORDS", "Journal", "JournalCorrupt", "JournalError", "JournalStatistics",
@@ -109,26 +109,23 @@ class StatusRecord:
     reason: str = ""
     held: bool = False
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.status, Status) or self.status is Status.NOT_REGISTERED:
-            raise InvalidArgument(f"a stored status must be registered, not {self.status!r}")
-
 
 @dataclass(frozen=True, slots=True)
 class WantRecord:
     """``unit`` requires each ``(dependency, STARTED|COMPLETED)`` (given as pairs or a mapping);
-    other requirements stay; ``unit`` is registered as pending if it was not."""
+    other requirements stay; ``unit`` is registered as pending if it was not.
+
+    Records are made from values the core has checked; what is read back from disk is checked
+    by :func:`_replay` (a bad one is :class:`JournalCorrupt`)."""
 
     unit: str
     requires: tuple[tuple[str, Status], ...]
 
     def __post_init__(self) -> None:
         given: Any = self.requires
-        pairs = tuple(given.items() if isinstance(given, Mapping) else given)
-        for dep, req in pairs:
-            if not isinstance(dep, str) or req not in REQUIREMENTS:
-                raise InvalidArgument(f"bad requirement {dep!r}: {req!r}")
-        object.__setattr__(self, "requires", pairs)
+        if not isinstance(given, tuple):
+            pairs = tuple(given.items() if isinstance(given, Mapping) else given)
+            object.__setattr__(self, "requires", pairs)
 
 
 Record = StatusRecord | WantRecord
@@ -208,13 +205,15 @@ def _replay(path: str, state: dict[str, UnitRecord], objs: list[dict[str, Any]])
         try:
             match obj:
                 case {"op": "status", "unit": str(u), "status": str(s), "reason": str(reason)}:
-                    held = obj.get("held", False)
-                    if isinstance(held, bool):
-                        apply(state, StatusRecord(u, Status(s), reason, held))
+                    held, status = obj.get("held", False), Status(s)
+                    if isinstance(held, bool) and status is not Status.NOT_REGISTERED:
+                        apply(state, StatusRecord(u, status, reason, held))
                         continue
                 case {"op": "want", "unit": str(u), "requires": list(requires)}:
-                    apply(state, WantRecord(u, tuple((d, Status(r)) for d, r in requires)))
-                    continue
+                    pairs = tuple((d, Status(r)) for d, r in requires)
+                    if all(isinstance(d, str) and r in REQUIREMENTS for d, r in pairs):
+                        apply(state, WantRecord(u, pairs))
+                        continue
         except (ValueError, TypeError):
             pass
         raise JournalCorrupt(path, number, f"not a record: {json.dumps(obj)[:200]}")

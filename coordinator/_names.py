@@ -13,6 +13,7 @@ __all__ = [
     "MAX_DEPENDENCIES",
     "MAX_NAME_BYTES",
     "MAX_REASON_BYTES",
+    "check_dependency_count",
     "limit_reason",
     "validate_dependencies",
     "validate_name",
@@ -57,15 +58,22 @@ def validate_name(name: object) -> str:
 def validate_dependencies(dependencies: Iterable[str], requires: Status) -> tuple[str, ...]:
     """The arguments of ``want``: each name validated, duplicates dropped (first kept), at most
     :data:`MAX_DEPENDENCIES`; ``requires`` must be ``STARTED`` or ``COMPLETED``
-    (:class:`InvalidArgument` otherwise)."""
+    (:class:`InvalidArgument` otherwise). The one check of them: see ``_operations.want``."""
     if requires not in REQUIREMENTS:
-        raise InvalidArgument(f"a requirement is 'started' or 'completed', not {requires.label!r}")
+        label = getattr(requires, "label", requires)
+        raise InvalidArgument(f"a requirement is 'started' or 'completed', not {label!r}")
     unique = dict.fromkeys(dependencies)
-    if len(unique) > MAX_DEPENDENCIES:
-        raise InvalidArgument(
-            f"want declares {len(unique)} dependencies; at most {MAX_DEPENDENCIES} per call"
-        )
+    check_dependency_count(len(unique))
     return tuple(validate_name(d) for d in unique)
+
+
+def check_dependency_count(count: int) -> None:
+    """:class:`InvalidArgument` if one ``want`` declares more than :data:`MAX_DEPENDENCIES`
+    (the RPC server asks before it decodes the names)."""
+    if count > MAX_DEPENDENCIES:
+        raise InvalidArgument(
+            f"want declares {count} dependencies; at most {MAX_DEPENDENCIES} per call"
+        )
 
 
 def limit_reason(reason: str) -> str:

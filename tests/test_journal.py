@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from coordinator import _journal
-from coordinator._errors import InvalidArgument, UnitsyncError
+from coordinator._errors import UnitsyncError
 from coordinator._journal import (
     Journal,
     JournalCorrupt,
@@ -110,11 +110,22 @@ def test_replay_order() -> None:
     assert state["a"].held is False
 
 
-def test_invalid_records_refused() -> None:
-    with pytest.raises(InvalidArgument):
-        StatusRecord("a", Status.NOT_REGISTERED)
-    with pytest.raises(InvalidArgument):
-        WantRecord("a", {"b": P})
+@pytest.mark.parametrize("record", [
+    {"op": "status", "unit": "a", "status": "", "reason": ""},  # not registered
+    {"op": "status", "unit": "a", "status": "started", "reason": "", "held": 1},
+    {"op": "want", "unit": "a", "requires": [["b", "pending"]]},
+    {"op": "want", "unit": "a", "requires": [[7, "completed"]]},
+    {"op": "want", "unit": "a", "requires": [["b"]]},
+])
+def test_a_stored_record_that_the_core_could_not_have_made_is_corrupt(
+    tmp_path: Path, record: dict[str, object]
+) -> None:
+    write(tmp_path / "state", EVERY_KIND)
+    with open(tmp_path / "state.log", "ab") as log:
+        log.write(encode(record))
+    with pytest.raises(JournalCorrupt, match="not a record") as caught:
+        Journal.open(tmp_path / "state")
+    assert caught.value.line == len(EVERY_KIND) + 2
 
 
 def test_unflushed_records_are_not_durable(tmp_path: Path) -> None:

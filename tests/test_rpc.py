@@ -908,7 +908,7 @@ async def test_a_hold_given_up_before_its_lease_exists_fails_the_unit(
 
     with trio.fail_after(WAIT):
         answers: list[object] = []
-        pending = _PendingHold(server.unit("git"), False)
+        pending = _PendingHold(server, "git", False)
         pending.start(answers.append)
         if gives_up == "after the start applied":
             await trio.testing.wait_all_tasks_blocked()
@@ -924,7 +924,7 @@ async def test_a_hold_that_completes_normally_stays_started(server: LocalCoordin
 
     with trio.fail_after(WAIT):
         answers: list[object] = []
-        _PendingHold(server.unit("git"), False).start(answers.append)
+        _PendingHold(server, "git", False).start(answers.append)
         await settle(server, "git")
         assert len(answers) == 1
         assert (await server.unit("git").info()).status is Status.STARTED

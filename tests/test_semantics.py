@@ -69,6 +69,19 @@ async def test_want_declares_at_most_1000_dependencies_per_call(coord) -> None:
         assert len((await coord.unit("big").info()).dependencies) == MAX_DEPENDENCIES + 1
 
 
+async def test_a_requirement_that_is_not_started_or_completed_is_refused(coord) -> None:
+    with trio.fail_after(WAIT):
+        await coord.unit("a").want("b")
+        for bad in (Status.PENDING, Status.FAILED, Status.NOT_REGISTERED):
+            with pytest.raises(InvalidArgument, match="'started' or 'completed'"):
+                await coord.unit("a").want("new", "b", requires=bad)
+        info = await coord.unit("a").info()
+        assert [(d.depends_on, d.required) for d in info.dependencies] == [
+            ("b", Status.COMPLETED)
+        ]
+        assert (await coord.unit("new").info()).status is Status.NOT_REGISTERED
+
+
 async def test_a_long_failure_reason_is_cut_not_refused(coord) -> None:
     with trio.fail_after(WAIT):
         await coord.unit("build").start()

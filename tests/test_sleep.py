@@ -22,6 +22,7 @@ from coordinator import (
     open_coordinator,
 )
 from coordinator._inbox import POKE, Inbox
+from coordinator import _operations as operations
 from coordinator._messages import NOT_REGISTERED
 from coordinator._unit import IDLE_SECONDS
 
@@ -218,9 +219,9 @@ async def test_a_read_never_overtakes_a_request_sent_before_it(server: LocalCoor
         await server.unit("claude").want("git")
         answers: list[object] = []
         for _ in range(2):  # once with the actors awake, once asleep
-            server.unit("git").submit("complete", on_answer=answers.append)
-            server.unit("git").submit("info", on_answer=answers.append)
-            server.unit("claude").submit("info", on_answer=answers.append)
+            server.submit(operations.complete("git"), answers.append)
+            server.submit(operations.info("git"), answers.append)
+            server.submit(operations.info("claude"), answers.append)
             assert answers == []  # nothing answered ahead of the complete
             await trio.testing.wait_all_tasks_blocked()
             complete, git, claude = (a.unwrap() for a in answers)  # type: ignore[attr-defined]
@@ -250,7 +251,7 @@ async def test_published_info_is_withdrawn_before_a_change_is_answered(
         def told(_result: object) -> None:  # runs in git's actor, as the answer leaves
             seen.extend([server.published_info("git"), server.published_info("claude")])
 
-        server.unit("git").submit("complete", on_answer=told)
+        server.submit(operations.complete("git"), told)
         await trio.testing.wait_all_tasks_blocked()
         assert seen == [None, None]
         claude = await server.unit("claude").info()

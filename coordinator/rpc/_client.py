@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,7 +18,7 @@ import capnp
 from .._api import Event, UnitInfo
 from .._errors import CoordinatorClosed, CoordinatorUnreachable, error_to_wire
 from .._graph import units_to_dot
-from .._names import validate_name
+from .._names import validate_dependencies, validate_name
 from .._status import Status
 from ._convert import error_from_capnp, read_event, read_info, status_to_wire
 from ._schema import schema
@@ -198,10 +198,10 @@ class ClientCore:
     async def ready(self, name: str) -> UnitInfo:
         return read_info((await self._call(self._unit(name).ready())).info)
 
-    async def want(self, name: str, dependencies: list[str], requires: Status) -> None:
-        for dependency in dependencies:
-            validate_name(dependency)
-        await self._call(self._unit(name).want(dependencies, status_to_wire(requires)))
+    async def want(self, name: str, dependencies: Iterable[str], requires: Status) -> None:
+        """Checked here, before anything is sent (the server checks again: it trusts no client)."""
+        deps = list(validate_dependencies(dependencies, requires))
+        await self._call(self._unit(name).want(deps, status_to_wire(requires)))
 
     async def register(self, name: str) -> None:
         await self._call(self._unit(name).register())

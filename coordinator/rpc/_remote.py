@@ -14,7 +14,7 @@ from .._api import Event, UnitInfo
 from .._errors import CoordinatorClosed, Lagged, error_from_wire
 from .._events import WATCH_BUFFER, Subscription
 from .._lease import Lease
-from .._names import validate_dependencies, validate_name
+from .._names import validate_name
 from .._nursery import open_service_nursery
 from .._paths import socket_path
 from .._status import Status
@@ -133,8 +133,7 @@ class RemoteUnit:
         await self._coord._run(self._coord._core.register, self.name)
 
     async def want(self, *dependencies: str, requires: Status = Status.COMPLETED) -> None:
-        deps = list(validate_dependencies(dependencies, requires))
-        await self._coord._run(self._coord._core.want, self.name, deps, requires)
+        await self._coord._run(self._coord._core.want, self.name, dependencies, requires)
 
     async def start(self) -> None:
         await self._coord._run(self._coord._core.start, self.name)

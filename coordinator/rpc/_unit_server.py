@@ -11,14 +11,16 @@ import functools
 import logging
 import weakref
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import outcome
 
+from .. import _operations as operations
 from .._coordinator import LocalCoordinator, LocalUnit
 from .._errors import Overloaded, UnitsyncError
 from .._lease import HOLDER_GONE
-from .._names import MAX_DEPENDENCIES, validate_dependencies
+from .._names import check_dependency_count
+from .._operations import Operation
 from .._status import Status
 from ._convert import fill_info, read_names, read_reason, status_from_wire, wire_errors
 from ._kj import TrioPortal
@@ -29,6 +31,7 @@ __all__ = ["LeaseServer", "UnitServer", "Waiters"]
 log = logging.getLogger("unitsync.server")
 
 S = schema()
+T = TypeVar("T")
 
 
 class Waiters:
@@ -64,12 +67,12 @@ class UnitServer(S.Unit.Server):  # type: ignore[name-defined,misc]
         self._waiters = waiters
         self._in_flight = 0  # calls of this capability handed to Trio and not yet answered
 
-    async def _submit(self, operation: str, *args: Any) -> Any:
-        unit = self._unit
+    async def _submit(self, operation: Operation[T]) -> T:
+        coord = self._coord
         self._in_flight += 1
         try:
             return await self._portal.submit(
-                lambda on_answer: unit.submit(operation, *args, on_answer=on_answer)
+                lambda on_answer: coord.submit(operation, on_answer)
             )
         finally:
             self._in_flight -= 1
@@ -79,54 +82,54 @@ class UnitServer(S.Unit.Server):  # type: ignore[name-defined,misc]
         # Answered here on the KJ thread when the unit's actor has published its current info
         # and no earlier call of this capability is still in Trio (E-order); else via Trio.
         info = None if self._in_flight else self._coord.published_info(self._unit.name)
-        fill_info(_context.results.info, info or await self._submit("info"))
+        fill_info(_context.results.info, info or await self._submit(operations.info(self._unit.name)))
 
     @wire_errors
     async def ready(self, _context: Any, **kwargs: Any) -> None:
         with self._waiters.one():
-            fill_info(_context.results.info, await self._submit("ready"))
+            fill_info(_context.results.info, await self._submit(operations.ready(self._unit.name)))
 
     @wire_errors
     async def want(self, dependencies: Any, requires: Any, _context: Any, **kwargs: Any) -> None:
         required = status_from_wire(requires)
         if required is Status.NOT_REGISTERED:  # the enum's default: the field was left out
             required = Status.COMPLETED
-        if len(dependencies) > MAX_DEPENDENCIES:  # before decoding thousands of names
-            validate_dependencies(range(len(dependencies)), required)
+        check_dependency_count(len(dependencies))  # before decoding thousands of names
         names = read_names(lambda: list(dependencies))
-        await self._submit("want", names, required)
+        await self._submit(operations.want(self._unit.name, names, required))
 
     @wire_errors
     async def start(self, _context: Any, **kwargs: Any) -> None:
-        await self._submit("start")
+        await self._submit(operations.start(self._unit.name))
 
     @wire_errors
     async def complete(self, _context: Any, **kwargs: Any) -> None:
-        await self._submit("complete")
+        await self._submit(operations.complete(self._unit.name))
 
     @wire_errors
     async def fail_context(self, context: Any) -> None:
-        await self._submit("fail", read_reason(lambda: context.params.reason))
+        reason = read_reason(lambda: context.params.reason)
+        await self._submit(operations.fail(self._unit.name, reason))
 
     @wire_errors
     async def register(self, _context: Any, **kwargs: Any) -> None:
-        await self._submit("register")
+        await self._submit(operations.register(self._unit.name))
 
     @wire_errors
     async def reached(self, status: Any, _context: Any, **kwargs: Any) -> None:
         with self._waiters.one():
-            await self._submit("reached", status_from_wire(status))
+            await self._submit(operations.reached(self._unit.name, status_from_wire(status)))
 
     @wire_errors
     async def hold(self, resume: bool, _context: Any, **kwargs: Any) -> None:
-        unit = self._unit
-        pending = _PendingHold(unit, bool(resume))
+        coord, name = self._coord, self._unit.name
+        pending = _PendingHold(coord, name, bool(resume))
         self._in_flight += 1
         try:
             holder = await self._portal.submit(pending.start)
         finally:
             self._in_flight -= 1
-        _context.results.lease = LeaseServer(self._portal, unit, holder)
+        _context.results.lease = LeaseServer(self._portal, coord, name, holder)
 
 
 class _PendingHold:
@@ -140,9 +143,10 @@ class _PendingHold:
     with no holder in a 30 s run.)
     """
 
-    __slots__ = ("_unit", "_resume", "_holder", "_gone")
+    __slots__ = ("_coord", "_unit", "_resume", "_holder", "_gone")
 
-    def __init__(self, unit: LocalUnit, resume: bool) -> None:
+    def __init__(self, coord: LocalCoordinator, unit: str, resume: bool) -> None:
+        self._coord = coord
         self._unit = unit
         self._resume = resume
         self._holder: int | None = None  # the holder token, once the start took effect
@@ -153,23 +157,27 @@ class _PendingHold:
             if isinstance(result, outcome.Value):
                 self._holder = result.value
                 if self._gone:
-                    _fail_held(self._unit, result.value)
+                    _release(self._coord, self._unit, result.value)
             on_answer(result)
 
-        self._unit.submit("hold", self._resume, on_answer=answered)
+        self._coord.submit(operations.hold(self._unit, resume=self._resume), answered)
         return self
 
     def abandon(self) -> None:  # Trio thread: the caller gave up
         self._gone = True
         if self._holder is not None:
-            _fail_held(self._unit, self._holder)
+            _release(self._coord, self._unit, self._holder)
 
 
-def _fail_held(unit: LocalUnit, holder: int) -> None:
+def _release(coord: LocalCoordinator, unit: str, holder: int) -> None:
     """In the Trio thread: fail ``unit`` with :data:`HOLDER_GONE` if ``holder`` still holds it
     (nothing to do once the coordinator has shut down: it would only raise, in a callback)."""
     with contextlib.suppress(UnitsyncError):
-        unit.submit("fail_held", HOLDER_GONE, holder, on_answer=lambda _result: None)
+        coord.submit(operations.release(unit, holder, HOLDER_GONE), _ignore)
+
+
+def _ignore(_result: object) -> None:
+    """Nobody waits for the answer of a released hold."""
 
 
 class LeaseServer(S.Lease.Server):  # type: ignore[name-defined,misc]
@@ -180,28 +188,33 @@ class LeaseServer(S.Lease.Server):  # type: ignore[name-defined,misc]
     release or disconnect); we act on that with :func:`weakref.finalize`.
     """
 
-    def __init__(self, portal: TrioPortal, unit: LocalUnit, holder: int) -> None:
+    def __init__(
+        self, portal: TrioPortal, coord: LocalCoordinator, unit: str, holder: int
+    ) -> None:
         self._portal = portal
+        self._coord = coord
         self._unit = unit
         self._flag = [False]  # released: completed or failed through the lease
-        weakref.finalize(self, _fail_abandoned, portal, unit, holder, self._flag)
+        weakref.finalize(self, _fail_abandoned, portal, coord, unit, holder, self._flag)
+
+    async def _finish(self, operation: Operation[None]) -> None:
+        coord = self._coord
+        await self._portal.submit(lambda on_answer: coord.submit(operation, on_answer))
+        self._flag[0] = True
 
     @wire_errors
     async def complete(self, _context: Any, **kwargs: Any) -> None:
-        unit = self._unit
-        await self._portal.submit(lambda on_answer: unit.submit("complete", on_answer=on_answer))
-        self._flag[0] = True
+        await self._finish(operations.complete(self._unit))
 
     @wire_errors
     async def fail_context(self, context: Any) -> None:
-        unit, reason = self._unit, read_reason(lambda: context.params.reason)
-        await self._portal.submit(lambda on_answer: unit.submit("fail", reason, on_answer=on_answer))
-        self._flag[0] = True
+        reason = read_reason(lambda: context.params.reason)
+        await self._finish(operations.fail(self._unit, reason))
 
 
 def _fail_abandoned(
-    portal: TrioPortal, unit: LocalUnit, holder: int, released: list[bool]
+    portal: TrioPortal, coord: LocalCoordinator, unit: str, holder: int, released: list[bool]
 ) -> None:
     if not released[0]:
-        log.info("lease on %r dropped before complete/fail: failing it", unit.name)
-        portal.call_soon(functools.partial(_fail_held, unit, holder))
+        log.info("lease on %r dropped before complete/fail: failing it", unit)
+        portal.call_soon(functools.partial(_release, coord, unit, holder))
