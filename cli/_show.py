@@ -9,17 +9,15 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from cyclopts import Parameter
 
-from coordinator._errors import CoordinatorClosed, error_from_wire
 from coordinator._names import validate_name
 
-from ._connect import ERROR, OK, UNREACHABLE, say
+from ._connect import OK, say
 from ._connect import call
 from ._format import event_json, event_text, graph_json, list_json, list_table, status_json
 from ._format import status_table
 from ._options import Common
 
 if TYPE_CHECKING:
-    from coordinator._api import Event
     from coordinator.rpc._client import ClientCore
 
 __all__ = ["graph", "list_", "status", "watch"]
@@ -114,31 +112,17 @@ def watch(
     render = event_json if output == "json" else event_text
 
     async def body(core: ClientCore) -> int:
+        watch = await core.watch()  # a lost connection ends it too (CoordinatorClosed)
         loop = asyncio.get_running_loop()
-        ended: asyncio.Future[int] = loop.create_future()
-
-        def end(code: int) -> None:
-            if not ended.done():
-                ended.set_result(code)
-
-        def deliver(item: Event | str) -> None:
-            if ended.done():
-                return
-            if isinstance(item, str):  # the server's last word: lagged or closed
-                error = error_from_wire(item)
-                say(str(error) if error is not None else item)
-                end(UNREACHABLE if isinstance(error, CoordinatorClosed) else ERROR)
-                return
-            try:
-                print(render(item), flush=True)
-            except BrokenPipeError:  # `unitsync watch | head`: the reader is done
-                end(OK)
-
         for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, end, OK)
-        await core.watch(deliver)  # a lost connection ends it too (CoordinatorClosed)
+            loop.add_signal_handler(signum, watch.close)
         say(f"watching {core.path}")
-        return await ended
+        async for event in watch:  # ends with Lagged (exit 1) or CoordinatorClosed (69)
+            try:
+                print(render(event), flush=True)
+            except BrokenPipeError:  # `unitsync watch | head`: the reader is done
+                break
+        return OK
 
     code = call(common, body)
     if code == OK:

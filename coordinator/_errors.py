@@ -1,21 +1,18 @@
 """The exceptions unitsync raises: one root, subclasses that carry data.
 
-Each class has a stable ``code`` (``unitsync.cycle`` ...) used on the wire, so clients in any
-language can tell errors apart; the Python RPC client maps codes back to these classes.
+Each class has a stable ``code`` (``unitsync.cycle`` ...), so clients in any language can tell
+errors apart; how errors are written on the wire is the RPC layer's business
+(``coordinator/rpc/_error_codec.py``).
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Sequence
 from typing import Any
 
 from ._status import Status
 
 __all__ = [
-    "error_from_wire",
-    "error_to_wire",
     "AlreadyInStatus",
     "AlreadyRegistered",
     "CoordinatorClosed",
@@ -36,26 +33,32 @@ __all__ = [
 class UnitsyncError(Exception):
     """Root of every error unitsync raises on purpose.
 
-    Subclasses keep their constructor arguments (``wire_args``) so an error can cross the wire
-    and be rebuilt as the same class with the same data (:func:`error_to_wire`).
+    ``code`` is the stable name of the kind of error (``unitsync.cycle`` ...), the same in every
+    language (see ``coordinator.rpc``). Every error keeps the arguments it was made with, so it
+    can be rebuilt as the same class with the same data: ``pickle`` works, and so does the RPC
+    layer's codec.
     """
 
     code = "unitsync.error"
-    wire_args: tuple[Any, ...] = ()
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._made_with = args
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
+        # keep each error's constructor arguments (a __new__ would do it more simply, but
+        # OSError subclasses then take the arguments as errno and strerror)
         super().__init_subclass__(**kwargs)
-        _WIRE_CLASSES[cls.__name__] = cls
         init = cls.__init__
 
         def __init__(self: UnitsyncError, *args: Any) -> None:
             init(self, *args)
-            self.wire_args = args
+            self._made_with = args
 
         cls.__init__ = __init__  # type: ignore[method-assign]
 
-
-_WIRE_CLASSES: dict[str, type[UnitsyncError]] = {}
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), self._made_with, self.__dict__)
 
 
 class InvalidName(UnitsyncError, ValueError):
@@ -202,38 +205,6 @@ class Overloaded(UnitsyncError):
 
     def __init__(self, what: str) -> None:
         super().__init__(f"coordinator overloaded: {what}")
-
-
-_WIRE_CODE = re.compile(r"(unitsync\.[a-z-]+): ")
-_WIRE_DATA = "\nunitsync-data: "
-
-
-def error_to_wire(error: UnitsyncError) -> str:
-    """The text an error crosses the wire as: ``<code>: <message>``, then a line
-    ``unitsync-data: <json>`` from which :func:`error_from_wire` rebuilds the same class."""
-    args = [a.value if isinstance(a, Status) else a for a in error.wire_args]
-    data = json.dumps({"type": type(error).__name__, "args": args})
-    return f"{error.code}: {error}{_WIRE_DATA}{data}"
-
-
-def error_from_wire(text: str) -> UnitsyncError | None:
-    """Rebuild the error in ``text`` (a capnp exception description that contains what
-    :func:`error_to_wire` made, whatever the transport put around it); None if it has no code."""
-    found = _WIRE_CODE.search(text)
-    if found is None:
-        return None
-    code = found.group(1)
-    message, _, rest = text[found.end():].partition(_WIRE_DATA)
-    try:
-        data = json.loads(rest.splitlines()[0])
-        cls = _WIRE_CLASSES[data["type"]]
-        if cls.code == code:
-            return cls(*data["args"])
-    except (ValueError, KeyError, IndexError, TypeError):
-        pass
-    error = UnitsyncError(message.strip())
-    error.code = code
-    return error
 
 
 class CoordinatorUnreachable(UnitsyncError, ConnectionError):

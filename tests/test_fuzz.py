@@ -56,7 +56,7 @@ from coordinator import (
     connect,
     serve,
 )
-from coordinator._errors import error_from_wire
+from coordinator.rpc._error_codec import error_from_wire
 from coordinator.rpc._server import ServerLimits
 
 from coordinator.rpc._schema import schema

@@ -49,7 +49,7 @@ from coordinator import (
     open_coordinator,
     serve,
 )
-from coordinator._errors import error_from_wire
+from coordinator.rpc._error_codec import error_from_wire
 from coordinator.rpc import _client
 from coordinator.rpc._convert import read_info
 from coordinator.rpc._kj import AsyncioPortal, run_kj_thread

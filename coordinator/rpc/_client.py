@@ -8,6 +8,8 @@ stays inside this class; its methods take and return the dataclasses of ``coordi
 from __future__ import annotations
 
 import asyncio
+import collections
+import functools
 import itertools
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
@@ -16,15 +18,16 @@ from typing import Any, TypeVar
 import capnp
 
 from .._api import Event, UnitInfo
-from .._errors import CoordinatorClosed, CoordinatorUnreachable, error_to_wire
+from .._errors import CoordinatorClosed, CoordinatorUnreachable, UnitsyncError
 from .._graph import units_to_dot
 from .._names import validate_dependencies, validate_name
 from .._status import Status
 from ._convert import error_from_capnp, read_event, read_info, status_to_wire
+from ._error_codec import error_from_wire
 from ._schema import schema
 from ._socket import connect_socket
 
-__all__ = ["CONNECTION_LOST", "PAGE_UNITS", "RECONNECT_INTERVAL", "ClientCore", "run_client"]
+__all__ = ["PAGE_UNITS", "RECONNECT_INTERVAL", "WATCH_QUEUE", "ClientCore", "ClientWatch", "run_client"]
 
 #: :meth:`ClientCore.list` asks for pages of this many units (the server may send fewer).
 PAGE_UNITS = 10_000
@@ -33,25 +36,87 @@ PAGE_UNITS = 10_000
 #: back: a restart is noticed within it.
 RECONNECT_INTERVAL = 0.5
 
-#: The end of every watch when the connection drops without the server's last event (in the
-#: wire form the server's own last event has, so it reads back as ``CoordinatorClosed``).
-CONNECTION_LOST = error_to_wire(CoordinatorClosed("the connection to the coordinator was lost"))
+#: Events a :class:`ClientWatch` holds before it stops taking more from the server (which then
+#: holds them, up to its own limit: a watcher that does not read is cut off as lagged there).
+WATCH_QUEUE = 256
 
 S = schema()
 T = TypeVar("T")
 
 
+class ClientWatch:
+    """A subscription to the coordinator's events, on the KJ loop.
+
+    ``async for event in watch`` yields each :class:`Event` in order. The iteration ends by
+    raising why the stream ended — :class:`Lagged` (the server cut this watcher off: it fell
+    too far behind), :class:`CoordinatorClosed` (the coordinator shut down, or the connection
+    was lost) — or stops quietly after :meth:`close`. Events are taken from the server only as
+    fast as they are read (Cap'n Proto stream flow control), at most :data:`WATCH_QUEUE` ahead.
+    """
+
+    def __init__(self, drop: Callable[[], object]) -> None:
+        self._drop = drop  # releases the server's Subscription capability
+        self._events: collections.deque[Event] = collections.deque()
+        self._end: UnitsyncError | None = None
+        self._closed = False
+        self._changed = asyncio.Event()  # an event, the end or a close arrived
+        self._room = asyncio.Event()  # the queue has room
+        self._room.set()
+
+    async def _push(self, event: Event) -> None:
+        """From the Watcher capability: queue ``event``, waiting for room (flow control)."""
+        while len(self._events) >= WATCH_QUEUE and not self._closed:
+            self._room.clear()
+            await self._room.wait()
+        if not self._closed:
+            self._events.append(event)
+            self._changed.set()
+
+    def _finish(self, error: UnitsyncError) -> None:
+        """The stream's last word: iteration raises ``error`` after the queued events."""
+        if self._end is None:
+            self._end = error
+            self._changed.set()
+
+    def close(self) -> None:
+        """Stop watching: the server's stream ends, and so does the iteration (at once, even
+        if events are queued)."""
+        if not self._closed:
+            self._closed = True
+            self._events.clear()
+            self._changed.set()
+            self._room.set()
+            self._drop()
+
+    def __aiter__(self) -> ClientWatch:
+        return self
+
+    async def __anext__(self) -> Event:
+        while True:
+            if self._closed:
+                raise StopAsyncIteration
+            if self._events:
+                event = self._events.popleft()
+                self._room.set()
+                return event
+            if self._end is not None:
+                raise self._end
+            self._changed.clear()
+            await self._changed.wait()
+
+
 class _Watcher(S.Watcher.Server):  # type: ignore[name-defined,misc]
     """The client-side capability the server streams events to."""
 
-    def __init__(self, deliver: Callable[[Event | str], object]) -> None:
-        self._deliver = deliver
+    def __init__(self, watch: ClientWatch) -> None:
+        self._watch = watch
 
     async def event(self, event: Any, _context: Any, **kwargs: Any) -> None:
-        if event.seq == 0:
-            self._deliver(str(event.reason))  # the end: "unitsync.lagged: ..." / "unitsync.closed: ..."
+        if event.seq == 0:  # the last one: its reason says why ("unitsync.lagged: ...")
+            error = error_from_wire(str(event.reason))
+            self._watch._finish(error or CoordinatorClosed(str(event.reason)))
         else:
-            self._deliver(read_event(event))
+            await self._watch._push(read_event(event))
 
 
 class ClientCore:
@@ -61,8 +126,8 @@ class ClientCore:
         self.path = path
         self._units: dict[str, Any] = {}
         self._held: dict[int, Any] = {}
-        self._watches: dict[int, Any] = {}
-        self._delivers: dict[int, Callable[[Event | str], object]] = {}
+        self._watches: dict[int, ClientWatch] = {}
+        self._subscriptions: dict[int, Any] = {}
         self._ids = itertools.count(1)
         self._attach(stream, client)
 
@@ -85,9 +150,9 @@ class ClientCore:
 
     def _end_watches(self) -> None:
         """Give every watch its last word: the connection was lost."""
-        delivers, self._delivers = list(self._delivers.values()), {}
-        for deliver in delivers:
-            deliver(CONNECTION_LOST)
+        watches, self._watches = self._watches, {}
+        for watch in watches.values():
+            watch._finish(CoordinatorClosed("the connection to the coordinator was lost"))
 
     @classmethod
     async def connect(cls, path: Path, *, timeout: float = 5.0) -> ClientCore:
@@ -124,7 +189,7 @@ class ClientCore:
         await self._client.on_disconnect()
 
     def close(self) -> None:
-        self._delivers.clear()
+        self._watches.clear()
         self._drop()
 
     def _drop(self) -> None:
@@ -134,7 +199,7 @@ class ClientCore:
         self._lost.cancel()
         self._units.clear()
         self._held.clear()
-        self._watches.clear()
+        self._subscriptions.clear()
         self._coord = None
         self._client.close()
         self._stream.close()
@@ -177,18 +242,19 @@ class ClientCore:
         ``graph()`` sends one message, which fails past ~50,000 units."""
         return units_to_dot(await self.list())
 
-    async def watch(self, deliver: Callable[[Event | str], object]) -> int:
-        """Subscribe; ``deliver`` gets each Event, then possibly one str (why it ended).
-        Returns an id for :meth:`unwatch`."""
-        result = await self._call(self._coord.watch(_Watcher(deliver)))
+    async def watch(self) -> ClientWatch:
+        """Subscribe to the coordinator's events (see :class:`ClientWatch`); the events are
+        those after this returns. ``close()`` the watch when done."""
         watch_id = next(self._ids)
-        self._watches[watch_id] = result.subscription
-        self._delivers[watch_id] = deliver
-        return watch_id
+        watch = ClientWatch(functools.partial(self._unwatch, watch_id))
+        result = await self._call(self._coord.watch(_Watcher(watch)))
+        self._subscriptions[watch_id] = result.subscription
+        self._watches[watch_id] = watch
+        return watch
 
-    def unwatch(self, watch_id: int) -> None:
-        self._delivers.pop(watch_id, None)
-        self._watches.pop(watch_id, None)  # dropping the capability ends the watch
+    def _unwatch(self, watch_id: int) -> None:
+        self._watches.pop(watch_id, None)
+        self._subscriptions.pop(watch_id, None)  # dropping the capability ends the watch
 
     # --- Unit ---------------------------------------------------------------------------------
 

@@ -11,15 +11,9 @@ from typing import Any
 import capnp
 
 from .._api import Dependency, Event, UnitInfo
-from .._errors import (
-    CoordinatorClosed,
-    InvalidArgument,
-    InvalidName,
-    UnitsyncError,
-    error_from_wire,
-    error_to_wire,
-)
+from .._errors import CoordinatorClosed, InvalidArgument, InvalidName, UnitsyncError
 from .._status import Status
+from ._error_codec import error_from_wire, error_to_wire
 
 __all__ = [
     "error_from_capnp",

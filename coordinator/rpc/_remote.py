@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 from collections.abc import AsyncIterator, Callable
@@ -11,14 +12,14 @@ from typing import Any, TypeVar
 import trio
 
 from .._api import Event, UnitInfo
-from .._errors import CoordinatorClosed, Lagged, error_from_wire
+from .._errors import CoordinatorClosed, Lagged
 from .._events import WATCH_BUFFER, Subscription
 from .._lease import Lease
 from .._names import validate_name
 from .._nursery import open_service_nursery
 from .._paths import socket_path
 from .._status import Status
-from ._client import ClientCore, wait_forever
+from ._client import ClientCore, ClientWatch, wait_forever
 from ._kj import AsyncioPortal, run_kj_thread
 
 __all__ = ["RemoteCoordinator", "RemoteUnit", "connect"]
@@ -59,11 +60,13 @@ async def connect(
 class RemoteCoordinator:
     """A coordinator reached over RPC (see :func:`connect`). Same API as ``LocalCoordinator``."""
 
-    __slots__ = ("_portal", "_core")
+    __slots__ = ("_portal", "_core", "_forwarders")
 
     def __init__(self, portal: AsyncioPortal, core: ClientCore) -> None:
         self._portal = portal
         self._core = core
+        #: KJ-thread tasks forwarding watches into Trio (kept here so they are not collected)
+        self._forwarders: set[asyncio.Future[None]] = set()
 
     @property
     def path(self) -> str:
@@ -91,28 +94,37 @@ class RemoteCoordinator:
         the coordinator goes away."""
         subscription = Subscription(buffer)
         token = trio.lowlevel.current_trio_token()
+        portal, core = self._portal, self._core
 
-        def deliver(item: Event | str) -> None:  # KJ thread
-            def in_trio() -> None:
-                if isinstance(item, Event):
-                    if not subscription.offer(item):  # lagged here: stop the server's stream
-                        self._portal.call_soon(functools.partial(self._core.unwatch, watch_id))
-                else:  # the server ended the stream; its reason says why
-                    error = error_from_wire(item)
-                    lagged = error is not None and error.code == Lagged.code
-                    subscription.end(Lagged if lagged else CoordinatorClosed)
-
+        def in_trio(fn: Callable[[], object]) -> None:  # KJ thread
             try:
-                token.run_sync_soon(in_trio)
+                token.run_sync_soon(fn)
             except trio.RunFinishedError:
                 pass
 
-        watch_id = 0
-        watch_id = await self._run(self._core.watch, deliver)
+        def offer(watch: ClientWatch, event: Event) -> None:  # Trio
+            if not subscription.offer(event):  # lagged here: stop the server's stream
+                portal.call_soon(watch.close)
+
+        async def forward(watch: ClientWatch) -> None:  # KJ thread
+            try:
+                async for event in watch:
+                    in_trio(functools.partial(offer, watch, event))
+            except (Lagged, CoordinatorClosed) as end:
+                in_trio(functools.partial(subscription.end, type(end)))
+
+        async def subscribe() -> ClientWatch:  # KJ thread
+            watch = await core.watch()
+            task = asyncio.ensure_future(forward(watch))
+            self._forwarders.add(task)
+            task.add_done_callback(self._forwarders.discard)
+            return watch
+
+        watch = await self._run(subscribe)
         try:
             yield subscription
         finally:
-            self._portal.call_soon(functools.partial(self._core.unwatch, watch_id))
+            portal.call_soon(watch.close)
             subscription.close()
 
 

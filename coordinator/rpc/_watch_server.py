@@ -11,8 +11,9 @@ import trio
 
 from .._api import Event
 from .._coordinator import LocalCoordinator
-from .._errors import Lagged, UnitsyncError, error_to_wire
+from .._errors import Lagged, UnitsyncError
 from ._convert import fill_event
+from ._error_codec import error_to_wire
 from ._kj import TrioPortal
 from ._schema import schema
 
