@@ -11,8 +11,7 @@ import sys
 
 from cyclopts import App, CycloptsError
 
-from coordinator._errors import UnitsyncError
-from coordinator._version import __version__
+from coordinator import UnitsyncError, __version__
 
 from ._connect import EXIT_CODES, USAGE, CommandError, report, say
 

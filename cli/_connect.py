@@ -11,20 +11,20 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
-from coordinator._errors import (
+from coordinator import (
     CoordinatorClosed,
     CoordinatorUnreachable,
     CycleError,
     DependencyFailed,
     InvalidArgument,
     InvalidName,
+    socket_path,
 )
-from coordinator._paths import socket_path
 
 from ._options import Common, format_duration
 
 if TYPE_CHECKING:
-    from coordinator.rpc._client import ClientCore
+    from coordinator.rpc import AsyncioClient
 
 __all__ = [
     "EXIT_CODES",
@@ -88,12 +88,12 @@ def report(error: BaseException) -> int:
 T = TypeVar("T")
 
 
-async def across_restarts(core: ClientCore, attempt: Callable[[], Awaitable[T]]) -> T:
+async def across_restarts(core: AsyncioClient, attempt: Callable[[], Awaitable[T]]) -> T:
     """Return ``await attempt()``, surviving restarts of the coordinator.
 
     When the connection is lost before ``attempt`` is done — the coordinator was killed, is
     restarting, or is shutting down (:class:`CoordinatorClosed`) — say so on stderr, reconnect
-    to the same socket (:meth:`ClientCore.reconnect`: retried until the caller's own timeout
+    to the same socket (:meth:`AsyncioClient.reconnect`: retried until the caller's own timeout
     cancels it) and run ``attempt()`` again on the new connection. A waiting ``start``, ``wait``
     or ``run`` thus goes on waiting through a restart (the journal keeps the state) instead of
     failing at the first disconnect. The first connection is not retried: no coordinator at
@@ -108,7 +108,7 @@ async def across_restarts(core: ClientCore, attempt: Callable[[], Awaitable[T]])
 
 
 async def wait_across_restarts(
-    core: ClientCore,
+    core: AsyncioClient,
     attempt: Callable[[], Awaitable[T]],
     timeout: float,
     waiting_for: Callable[[], str],
@@ -133,13 +133,13 @@ async def wait_across_restarts(
         ) from None
 
 
-def call(common: Common, body: Callable[[ClientCore], Awaitable[int | None]]) -> int:
+def call(common: Common, body: Callable[[AsyncioClient], Awaitable[int | None]]) -> int:
     """Connect to the coordinator named by ``common``, run ``body`` and return its exit code
     (``None`` means 0). Library errors and :class:`CommandError` propagate: ``main`` reports
     them (:func:`report`), wherever in a command they were raised."""
     import logging
 
-    from coordinator.rpc._client import run_client
+    from coordinator.rpc import run_client
 
     # asyncio warns "socket.send() raised exception." when pycapnp writes to a connection the
     # coordinator has dropped; the command reports the loss itself, in its own words

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from coordinator._api import Dependency, Event, UnitInfo
+from coordinator import Dependency, Event, UnitInfo
 
 __all__ = [
     "event_json",

@@ -14,9 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 from cyclopts import Parameter
 
-from coordinator._errors import CoordinatorClosed, UnitsyncError
-from coordinator._names import validate_name
-from coordinator._status import Status
+from coordinator import CoordinatorClosed, Status, UnitsyncError, validate_name
 
 from ._connect import USAGE, CommandError, across_restarts, call, say
 from ._format import names
@@ -24,7 +22,7 @@ from ._options import Common, Duration, Requirement
 from ._sync import start_when_ready
 
 if TYPE_CHECKING:
-    from coordinator.rpc._client import ClientCore
+    from coordinator.rpc import AsyncioClient
 
 __all__ = ["run"]
 
@@ -105,7 +103,7 @@ def run(
     def waiting(unmet: object) -> None:
         say(f'Unit "{unit}" is waiting for dependencies to be satisfied: {names(unmet)}')  # type: ignore[arg-type]
 
-    async def body(core: ClientCore) -> int:
+    async def body(core: AsyncioClient) -> int:
         if after:
             await core.want(unit, list(after), Status(requires))
         lease, _, _ = await start_when_ready(
@@ -140,7 +138,7 @@ class _Hold:
 
 
 async def _supervise(
-    core: ClientCore, unit: str, lease: int, child: asyncio.subprocess.Process
+    core: AsyncioClient, unit: str, lease: int, child: asyncio.subprocess.Process
 ) -> int:
     """Wait for CMD, forwarding signals and keeping the hold across coordinator restarts;
     record its outcome on the lease — or by name on a new connection if there is none."""
@@ -174,7 +172,7 @@ async def _supervise(
     return code
 
 
-async def _keep_the_hold(core: ClientCore, unit: str, hold: _Hold) -> None:
+async def _keep_the_hold(core: AsyncioClient, unit: str, hold: _Hold) -> None:
     """While CMD runs: each time the connection is lost, reconnect as soon as the coordinator
     is back (a restart) and take the hold over again with ``hold(resume=True)`` — a coordinator
     restarted from its journal keeps the unit started for its hold grace period, then fails it
@@ -196,7 +194,7 @@ async def _keep_the_hold(core: ClientCore, unit: str, hold: _Hold) -> None:
         say(f'reconnected to the coordinator at {core.path}; unit "{unit}" is held again')
 
 
-async def _record_by_name(core: ClientCore, unit: str, reason: str) -> None:
+async def _record_by_name(core: AsyncioClient, unit: str, reason: str) -> None:
     """The coordinator is away as CMD ends, or the hold could not be taken back: record CMD's
     outcome by name, reconnecting if need be (it may be restarting) for up to
     :data:`RECONNECT_SECONDS`; else say it was not recorded."""

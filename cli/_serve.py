@@ -9,7 +9,7 @@ from typing import Annotated
 
 from cyclopts import Parameter
 
-from coordinator._paths import default_state_path, socket_path
+from coordinator import default_state_path, socket_path
 
 from ._connect import USAGE, CommandError
 from ._options import Common, Duration
@@ -67,8 +67,7 @@ def serve(
 
     from coordinator import UnitsyncError, open_coordinator
     from coordinator import serve as serve_rpc
-    from coordinator.rpc._server import ServerLimits
-    from coordinator.rpc._socket import AddressInUse, connect_socket, prepare_directory
+    from coordinator.rpc import ServerLimits, prepare_socket
 
     for name, value in (("--max-units", max_units), ("--max-connections", max_connections),
                         ("--max-waiters", max_waiters)):
@@ -85,17 +84,8 @@ def serve(
         """The journal is opened (and locked) before the socket is bound: say "already
         serving" rather than "journal in use" when a live coordinator is there, and make the
         socket's directory (checked) if the journal goes in it first. Blocking, before Trio."""
-        if journal is None:
-            return
-        try:
-            probe = connect_socket(socket, timeout=1.0)
-        except OSError:
-            pass  # nobody there (or a stale file): go on
-        else:
-            probe.close()
-            raise AddressInUse(str(socket))
-        if journal.parent == socket.parent:
-            prepare_directory(socket.parent)
+        if journal is not None:
+            prepare_socket(socket)
 
     async def main() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

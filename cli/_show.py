@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from cyclopts import Parameter
 
-from coordinator._names import validate_name
+from coordinator import validate_name
 
 from ._connect import OK, say
 from ._connect import call
@@ -18,7 +18,7 @@ from ._format import status_table
 from ._options import Common
 
 if TYPE_CHECKING:
-    from coordinator.rpc._client import ClientCore
+    from coordinator.rpc import AsyncioClient
 
 __all__ = ["graph", "list_", "status", "watch"]
 
@@ -42,7 +42,7 @@ def status(
     """
     validate_name(unit)
 
-    async def body(core: ClientCore) -> None:
+    async def body(core: AsyncioClient) -> None:
         info = await core.info(unit)
         print(status_json(info) if output == "json" else status_table(info))
 
@@ -62,7 +62,7 @@ def list_(
         table (`UNIT STATUS READY`) or json (`[{"unit_name", "status", "is_ready"}]`).
     """
 
-    async def body(core: ClientCore) -> None:
+    async def body(core: AsyncioClient) -> None:
         units = await core.list()
         print(list_json(units) if output == "json" else list_table(units))
 
@@ -83,7 +83,7 @@ def graph(
         dot or json (`{"units": [...], "edges": [...]}`).
     """
 
-    async def body(core: ClientCore) -> None:
+    async def body(core: AsyncioClient) -> None:
         if output == "json":
             print(graph_json(await core.list()))
         else:
@@ -111,7 +111,7 @@ def watch(
     """
     render = event_json if output == "json" else event_text
 
-    async def body(core: ClientCore) -> int:
+    async def body(core: AsyncioClient) -> int:
         watch = await core.watch()  # a lost connection ends it too (CoordinatorClosed)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):

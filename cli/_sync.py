@@ -13,17 +13,15 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 from cyclopts import Parameter
 
-from coordinator._errors import AlreadyInStatus, CoordinatorClosed, NotReady
-from coordinator._names import validate_name
-from coordinator._status import Status
+from coordinator import AlreadyInStatus, CoordinatorClosed, NotReady, Status, validate_name
 
 from ._connect import USAGE, CommandError, call, say, wait_across_restarts
 from ._format import names
 from ._options import Common, Duration, Requirement
 
 if TYPE_CHECKING:
-    from coordinator._api import UnitInfo
-    from coordinator.rpc._client import ClientCore
+    from coordinator import UnitInfo
+    from coordinator.rpc import AsyncioClient
 
 __all__ = ["complete", "fail", "ping", "start", "start_when_ready", "wait", "want"]
 
@@ -33,7 +31,7 @@ T = TypeVar("T")
 def ping(*, common: Common = Common()) -> int:
     """Check that the coordinator answers. Prints `Success`."""
 
-    async def body(core: ClientCore) -> None:
+    async def body(core: AsyncioClient) -> None:
         await core.ping()
         print("Success")
 
@@ -68,7 +66,7 @@ def want(
     if not dependencies:
         raise CommandError("want needs at least one dependency: unitsync want UNIT DEP...", USAGE)
 
-    async def body(core: ClientCore) -> None:
+    async def body(core: AsyncioClient) -> None:
         await core.want(unit, list(dependencies), Status(requires))
         print(f'Unit "{unit}" declared dependencies: {names(dependencies)}')
 
@@ -76,7 +74,7 @@ def want(
 
 
 async def start_when_ready(
-    core: ClientCore,
+    core: AsyncioClient,
     unit: str,
     begin: Callable[[], Awaitable[T]],
     timeout: float,
@@ -179,7 +177,7 @@ def start(unit: str, /, *, timeout: Duration = 300.0, common: Common = Common())
     def waiting(unmet: Sequence[str]) -> None:
         say_plain(f'Unit "{unit}" is waiting for dependencies to be satisfied: {names(unmet)}')
 
-    async def body(core: ClientCore) -> None:
+    async def body(core: AsyncioClient) -> None:
         async def taken() -> None:
             say(f'unit "{unit}" is started: this start reached the coordinator before it went')
 
@@ -215,7 +213,7 @@ def complete(unit: str, /, *, common: Common = Common()) -> int:
     """
     validate_name(unit)
 
-    async def body(core: ClientCore) -> None:
+    async def body(core: AsyncioClient) -> None:
         await core.complete(unit)
         print("Success")
 
@@ -235,7 +233,7 @@ def fail(unit: str, /, *, reason: str = "", common: Common = Common()) -> int:
     """
     validate_name(unit)
 
-    async def body(core: ClientCore) -> None:
+    async def body(core: AsyncioClient) -> None:
         await core.fail(unit, reason)
         print("Success")
 
@@ -270,7 +268,7 @@ def wait(
 
     target = Status(for_)
 
-    async def body(core: ClientCore) -> None:
+    async def body(core: AsyncioClient) -> None:
         async def attempt() -> None:
             parked = asyncio.ensure_future(core.reached(unit, target))
             try:

@@ -2,15 +2,16 @@
 
 ``async with open_coordinator() as coord:`` runs one in your nursery; see README.md.
 
-Importing this package is cheap: the names below are loaded on first use (PEP 562), so the
-command line can import ``coordinator.rpc``'s asyncio client without paying for Trio. Type
-checkers see the explicit re-exports in the ``TYPE_CHECKING`` block.
+The public names are the lines of the ``TYPE_CHECKING`` block below, and only those (see
+``_exports.py``): they are loaded on first use, so importing this package is cheap and the
+command line can use the asyncio client (``coordinator.rpc``) without paying for Trio.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ._exports import lazy_exports
 
 if TYPE_CHECKING:
     from ._api import Coordinator as Coordinator
@@ -39,55 +40,11 @@ if TYPE_CHECKING:
     from ._lease import Lease as Lease
     from ._names import MAX_NAME_BYTES as MAX_NAME_BYTES
     from ._names import validate_name as validate_name
-    from .rpc._remote import connect as connect
-    from .rpc._server import serve as serve
+    from ._paths import default_state_path as default_state_path
+    from ._paths import socket_path as socket_path
     from ._status import Status as Status
     from ._version import __version__ as __version__
+    from .rpc._remote import connect as connect
+    from .rpc._server import serve as serve
 
-_EXPORTS = {
-    "Coordinator": "._api",
-    "Dependency": "._api",
-    "Event": "._api",
-    "UnitHandle": "._api",
-    "UnitInfo": "._api",
-    "CoordinatorStatistics": "._coordinator",
-    "LocalCoordinator": "._coordinator",
-    "LocalUnit": "._coordinator",
-    "open_coordinator": "._coordinator",
-    "AlreadyInStatus": "._errors",
-    "AlreadyRegistered": "._errors",
-    "CoordinatorClosed": "._errors",
-    "CoordinatorUnreachable": "._errors",
-    "CycleError": "._errors",
-    "DependencyFailed": "._errors",
-    "InvalidArgument": "._errors",
-    "InvalidName": "._errors",
-    "Lagged": "._errors",
-    "NotHeld": "._errors",
-    "NotReady": "._errors",
-    "Overloaded": "._errors",
-    "UnitNotFound": "._errors",
-    "UnitsyncError": "._errors",
-    "Lease": "._lease",
-    "MAX_NAME_BYTES": "._names",
-    "validate_name": "._names",
-    "serve": ".rpc._server",
-    "connect": ".rpc._remote",
-    "Status": "._status",
-    "__version__": "._version",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__all__, __getattr__, __dir__ = lazy_exports(__name__, __file__)

@@ -9,9 +9,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ._status import Status
+
+if TYPE_CHECKING:
+    from ._lease import Lease
 
 __all__ = ["Coordinator", "Dependency", "Event", "UnitHandle", "UnitInfo"]
 
@@ -77,6 +80,11 @@ class UnitHandle(Protocol):
     async def reached(self, status: Status) -> None: ...
 
     async def info(self) -> UnitInfo: ...
+
+    def hold(self, *, resume: bool = False) -> AbstractAsyncContextManager[Lease]:
+        """Start the unit bound to this holder for the block: leaving it without
+        ``lease.complete()``/``lease.fail()`` fails the unit with "holder disconnected"."""
+        ...
 
 
 class Coordinator(Protocol):

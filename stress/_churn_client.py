@@ -1,6 +1,6 @@
 """One churn worker process (``python -m stress._churn_client SOCKET --worker ID --log PATH ...``).
 
-asyncio + :class:`ClientCore`, no Trio. It connects, makes a random run of calls on its own units
+asyncio + :class:`AsyncioClient`, no Trio. It connects, makes a random run of calls on its own units
 (``<worker>.u<k>``), disconnects, and again, ``--connections`` times or until ``--deadline``
 (a ``time.monotonic()`` value: CLOCK_MONOTONIC is system-wide). The harness may SIGKILL it at
 any moment. It prints ``hello`` once imported, and exits 0 (done), 3 (it saw something wrong:
@@ -175,7 +175,7 @@ class Worker:
         self.next_k = POOL
         self.seq = 0
         self.conn = 0
-        self.held: dict[str, int] = {}  # lease key -> the ClientCore's lease id
+        self.held: dict[str, int] = {}  # lease key -> the AsyncioClient's lease id
         self.parked: list[asyncio.Task[Any]] = []
 
     def log(self, **record: Any) -> None:
@@ -198,7 +198,7 @@ class Worker:
     # --- the loop -----------------------------------------------------------------------------
 
     async def run(self) -> int:
-        from coordinator.rpc._client import ClientCore
+        from coordinator.rpc._client import AsyncioClient
 
         from coordinator import CoordinatorUnreachable
 
@@ -207,7 +207,7 @@ class Worker:
                 break
             try:
                 core = await asyncio.wait_for(
-                    ClientCore.connect(Path(self.args.socket), timeout=10), CALL_LIMIT
+                    AsyncioClient.connect(Path(self.args.socket), timeout=10), CALL_LIMIT
                 )
             except CoordinatorUnreachable as exc:
                 if not self.args.server_may_die:

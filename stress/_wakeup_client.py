@@ -1,7 +1,7 @@
 """A client worker process for ``stress wakeup``: many connections, one asyncio + KJ loop, no Trio.
 
 ``python -m stress._wakeup_client waiters --socket PATH --first A --count N [--rounds R]``
-    opens N connections (one :class:`ClientCore` each) and parks ``ready(w{A+i})`` on each;
+    opens N connections (one :class:`AsyncioClient` each) and parks ``ready(w{A+i})`` on each;
     then, for rounds 1..R-1, ``ready(w{A+i}.{r})`` on the same connections.
 ``python -m stress._wakeup_client pollers --socket PATH --first A --count M [--interval 1.0]``
     opens M connections; each polls ``info(p{A+i})`` every ``--interval`` seconds, from a random
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import capnp
 
-from coordinator.rpc._client import ClientCore
+from coordinator.rpc._client import AsyncioClient
 
 #: Connections opened concurrently while parking (the connect itself is a short blocking call).
 CONNECT_CONCURRENCY = 32
@@ -53,14 +53,14 @@ def ensure_fd_limit(needed: int, who: str) -> None:
                   file=sys.stderr, flush=True)
 
 
-async def connect_all(path: Path, count: int) -> list[ClientCore]:
+async def connect_all(path: Path, count: int) -> list[AsyncioClient]:
     """``count`` connections, ``CONNECT_CONCURRENCY`` at a time. (A full listen backlog is
     retried by ``connect_socket`` itself, up to the connect timeout.)"""
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
 
-    async def one() -> ClientCore:
+    async def one() -> AsyncioClient:
         async with gate:
-            return await ClientCore.connect(path, timeout=30.0)
+            return await AsyncioClient.connect(path, timeout=30.0)
 
     return list(await asyncio.gather(*(one() for _ in range(count))))
 
@@ -77,7 +77,7 @@ def report(role: str, round_: int, first: int, stamps: list[float | None], error
 
 
 async def wake_once(
-    cores: list[ClientCore], names: list[str], timeout: float
+    cores: list[AsyncioClient], names: list[str], timeout: float
 ) -> tuple[list[float | None], list[str]]:
     """Park ``ready(names[i])`` on ``cores[i]``, print ``parked``, wait for every wake-up."""
     stamps: list[float | None] = [None] * len(names)

@@ -6,7 +6,7 @@ dir) so that it can be inspected; with its journal in that dir (``--state``, the
 mutation is acknowledged after its ``fdatasync``, as ``unitsync serve`` does) or in memory only
 (``--no-state``). Once it is up and idle we take the baseline: Trio tasks (the
 whole tree from the root task), waiters (ready + reached), RSS (VmRSS) and threads. Then
-``--clients`` slots each run worker processes (``stress._churn_client``: asyncio + ClientCore),
+``--clients`` slots each run worker processes (``stress._churn_client``: asyncio + AsyncioClient),
 one after another, for ``--seconds``; a worker connects a few times, makes random calls on its
 own units (want / start / complete / fail / hold and the lease's complete / fail / drop, ready
 with a short timeout, info, a ready left parked at disconnect, a call given up before its answer

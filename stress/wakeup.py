@@ -158,9 +158,9 @@ async def drive(
     """Declare, spawn the client workers (appended to ``workers``: the caller kills them), then
     per round: wait until all are parked, ``start`` + ``complete`` the round's dependency, collect
     the stamps. Every wait is bounded by ``timeout`` (``TimeoutError``)."""
-    from coordinator.rpc._client import ClientCore
+    from coordinator.rpc._client import AsyncioClient
 
-    core = await ClientCore.connect(path)
+    core = await AsyncioClient.connect(path)
     try:
         await declare(core, waiters, pollers, rounds)
         await core.ping()

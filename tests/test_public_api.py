@@ -2,35 +2,128 @@
 
 from __future__ import annotations
 
+import ast
+import importlib
+import inspect
+import pickle
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 import coordinator
+import coordinator.rpc
 
-PUBLIC = {
-    "AlreadyInStatus", "AlreadyRegistered", "Coordinator", "CoordinatorClosed",
-    "CoordinatorUnreachable", "Lease", "connect", "serve",
-    "CoordinatorStatistics", "CycleError", "Dependency", "DependencyFailed", "Event",
-    "InvalidArgument", "InvalidName", "Lagged", "LocalCoordinator", "LocalUnit",
-    "MAX_NAME_BYTES", "NotHeld", "NotReady", "Overloaded", "Status", "UnitHandle", "UnitInfo", "UnitNotFound",
-    "UnitsyncError", "__version__", "open_coordinator", "validate_name",
-}
+PACKAGES = ("coordinator", "coordinator.rpc")
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_public_names_are_pinned() -> None:
-    assert set(coordinator.__all__) == PUBLIC
-    for name in PUBLIC:
-        assert getattr(coordinator, name) is not None
-        assert name in dir(coordinator)
+@pytest.mark.parametrize("package", PACKAGES)
+def test_every_public_name_resolves_and_says_where_it_is_public(package: str) -> None:
+    """``__all__`` is read from the package's one list (its TYPE_CHECKING block); each name
+    resolves, is in ``dir()``, and a class or function reports the package as its module."""
+    module = importlib.import_module(package)
+    assert module.__all__, package
+    for name in module.__all__:
+        value = getattr(module, name)
+        assert name in dir(module)
+        if isinstance(value, type) or inspect.isfunction(value):
+            assert value.__module__ == package, name
+    with pytest.raises(AttributeError):
+        module.NoSuchName  # noqa: B018
 
 
-def test_every_error_is_a_unitsync_error_with_a_code() -> None:
-    errors = [getattr(coordinator, n) for n in PUBLIC if n not in ("UnitsyncError",)]
+@pytest.mark.parametrize("package", PACKAGES)
+def test_every_public_name_is_in_the_readme(package: str) -> None:
+    readme = (ROOT / "README.md").read_text()
+    missing = [n for n in importlib.import_module(package).__all__ if f"`{n}" not in readme]
+    assert missing == [], f"{package}: public but not in README.md"
+
+
+def test_an_error_raised_inside_the_library_names_its_public_class() -> None:
+    """trio's fixup_module_metadata, our way: a traceback says ``coordinator.CycleError``,
+    even when the program never named the class itself."""
+    code = (
+        "import trio, coordinator\n"
+        "async def main():\n"
+        "    async with coordinator.open_coordinator() as coord:\n"
+        "        await coord.unit('a').want('a')\n"
+        "trio.run(main)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "coordinator.CycleError: dependency cycle refused: a -> a" in done.stderr
+    assert "coordinator._errors" not in done.stderr
+
+
+def test_every_error_is_a_unitsync_error_with_a_documented_code() -> None:
+    readme = (ROOT / "README.md").read_text()
+    errors = [getattr(coordinator, n) for n in coordinator.__all__]
+    errors += [getattr(coordinator.rpc, n) for n in coordinator.rpc.__all__]
     errors = [e for e in errors if isinstance(e, type) and issubclass(e, Exception)]
-    assert len(errors) == 13
+    assert coordinator.CycleError in errors and coordinator.rpc.AddressInUse in errors
     for error in errors:
         assert issubclass(error, coordinator.UnitsyncError)
-        assert error.code.startswith("unitsync.")
+        assert error.code.startswith("unitsync."), error
+        assert f"`{error.code.removeprefix('unitsync.')}`" in readme, error.code
+
+
+@pytest.mark.parametrize("error", [
+    coordinator.CycleError(("a", "b", "a")),
+    coordinator.DependencyFailed("git", "exit 1", ("claude", "git")),
+    coordinator.AlreadyInStatus("x", coordinator.Status.STARTED),
+    coordinator.CoordinatorUnreachable("/tmp/x.sock", "no such file"),
+    coordinator.Lagged(7, 1024),
+])
+def test_errors_keep_their_data_through_pickle(error: coordinator.UnitsyncError) -> None:
+    back = pickle.loads(pickle.dumps(error))
+    assert type(back) is type(error) and str(back) == str(error)
+    assert vars(back) == vars(error)
+
+
+def _signature(function: object) -> list[tuple[str, object, object]]:
+    parameters = inspect.signature(function).parameters.values()  # type: ignore[arg-type]
+    return [(p.name, p.kind, p.default) for p in parameters]
+
+
+@pytest.mark.parametrize(("protocol", "implementations"), [
+    ("UnitHandle", ("coordinator._coordinator:LocalUnit", "coordinator.rpc._remote:RemoteUnit")),
+    ("Coordinator", (
+        "coordinator._coordinator:LocalCoordinator", "coordinator.rpc._remote:RemoteCoordinator",
+    )),
+])
+def test_both_coordinators_implement_the_protocols(
+    protocol: str, implementations: tuple[str, ...]
+) -> None:
+    """Code written against ``UnitHandle``/``Coordinator`` runs on either coordinator: every
+    method the protocol declares exists on both, with parameters the protocol's call fits."""
+    declared = getattr(coordinator, protocol)
+    methods = [n for n, v in vars(declared).items() if callable(v) and not n.startswith("_")]
+    assert "unit" in methods or "hold" in methods
+    for implementation in implementations:
+        module, _, name = implementation.partition(":")
+        cls = getattr(importlib.import_module(module), name)
+        for method in methods:
+            wanted = _signature(getattr(declared, method))
+            given = _signature(getattr(cls, method))
+            assert given[: len(wanted)] == wanted, (name, method)
+            assert all(p[2] is not inspect.Parameter.empty for p in given[len(wanted):]), method
+
+
+def test_the_command_line_imports_only_public_names() -> None:
+    """cli/ uses ``coordinator`` and ``coordinator.rpc`` as any other program would."""
+    for path in sorted((ROOT / "cli").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                if node.module.split(".")[0] != "coordinator":
+                    continue
+                assert node.module in PACKAGES, f"{path.name} imports {node.module}"
+                public = importlib.import_module(node.module).__all__
+                for alias in node.names:
+                    assert alias.name in public, f"{path.name}: {node.module}.{alias.name}"
+            elif isinstance(node, ast.Import):
+                assert not any(a.name.startswith("coordinator.") for a in node.names), path.name
 
 
 def imported_after(statement: str) -> set[str]:

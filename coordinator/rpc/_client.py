@@ -1,8 +1,10 @@
-"""The asyncio client core: pycapnp calls in, plain values and library errors out.
+"""The asyncio client (``coordinator.rpc.AsyncioClient``): pycapnp calls in, plain values and
+library errors out.
 
 Runs on a KJ loop: the CLI runs it directly under ``capnp.run`` (no Trio import: fast start);
 Trio programs get it through ``coordinator.connect`` (the KJ thread bridge). Every capnp object
-stays inside this class; its methods take and return the dataclasses of ``coordinator``.
+stays inside this module; its methods take and return the dataclasses of ``coordinator`` and
+raise its exceptions.
 """
 
 from __future__ import annotations
@@ -27,12 +29,12 @@ from ._error_codec import error_from_wire
 from ._schema import schema
 from ._socket import connect_socket
 
-__all__ = ["PAGE_UNITS", "RECONNECT_INTERVAL", "WATCH_QUEUE", "ClientCore", "ClientWatch", "run_client"]
+__all__ = ["PAGE_UNITS", "RECONNECT_INTERVAL", "WATCH_QUEUE", "AsyncioClient", "ClientWatch", "run_client"]
 
-#: :meth:`ClientCore.list` asks for pages of this many units (the server may send fewer).
+#: :meth:`AsyncioClient.list` asks for pages of this many units (the server may send fewer).
 PAGE_UNITS = 10_000
 
-#: :meth:`ClientCore.reconnect` tries at least this often (seconds) until the coordinator is
+#: :meth:`AsyncioClient.reconnect` tries at least this often (seconds) until the coordinator is
 #: back: a restart is noticed within it.
 RECONNECT_INTERVAL = 0.5
 
@@ -119,7 +121,7 @@ class _Watcher(S.Watcher.Server):  # type: ignore[name-defined,misc]
             await self._watch._push(read_event(event))
 
 
-class ClientCore:
+class AsyncioClient:
     """One connection to a coordinator. Create with :meth:`connect` on a running KJ loop."""
 
     def __init__(self, path: Path, stream: Any, client: Any) -> None:
@@ -155,7 +157,7 @@ class ClientCore:
             watch._finish(CoordinatorClosed("the connection to the coordinator was lost"))
 
     @classmethod
-    async def connect(cls, path: Path, *, timeout: float = 5.0) -> ClientCore:
+    async def connect(cls, path: Path, *, timeout: float = 5.0) -> AsyncioClient:
         """Connect to the coordinator at ``path``: :class:`CoordinatorUnreachable` if none."""
         return cls(path, *await _open(path, timeout))
 
@@ -316,7 +318,7 @@ async def _open(path: Path, timeout: float) -> tuple[Any, Any]:
 
 
 def run_client(
-    path: Path, body: Callable[[ClientCore], Awaitable[T]], *, connect_timeout: float = 5.0
+    path: Path, body: Callable[[AsyncioClient], Awaitable[T]], *, connect_timeout: float = 5.0
 ) -> T:
     """Run ``body(core)`` on a fresh asyncio + KJ event loop (``capnp.run``) with a connection to ``path``,
     close the connection and return what ``body`` returned. Errors propagate as the library's
@@ -324,7 +326,7 @@ def run_client(
     such as the CLI: no Trio, no thread."""
 
     async def main() -> T:
-        core = await ClientCore.connect(path, timeout=connect_timeout)
+        core = await AsyncioClient.connect(path, timeout=connect_timeout)
         try:
             return await body(core)
         finally:

@@ -19,7 +19,7 @@ from .._names import validate_name
 from .._nursery import open_service_nursery
 from .._paths import socket_path
 from .._status import Status
-from ._client import ClientCore, ClientWatch, wait_forever
+from ._client import AsyncioClient, ClientWatch, wait_forever
 from ._kj import AsyncioPortal, run_kj_thread
 
 __all__ = ["RemoteCoordinator", "RemoteUnit", "connect"]
@@ -43,7 +43,7 @@ async def connect(
     token = trio.lowlevel.current_trio_token()
 
     async def amain(started: Callable[[Any], None]) -> None:
-        core = await ClientCore.connect(where, timeout=timeout)
+        core = await AsyncioClient.connect(where, timeout=timeout)
         try:
             started((AsyncioPortal(token), core))
             await wait_forever()
@@ -62,7 +62,7 @@ class RemoteCoordinator:
 
     __slots__ = ("_portal", "_core", "_forwarders")
 
-    def __init__(self, portal: AsyncioPortal, core: ClientCore) -> None:
+    def __init__(self, portal: AsyncioPortal, core: AsyncioClient) -> None:
         self._portal = portal
         self._core = core
         #: KJ-thread tasks forwarding watches into Trio (kept here so they are not collected)

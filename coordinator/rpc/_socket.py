@@ -17,7 +17,7 @@ from .._paths import default_socket_path
 
 __all__ = [
     "AddressInUse", "BACKLOG", "Listener", "bind_listener", "connect_socket", "peer_uid",
-    "prepare_directory",
+    "prepare_directory", "prepare_socket",
 ]
 
 #: listen() backlog: large, so 1,000 clients connecting at once are queued, not refused.
@@ -124,6 +124,21 @@ def bind_listener(path: Path) -> Listener:
     except BaseException:
         sock.close()
         raise
+
+
+def prepare_socket(path: Path) -> None:
+    """Before a server opens its files next to its socket (the journal, say): raise
+    :class:`AddressInUse` if a live coordinator answers at ``path``, else create and check the
+    socket's directory (:func:`prepare_directory`). Blocking; binding comes later
+    (:func:`bind_listener`), so "already serving" is said before "journal in use"."""
+    try:
+        probe = connect_socket(path, timeout=1.0)
+    except OSError:
+        pass  # nobody there (or a stale file): go on
+    else:
+        probe.close()
+        raise AddressInUse(str(path))
+    prepare_directory(path.parent)
 
 
 def peer_uid(sock: socket.socket) -> int:
