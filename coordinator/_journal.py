@@ -22,9 +22,9 @@ Guarantees:
 * Durable before acknowledged: :meth:`Journal.flush` writes the buffered batch with one
   ``write`` and one ``fdatasync`` (group commit). A record whose flush returned survives
   ``kill -9`` and power loss (``fsync=False``: only ``kill -9``, the page cache survives that).
-  Measured on a 2-core VM, ext4: ~150 µs per fdatasync, so one per record caps the coordinator
-  near 6,000 mutations/s; a batch of 100 costs ~7 µs per record
-  (``python -m tests.test_journal --bench DIR``).
+  One fdatasync per batch, not per record: an fdatasync costs far more than appending a record,
+  so a sync per record would cap the mutations per second (figures: stress/README.md,
+  "Measured history").
 * Torn tail: a crash during a flush may leave the log's last line incomplete or failing its
   checksum. That batch was never acknowledged: :meth:`Journal.open` drops the line and truncates
   the log there. A bad line anywhere else (a hole inside a batch included), any bad snapshot

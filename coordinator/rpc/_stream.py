@@ -5,33 +5,28 @@ connection (and up to the reader's traversal limit of buffered bytes) for ever. 
 fine — one parked in ``ready()`` may be silent for hours — so this is no idle timeout: the clock
 runs only while a frame is *incomplete*, from its first byte until its last.
 
-Where it sits: pycapnp's ``AsyncIoStream`` reads the socket through an asyncio
-``BufferedProtocol`` of its own (``_PyAsyncIoStreamProtocol``): the transport asks it for a
-buffer (``get_buffer``, KJ's read buffer, 64 KiB) and tells it how many bytes landed
-(``buffer_updated``). :class:`FrameDeadline` subclasses it and, before handing each chunk on,
-follows the stream framing — ``(segment count - 1)`` as uint32 LE, the segment sizes in words
-as uint32 LE, padding to 8 bytes, then the segments — from the bytes it has just been given.
-That costs one ``struct`` unpack per frame (frames are almost always one segment) and a few
-attribute updates per chunk; no copy, no extra buffer, no task. Everything runs on the KJ
-thread, in the transport's read callback. Measured on a real server (sequential pings on
-connections with and without it, alternating, 60 rounds): ~5 µs more server CPU per call (+4 %
-of ~125 µs) and 1–4 % fewer calls per second; a pass-through subclass alone costs nothing
-measurable, so it is the bookkeeping (pycapnp's client writes a message's segment table and its
-segment separately, so most calls arrive as two chunks and start the clock once). ``0`` turns
-it off and leaves pycapnp's protocol as it was.
+How: pycapnp's ``AsyncIoStream`` reads the socket through an asyncio ``BufferedProtocol`` of its
+own (``_PyAsyncIoStreamProtocol``): the transport asks it for a buffer (``get_buffer``, KJ's read
+buffer) and tells it how many bytes landed (``buffer_updated``). :class:`FrameDeadline`
+subclasses it and, before handing each chunk on, follows the stream framing — ``(segment count -
+1)`` as uint32 LE, the segment sizes in words as uint32 LE, padding to 8 bytes, then the segments
+— over the bytes it has just been given: no copy, no extra buffer, no task, on the KJ thread, in
+the transport's read callback. What that costs per call is in stress/README.md ("Measured
+history"); ``frame_timeout=0`` leaves pycapnp's protocol as it was.
 
 When a chunk ends inside a frame, the frame's start time is noted and one ``call_later`` timer
-is armed (if none is). The timer does not follow every frame: when it fires it looks at the
-frame incomplete *now* — none (the connection is between frames): nothing to do; one that began
-less than ``frame_timeout`` ago: wait for the rest of its time; else the connection is
-aborted (not closed: a client that does not read could hold a graceful close), exactly as if
-the client had disconnected, so its waiters and leases are cleaned up by the usual paths, and
-its slot under ``max_connections`` is freed. Frames pycapnp refuses anyway (512 segments or
-more, sizes over the traversal limit) are still refused by pycapnp first, at once; past 512
-segments the framing is no longer followed and the deadline keeps running.
+is armed (if none is). When it fires it looks at the frame incomplete *now*: none (the
+connection is between frames) — nothing to do; one that began less than ``frame_timeout`` ago —
+wait for the rest of its time; else the connection is aborted (not closed: a client that does
+not read could hold a graceful close), exactly as if the client had disconnected, so its waiters
+and leases are cleaned up by the usual paths and its slot under ``max_connections`` is freed.
+Frames pycapnp refuses anyway (512 segments or more, sizes over the traversal limit) are refused
+by pycapnp first; past 512 segments the framing is no longer followed and the deadline keeps
+running.
 
 This relies on pycapnp 2.2's protocol class and ``AsyncIoStream._post_init`` (what its own
-``create_unix_connection`` does); the tests exercise both.
+``create_unix_connection`` does), hence ``pycapnp<2.3`` in pyproject.toml; tests/test_stall.py
+exercises both.
 """
 
 from __future__ import annotations
@@ -90,6 +85,8 @@ class FrameDeadline(_PyAsyncIoStreamProtocol):  # type: ignore[misc]
         if self._lost:
             pass
         elif self._left == size:  # exactly the rest of a frame: a body read after its header
+            # (the common case: pycapnp's client writes a message's segment table and its
+            # segment separately, so most calls arrive as two chunks)
             self._left = 0
             self._since = None
         else:
