@@ -111,7 +111,7 @@ def to_wire_error(error: BaseException) -> Exception:
     pycapnp sends ``traceback.format_exception(...)`` of a server method's exception as the
     capnp exception's description. This exception formats as exactly our wire text — no
     traceback, no module, no chained context — so clients in other languages find the code as
-    DESIGN §4 says. (pycapnp's server puts ``message = `` before it and the receiving RPC system
+    ARCHITECTURE §6 says. (pycapnp's server puts ``message = `` before it and the receiving RPC system
     ``remote exception: ``: clients search for ``unitsync.<code>: ``.)
     """
     if isinstance(error, UnitsyncError):

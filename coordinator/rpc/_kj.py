@@ -1,7 +1,7 @@
 """The KJ thread: pycapnp's RPC runs on asyncio, so it gets a thread of its own, bridged to Trio.
 
 * :func:`run_kj_thread` — from Trio, run an asyncio coroutine under ``capnp.kj_loop()`` in a new
-  thread until Trio cancels it (DESIGN §7: ``to_thread.run_sync(abandon_on_cancel=False)`` so
+  thread until Trio cancels it (ARCHITECTURE §4: ``to_thread.run_sync(abandon_on_cancel=False)`` so
   the nursery cannot exit before the thread has; stopped with ``call_soon_threadsafe(cancel)``).
 * :class:`TrioPortal` — from the KJ thread, start work in Trio without blocking any thread:
   ``TrioToken.run_sync_soon`` in, ``loop.call_soon_threadsafe`` back out.
@@ -157,8 +157,8 @@ class TrioPortal:
     Create it in Trio; the KJ thread sets :attr:`loop` before first use. Calls into Trio go
     through one FIFO (:class:`_Handoff` over ``TrioToken.run_sync_soon``), so they keep their
     arrival order (E-order) and an abandon never overtakes its call; answers go back through
-    another (over ``loop.call_soon_threadsafe``). 1,000 answers in one Trio batch — a fan-out
-    of ``ready`` — cost one wake-up of the KJ thread.
+    another (over ``loop.call_soon_threadsafe``). All the answers of one Trio batch — a
+    fan-out of ``ready``, say — cost one wake-up of the KJ thread.
     """
 
     __slots__ = ("_token", "_nursery", "_loop", "_into_trio", "_out_of_trio", "pending")

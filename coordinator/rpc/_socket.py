@@ -152,7 +152,7 @@ def connect_socket(path: Path, *, timeout: float = 5.0) -> socket.socket:
     """A connected, non-blocking Unix socket to ``path``.
 
     When the server's listen backlog is full, a Unix connect fails with EAGAIN at once (it does
-    not wait, unlike TCP), and asyncio/Trio would hand back an unconnected socket (DESIGN §7):
+    not wait, unlike TCP), and asyncio/Trio would hand back an unconnected socket (ARCHITECTURE §4):
     so EAGAIN is retried with a short, growing backoff (1 ms to 50 ms) until ``timeout``, then
     raised as ``TimeoutError``. A missing socket file raises ``FileNotFoundError``, nobody
     listening ``ConnectionRefusedError``; both at once. (The backoff blocks the calling thread:

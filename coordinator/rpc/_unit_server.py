@@ -139,8 +139,7 @@ class _PendingHold:
     effect but before the Lease exists, nobody holds the unit: it must fail as if the lease had
     been dropped. So the start's answer is never abandoned; whichever comes second — the start
     succeeding, or the caller giving up — fails the unit with :data:`HOLDER_GONE`. Both run in
-    the Trio thread, in order. (Found by ``python -m stress churn``: 33 units were left started
-    with no holder in a 30 s run.)
+    the Trio thread, in order. (``python -m stress churn`` found this window: stress/README.md, "Measured history".)
     """
 
     __slots__ = ("_coord", "_unit", "_resume", "_holder", "_gone")
