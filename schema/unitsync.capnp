@@ -4,10 +4,11 @@
 # capability is a `Coordinator`. The interface, method and field names below are stable;
 # new fields and methods are only ever appended (new ordinals).
 #
-# Errors are Cap'n Proto exceptions whose reason text starts with a stable code followed by a
-# colon: unitsync.cycle, unitsync.dependency-failed, unitsync.not-ready, unitsync.not-found,
-# unitsync.invalid-name, unitsync.invalid-argument, unitsync.already, unitsync.lagged,
-# unitsync.closed.
+# Errors are Cap'n Proto exceptions whose reason text contains a stable code followed by ": "
+# (find it with the regular expression `unitsync\.[a-z-]+: `): unitsync.cycle,
+# unitsync.dependency-failed, unitsync.not-ready, unitsync.not-found, unitsync.invalid-name,
+# unitsync.invalid-argument, unitsync.already, unitsync.not-held, unitsync.lagged,
+# unitsync.closed, unitsync.overloaded, and unitsync.error for anything else (a bug).
 @0xf3a2d8b04c9e1a57;
 
 using import "/capnp/stream.capnp".StreamResult;
