@@ -2,23 +2,25 @@
 
 want + start + complete/fail in one process, with the unit bound to this process by a lease:
 if ``run`` dies (even by SIGKILL) before CMD's outcome is recorded, the coordinator fails the
-unit with ``holder disconnected`` and its dependents are told at once.
+unit with ``holder disconnected`` and its dependents are told at once. What happens while CMD
+runs (signals, limits, readiness probes, restarts) is in ``_supervise.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 from typing import TYPE_CHECKING, Annotated
 
 from cyclopts import Parameter
 
-from coordinator import CoordinatorClosed, Status, UnitsyncError, validate_name
+from coordinator import Status, validate_name
 
-from ._connect import USAGE, CommandError, across_restarts, call, say
+from ._connect import USAGE, CommandError, call, say
 from ._format import names
 from ._options import Common, Duration, Requirement
+from ._probes import CommandProbe, HttpProbe, LogProbe, Probe, TcpProbe
+from ._probes import parse_address, parse_regex, parse_url
+from ._supervise import Limits, launch, supervise
 from ._sync import start_when_ready
 
 if TYPE_CHECKING:
@@ -26,39 +28,10 @@ if TYPE_CHECKING:
 
 __all__ = ["run"]
 
-#: Signals passed on to CMD while it runs. CMD stays in our process group, so an interactive
-#: CMD keeps its terminal.
-FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
 #: The default of ``--reconnect-timeout``: how long ``run`` tries to reach a coordinator that is
 #: away when CMD ends, to record the outcome (a restarted coordinator restores the unit from its
 #: journal, still started).
 RECONNECT_SECONDS = 10.0
-
-
-def _terminal_delivers_sigint() -> bool:
-    """True when we run in the terminal's foreground process group: a Ctrl-C there reaches CMD
-    directly (same group), and forwarding it as well would deliver it twice."""
-    import os
-
-    try:
-        return os.tcgetpgrp(0) == os.getpgrp()
-    except OSError:  # stdin is not a terminal
-        return False
-
-
-def outcome(returncode: int) -> tuple[int, str]:
-    """``run``'s exit code and the failure reason ("" for success) for CMD's return code
-    (negative: killed by that signal, as asyncio reports it)."""
-    if returncode == 0:
-        return 0, ""
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = str(-returncode)
-        return 128 - returncode, f"killed by signal {name}"
-    return returncode, f"exit code {returncode}"
 
 
 def run(
@@ -69,6 +42,14 @@ def run(
     requires: Requirement = "completed",
     timeout: Duration = 300.0,
     reconnect_timeout: Duration = RECONNECT_SECONDS,
+    run_timeout: Duration = 0.0,
+    kill_after: Duration = 10.0,
+    ready_log: str | None = None,
+    ready_tcp: str | None = None,
+    ready_http: str | None = None,
+    ready_cmd: str | None = None,
+    ready_interval: Duration = 0.5,
+    ready_timeout: Duration = 0.0,
     common: Common = Common(),
 ) -> int:
     """Run CMD as UNIT: declare the --after dependencies (atomically), wait until UNIT is
@@ -86,6 +67,14 @@ def run(
     taken back; tried for --reconnect-timeout after CMD ends). Its exit code is returned either
     way.
 
+    A service never exits on success: give it a readiness probe (--ready-log, --ready-tcp,
+    --ready-http, --ready-cmd; with several, all must pass). Then UNIT is completed as soon as
+    the probes pass, while CMD keeps running under run; CMD exiting before that fails UNIT
+    (`exit code N before it was ready`), and after it, exit 0 leaves UNIT completed and anything
+    else fails it (`exit code N (after it was ready)`). --ready-timeout and --run-timeout stop CMD
+    (SIGTERM, then SIGKILL after --kill-after), fail UNIT (`not ready within 2m`, `timed out
+    after 10m`) and make run exit 124.
+
     Parameters
     ----------
     unit
@@ -102,6 +91,26 @@ def run(
     reconnect_timeout
         How long to keep trying to reach a coordinator that is away when CMD ends, to record
         CMD's outcome: 30s, 5m ...; 0 tries until it is back. Default 10s.
+    run_timeout
+        How long CMD may run (from its start): past it CMD is stopped and UNIT fails with
+        `timed out after ...`; 0 (the default): no limit.
+    kill_after
+        How long CMD has to exit after the SIGTERM of a time limit before it gets SIGKILL.
+        Default 10s.
+    ready_log
+        Ready once a line of CMD's stdout or stderr matches this regular expression. CMD then
+        writes to pipes, not to the terminal; run copies every byte to its own stdout/stderr
+        unchanged, as it comes.
+    ready_tcp
+        Ready once a TCP connection to HOST:PORT is accepted.
+    ready_http
+        Ready once a GET of this http:// or https:// URL answers 2xx.
+    ready_cmd
+        Ready once this shell command exits 0.
+    ready_interval
+        How often the tcp, http and cmd probes are tried. Default 0.5s.
+    ready_timeout
+        How long CMD has to become ready; 0 (the default): no limit.
     """
     validate_name(unit)
     for dependency in after:
@@ -109,6 +118,13 @@ def run(
     if not command:
         raise CommandError("run needs a command: unitsync run UNIT [--after DEP]... -- CMD ARGS",
                            USAGE)
+    if ready_interval <= 0:
+        raise CommandError("--ready-interval must be more than 0", USAGE)
+    limits = Limits(
+        run_timeout=run_timeout, kill_after=kill_after, ready_interval=ready_interval,
+        ready_timeout=ready_timeout, reconnect_timeout=reconnect_timeout or None,
+        probes=_probes(ready_log, ready_tcp, ready_http, ready_cmd),
+    )
 
     def waiting(unmet: object) -> None:
         say(f'Unit "{unit}" is waiting for dependencies to be satisfied: {names(unmet)}')  # type: ignore[arg-type]
@@ -121,118 +137,33 @@ def run(
             taken=lambda: core.hold(unit, resume=True),
         )
         try:
-            child = await asyncio.create_subprocess_exec(*command)
+            launched = await launch(command, limits)
         except OSError as exc:
             reason = f"cannot run {command[0]!r}: {exc.strerror or exc}"
             say(reason)
             await core.lease_fail(lease, reason)
             return 126 if isinstance(exc, PermissionError) else 127
-        return await _supervise(core, unit, lease, child, reconnect_timeout or None)
+        return await supervise(core, unit, lease, launched, limits)
 
     return call(common, body)
 
 
-class _Hold:
-    """The lease ``run`` holds on the current connection; None while it has none (the
-    coordinator went away, or the hold could not be taken back)."""
-
-    __slots__ = ("lease",)
-
-    def __init__(self, lease: int) -> None:
-        self.lease: int | None = lease
-
-
-async def _supervise(
-    core: AsyncioClient, unit: str, lease: int, child: asyncio.subprocess.Process,
-    reconnect_timeout: float | None,
-) -> int:
-    """Wait for CMD, forwarding signals and keeping the hold across coordinator restarts;
-    record its outcome on the lease — or by name on a new connection if there is none, trying
-    for ``reconnect_timeout`` seconds (None: until the coordinator is back)."""
-    loop = asyncio.get_running_loop()
-    interactive = _terminal_delivers_sigint()
-    for signum in FORWARDED:
-        if signum == signal.SIGINT and interactive:
-            loop.add_signal_handler(signum, lambda: None)  # CMD got it from the terminal
-        else:
-            loop.add_signal_handler(signum, _forward, child, signum)
-    hold = _Hold(lease)
-    keeper = asyncio.ensure_future(_keep_the_hold(core, unit, hold))
+def _probes(
+    log: str | None, tcp: str | None, http: str | None, cmd: str | None
+) -> tuple[Probe, ...]:
+    """The probes the options ask for, checked before anything is sent (exit 2)."""
+    probes: list[Probe] = []
     try:
-        code, reason = outcome(await child.wait())
-    finally:
-        for signum in FORWARDED:
-            loop.remove_signal_handler(signum)
-        keeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await keeper  # a bug in it surfaces here
-    if hold.lease is not None:
-        try:
-            if reason:
-                await core.lease_fail(hold.lease, reason)
-            else:
-                await core.lease_complete(hold.lease)
-            return code
-        except CoordinatorClosed:
-            pass
-    await _record_by_name(core, unit, reason, reconnect_timeout)
-    return code
-
-
-async def _keep_the_hold(core: AsyncioClient, unit: str, hold: _Hold) -> None:
-    """While CMD runs: each time the connection is lost, reconnect as soon as the coordinator
-    is back (a restart) and take the hold over again with ``hold(resume=True)`` — a coordinator
-    restarted from its journal keeps the unit started for its hold grace period, then fails it
-    with "holder disconnected". CMD keeps running whatever happens here."""
-    while True:
-        await core.disconnected()
-        hold.lease = None
-        say(f"lost the coordinator at {core.path}; the command keeps running")
-        while hold.lease is None:
-            await core.reconnect()
-            try:
-                hold.lease = await core.hold(unit, resume=True)
-            except CoordinatorClosed:
-                continue  # gone again before it answered (it was shutting down): retry
-            except UnitsyncError as error:  # NotHeld: the grace ran out, or the unit changed
-                say(f"reconnected to the coordinator at {core.path} but could not take unit "
-                    f'"{unit}" back ({error}); its outcome will be recorded by name')
-                return
-        say(f'reconnected to the coordinator at {core.path}; unit "{unit}" is held again')
-
-
-async def _record_by_name(
-    core: AsyncioClient, unit: str, reason: str, reconnect_timeout: float | None
-) -> None:
-    """The coordinator is away as CMD ends, or the hold could not be taken back: record CMD's
-    outcome by name, reconnecting if need be (it may be restarting, and a restarted coordinator
-    restores the unit from its journal, still started) for up to ``reconnect_timeout`` seconds
-    (None: until it is back); else say it was not recorded."""
-    outcome_text = reason or "exit code 0"
-
-    async def record() -> None:
-        if reason:
-            await core.fail(unit, reason)
-        else:
-            await core.complete(unit)
-
-    try:
-        async with asyncio.timeout(reconnect_timeout):
-            if not core.connected:
-                await core.reconnect()
-                say(f"reconnected to the coordinator at {core.path}")
-            await across_restarts(core, record)
-    except TimeoutError:
-        say(f"the coordinator at {core.path} did not come back; the outcome ({outcome_text}) "
-            "was not recorded")
-    except UnitsyncError as error:  # e.g. the unit is not there (no journal): say why
-        say(f"could not record the outcome ({outcome_text}): {error}")
-    else:
-        say(f"recorded the outcome ({outcome_text}) by name")
-
-
-def _forward(child: asyncio.subprocess.Process, signum: int) -> None:
-    try:
-        child.send_signal(signum)
-    except ProcessLookupError:  # already gone; its exit status is on its way
-        pass
+        if log is not None:
+            probes.append(LogProbe(parse_regex(log)))
+        if tcp is not None:
+            probes.append(TcpProbe(*parse_address(tcp)))
+        if http is not None:
+            probes.append(HttpProbe(parse_url(http)))
+    except ValueError as exc:
+        raise CommandError(str(exc), USAGE) from None
+    if cmd is not None:
+        if not cmd.strip():
+            raise CommandError("--ready-cmd needs a command", USAGE)
+        probes.append(CommandProbe(cmd))
+    return tuple(probes)

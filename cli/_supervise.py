@@ -1,0 +1,321 @@
+"""What ``unitsync run`` does while CMD runs: signals, time limits, readiness, the hold, and
+recording CMD's outcome — across restarts of the coordinator.
+
+Without a probe, UNIT stays started (held by this process) until CMD ends, then completes on
+exit 0 and fails otherwise. With probes (a service), UNIT completes when every probe has
+passed, while CMD keeps running; CMD ending after that fails UNIT unless it exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from coordinator import CoordinatorClosed, UnitsyncError
+
+from ._connect import across_restarts, say
+from ._options import format_duration
+from ._probes import LogProbe, Probe, pass_through, poll_until_ready
+
+if TYPE_CHECKING:
+    from coordinator.rpc import AsyncioClient
+
+__all__ = ["FORWARDED", "TIMED_OUT", "Launched", "Limits", "launch", "outcome", "supervise"]
+
+#: Signals passed on to CMD while it runs. CMD stays in our process group, so an interactive
+#: CMD keeps its terminal.
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+#: ``run``'s exit code when CMD was stopped by ``--run-timeout`` or ``--ready-timeout`` (as
+#: GNU ``timeout`` does).
+TIMED_OUT = 124
+
+
+@dataclass(frozen=True)
+class Limits:
+    """``run``'s options for CMD itself (0: no limit)."""
+
+    run_timeout: float = 0.0
+    kill_after: float = 10.0
+    probes: tuple[Probe, ...] = ()
+    ready_interval: float = 0.5
+    ready_timeout: float = 0.0
+    reconnect_timeout: float | None = 10.0  # None: until the coordinator is back
+
+
+def outcome(returncode: int) -> tuple[int, str]:
+    """``run``'s exit code and the failure reason ("" for success) for CMD's return code
+    (negative: killed by that signal, as asyncio reports it)."""
+    if returncode == 0:
+        return 0, ""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = str(-returncode)
+        return 128 - returncode, f"killed by signal {name}"
+    return returncode, f"exit code {returncode}"
+
+
+@dataclass
+class Launched:
+    """CMD, running: its process, and when a log probe reads its output, the tasks copying
+    that output to ours and the lines they saw."""
+
+    child: asyncio.subprocess.Process
+    pumps: list[asyncio.Future[None]] = field(default_factory=list)
+    lines: _LogLines | None = None
+
+
+async def launch(command: tuple[str, ...], limits: Limits) -> Launched:
+    """Start CMD with our stdin. Its stdout and stderr are ours too, unless a log probe must
+    read them: then they are pipes whose every byte is copied to ours as it comes, and whose
+    lines go to the probes. OSError if CMD cannot be run."""
+    logs = [p for p in limits.probes if isinstance(p, LogProbe)]
+    if not logs:
+        return Launched(await asyncio.create_subprocess_exec(*command))
+    child = await asyncio.create_subprocess_exec(
+        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    lines = _LogLines(logs)
+    assert child.stdout is not None and child.stderr is not None
+    pumps = [
+        asyncio.ensure_future(pass_through(child.stdout, sys.stdout.buffer, lines.line)),
+        asyncio.ensure_future(pass_through(child.stderr, sys.stderr.buffer, lines.line)),
+    ]
+    return Launched(child, pumps, lines)
+
+
+class _LogLines:
+    """The log probes of one CMD, and the moment each first matched."""
+
+    def __init__(self, probes: list[LogProbe]) -> None:
+        self.matched = {probe: asyncio.Event() for probe in probes}
+
+    def line(self, line: bytes) -> None:
+        for probe, event in self.matched.items():
+            if not event.is_set() and probe.pattern.search(line):
+                event.set()
+
+
+@dataclass
+class _Run:
+    """One supervised CMD: what ``run`` knows about it as it goes."""
+
+    core: AsyncioClient
+    unit: str
+    launched: Launched
+    limits: Limits
+    lease: int | None  #: the hold on the current connection; None while there is none
+    ready: bool = False  #: every probe passed and UNIT was completed
+    hold_lost: bool = False  #: the hold could not be taken back after a restart
+    stopped: str = ""  #: why we stopped CMD ourselves ("timed out after 10m")
+    tasks: list[asyncio.Future[None]] = field(default_factory=list)
+    #: Set (and replaced) each time the keeper takes the hold back on a new connection.
+    hold_taken: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def child(self) -> asyncio.subprocess.Process:
+        return self.launched.child
+
+
+async def supervise(
+    core: AsyncioClient, unit: str, lease: int, launched: Launched, limits: Limits
+) -> int:
+    """Wait for CMD, forwarding signals, enforcing the limits, completing UNIT once ready, and
+    keeping the hold across coordinator restarts; then record CMD's outcome — on the lease,
+    or by name on a new connection if there is none. Returns ``run``'s exit code."""
+    loop = asyncio.get_running_loop()
+    child = launched.child
+    interactive = _terminal_delivers_sigint()
+    for signum in FORWARDED:
+        if signum == signal.SIGINT and interactive:
+            loop.add_signal_handler(signum, lambda: None)  # CMD got it from the terminal
+        else:
+            loop.add_signal_handler(signum, _forward, child, signum)
+    run = _Run(core, unit, launched, limits, lease)
+    run.tasks.append(asyncio.ensure_future(_keep_the_hold(run)))
+    if limits.probes:
+        run.tasks.append(asyncio.ensure_future(_become_ready(run)))
+    if limits.run_timeout:
+        run.tasks.append(asyncio.ensure_future(
+            _stop_after(run, limits.run_timeout, f"timed out after {format_duration(limits.run_timeout)}")
+        ))
+    try:
+        returncode = await child.wait()
+        for pump in launched.pumps:  # CMD's last output is written before anything is said about it
+            with contextlib.suppress(Exception):
+                await pump
+    finally:
+        for signum in FORWARDED:
+            loop.remove_signal_handler(signum)
+        for task in run.tasks:
+            task.cancel()
+        for task in run.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task  # a bug in one surfaces here
+    code, reason = outcome(returncode)
+    if run.stopped:
+        code, reason = TIMED_OUT, run.stopped
+    elif limits.probes and not run.ready:
+        reason = f"{reason or 'exit code 0'} before it was ready"
+        code = code or 1
+    if run.ready:
+        if reason:  # the lease is gone with the completion: by name
+            await _record_by_name(run, f"{reason} (after it was ready)")
+        return code
+    if run.lease is not None:
+        try:
+            if reason:
+                await core.lease_fail(run.lease, reason)
+            else:
+                await core.lease_complete(run.lease)
+            return code
+        except CoordinatorClosed:
+            pass
+    await _record_by_name(run, reason)
+    return code
+
+
+async def _become_ready(run: _Run) -> None:
+    """Wait until every probe has passed (within ``--ready-timeout``), then complete UNIT on
+    the lease — or, if the coordinator is away, once the hold is taken back. Not ready in
+    time: stop CMD."""
+    limits = run.limits
+    waits: list[Awaitable[object]] = []
+    for probe in limits.probes:
+        if isinstance(probe, LogProbe):
+            assert run.launched.lines is not None
+            waits.append(run.launched.lines.matched[probe].wait())
+        else:
+            waits.append(poll_until_ready(probe, limits.ready_interval))
+    try:
+        async with asyncio.timeout(limits.ready_timeout or None):
+            await asyncio.gather(*waits)
+    except TimeoutError:
+        await _stop(run, f"not ready within {format_duration(limits.ready_timeout)}")
+        return
+    while True:
+        lease = run.lease
+        if lease is not None:
+            try:
+                await run.core.lease_complete(lease)
+            except CoordinatorClosed:
+                pass  # the keeper takes the hold back; then complete on the new lease
+            else:
+                run.lease, run.ready = None, True
+                say(f'Unit "{run.unit}" is ready ({", ".join(map(str, limits.probes))}); '
+                    "completed")
+                return
+        while run.lease in (lease, None) and not run.hold_lost:
+            await run.hold_taken.wait()  # woken when the keeper takes the hold back (or not)
+        if run.hold_lost:  # no hold to complete on: by name
+            try:
+                await run.core.complete(run.unit)
+            except UnitsyncError as error:
+                say(f'unit "{run.unit}" is ready but could not be completed: {error}')
+                return
+            run.ready = True
+            say(f'Unit "{run.unit}" is ready; completed by name')
+            return
+
+
+async def _stop_after(run: _Run, seconds: float, why: str) -> None:
+    await asyncio.sleep(seconds)
+    await _stop(run, why)
+
+
+async def _stop(run: _Run, why: str) -> None:
+    """Stop CMD because of a limit: SIGTERM, then SIGKILL after ``--kill-after``."""
+    if run.stopped:
+        return
+    run.stopped = why
+    say(f'unit "{run.unit}": {why}; stopping the command (SIGTERM, then SIGKILL after '
+        f"{format_duration(run.limits.kill_after)})")
+    _forward(run.child, signal.SIGTERM)
+    await asyncio.sleep(run.limits.kill_after)
+    _forward(run.child, signal.SIGKILL)
+
+
+async def _keep_the_hold(run: _Run) -> None:
+    """While CMD runs and UNIT is held: each time the connection is lost, reconnect as soon as
+    the coordinator is back (a restart) and take the hold over again with
+    ``hold(resume=True)`` — a coordinator restarted from its journal keeps the unit started for
+    its hold grace period, then fails it with "holder disconnected". CMD keeps running whatever
+    happens here. Once UNIT is ready (completed) there is no hold to keep."""
+    core, unit = run.core, run.unit
+    while not run.ready:
+        await core.disconnected()
+        if run.ready:
+            return
+        run.lease = None
+        say(f"lost the coordinator at {core.path}; the command keeps running")
+        while run.lease is None:
+            await core.reconnect()
+            try:
+                run.lease = await core.hold(unit, resume=True)
+            except CoordinatorClosed:
+                continue  # gone again before it answered (it was shutting down): retry
+            except UnitsyncError as error:  # NotHeld: the grace ran out, or the unit changed
+                say(f"reconnected to the coordinator at {core.path} but could not take unit "
+                    f'"{unit}" back ({error}); its outcome will be recorded by name')
+                run.hold_lost = True
+                run.hold_taken.set()
+                return
+        say(f'reconnected to the coordinator at {core.path}; unit "{unit}" is held again')
+        run.hold_taken.set()
+        run.hold_taken = asyncio.Event()
+
+
+async def _record_by_name(run: _Run, reason: str) -> None:
+    """The coordinator is away as CMD ends, the hold could not be taken back, or UNIT was
+    completed when it became ready: record CMD's outcome by name, reconnecting if need be (it
+    may be restarting, and a restarted coordinator restores the unit from its journal) for up
+    to ``--reconnect-timeout``; else say it was not recorded."""
+    core, unit = run.core, run.unit
+    outcome_text = reason or "exit code 0"
+
+    async def record() -> None:
+        if reason:
+            await core.fail(unit, reason)
+        else:
+            await core.complete(unit)
+
+    try:
+        async with asyncio.timeout(run.limits.reconnect_timeout):
+            if not core.connected:
+                await core.reconnect()
+                say(f"reconnected to the coordinator at {core.path}")
+            await across_restarts(core, record)
+    except TimeoutError:
+        say(f"the coordinator at {core.path} did not come back; the outcome ({outcome_text}) "
+            "was not recorded")
+    except UnitsyncError as error:  # e.g. the unit is not there (no journal): say why
+        say(f"could not record the outcome ({outcome_text}): {error}")
+    else:
+        if not run.ready:
+            say(f"recorded the outcome ({outcome_text}) by name")
+
+
+def _terminal_delivers_sigint() -> bool:
+    """True when we run in the terminal's foreground process group: a Ctrl-C there reaches CMD
+    directly (same group), and forwarding it as well would deliver it twice."""
+    import os
+
+    try:
+        return os.tcgetpgrp(0) == os.getpgrp()
+    except OSError:  # stdin is not a terminal
+        return False
+
+
+def _forward(child: asyncio.subprocess.Process, signum: int) -> None:
+    try:
+        child.send_signal(signum)
+    except ProcessLookupError:  # already gone; its exit status is on its way
+        pass
+
