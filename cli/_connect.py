@@ -18,6 +18,7 @@ from coordinator import (
     DependencyFailed,
     InvalidArgument,
     InvalidName,
+    UnitsyncError,
     socket_path,
 )
 
@@ -33,8 +34,10 @@ __all__ = [
     "call",
     "exit_code",
     "report",
+    "elapsed",
     "say",
     "wait_across_restarts",
+    "with_progress",
 ]
 
 OK, ERROR, USAGE, TIMEOUT, DEPENDENCY_FAILED, CYCLE, UNREACHABLE = 0, 1, 2, 3, 4, 5, 69
@@ -131,6 +134,37 @@ async def wait_across_restarts(
         raise CommandError(
             f"timed out after {format_duration(timeout)} waiting for {waiting_for()}", TIMEOUT
         ) from None
+
+
+async def with_progress(
+    waiting_for: Awaitable[T], every: float, report: Callable[[float], Awaitable[str]]
+) -> T:
+    """Return ``await waiting_for``; meanwhile, every ``every`` seconds (0: never), say on
+    stderr what ``report(seconds waited so far)`` says. A report that fails (the coordinator
+    went away, say) is skipped: the wait itself tells what happened."""
+    import asyncio
+
+    task = asyncio.ensure_future(waiting_for)
+    if not every:
+        return await task
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=every)
+            if done:
+                return task.result()
+            try:
+                say(await report(loop.time() - began))
+            except UnitsyncError:
+                pass
+    finally:
+        task.cancel()
+
+
+def elapsed(seconds: float) -> str:
+    """``(1m30s)``: how long a progress line has been waiting, in whole seconds."""
+    return f"({format_duration(round(seconds))})"
 
 
 def call(common: Common, body: Callable[[AsyncioClient], Awaitable[int | None]]) -> int:

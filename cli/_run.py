@@ -50,6 +50,7 @@ def run(
     ready_cmd: str | None = None,
     ready_interval: Duration = 0.5,
     ready_timeout: Duration = 0.0,
+    progress: Duration = 30.0,
     common: Common = Common(),
 ) -> int:
     """Run CMD as UNIT: declare the --after dependencies (atomically), wait until UNIT is
@@ -111,6 +112,9 @@ def run(
         How often the tcp, http and cmd probes are tried. Default 0.5s.
     ready_timeout
         How long CMD has to become ready; 0 (the default): no limit.
+    progress
+        While waiting for the dependencies, say every so often which are still unmet, with
+        their status (stderr). Default 30s; 0: never.
     """
     validate_name(unit)
     for dependency in after:
@@ -134,7 +138,7 @@ def run(
             await core.want(unit, list(after), Status(requires))
         lease, _, _ = await start_when_ready(
             core, unit, lambda: core.hold(unit), timeout, waiting=waiting,
-            taken=lambda: core.hold(unit, resume=True),
+            taken=lambda: core.hold(unit, resume=True), progress=progress,
         )
         try:
             launched = await launch(command, limits)

@@ -15,7 +15,8 @@ from cyclopts import Parameter
 
 from coordinator import AlreadyInStatus, CoordinatorClosed, NotReady, Status, validate_name
 
-from ._connect import USAGE, CommandError, call, say, wait_across_restarts
+from ._connect import USAGE, CommandError, call, elapsed, say, wait_across_restarts
+from ._connect import with_progress
 from ._format import names
 from ._options import Common, Duration, Requirement
 
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from coordinator import UnitInfo
     from coordinator.rpc import AsyncioClient
 
-__all__ = ["complete", "fail", "ping", "start", "start_when_ready", "wait", "want"]
+__all__ = ["complete", "fail", "ping", "say_plain", "start", "start_when_ready", "want"]
 
 T = TypeVar("T")
 
@@ -81,6 +82,7 @@ async def start_when_ready(
     *,
     waiting: Callable[[Sequence[str]], object],
     taken: Callable[[], Awaitable[T]],
+    progress: float = 0.0,
 ) -> tuple[T, UnitInfo, bool]:
     """Run ``begin`` (start or hold ``unit``) as soon as ``unit`` is ready.
 
@@ -96,6 +98,9 @@ async def start_when_ready(
     in flight when the connection went may have taken effect (the journal has it): if the
     unit is then found started, ``taken()`` makes it ours (a start: nothing to do; a hold:
     take the restored hold over).
+
+    While it waits, every ``progress`` seconds (0: never) it says which dependencies are still
+    unmet and their status (one ``info`` each time: the wake-up itself is the pushed promise).
 
     A timeout (0 = none) raises :class:`CommandError` with exit code 3 — or, when it ran out
     while the coordinator was away, CoordinatorUnreachable (exit 69); a failed dependency
@@ -141,7 +146,7 @@ async def start_when_ready(
             await core.info(unit)
             if not info.blocked_by:  # blocked: `ready` answers DependencyFailed at once
                 waiting(unmet)
-            await parked
+            await with_progress(parked, progress, still_waiting)
         finally:
             parked.cancel()
         while True:
@@ -150,6 +155,13 @@ async def start_when_ready(
             except NotReady:  # a dependency went back meanwhile: wait again
                 await core.ready(unit)
 
+    async def still_waiting(seconds: float) -> str:
+        info = await core.info(unit)
+        unmet_now = [f"{d.depends_on} ({d.current.label})" for d in info.dependencies
+                     if not d.satisfied]
+        return (f'Unit "{unit}" still waiting for dependencies: {names(unmet_now)} '
+                f"{elapsed(seconds)}")
+
     result = await wait_across_restarts(
         core, attempt, timeout, lambda: f'the dependencies of unit "{unit}": {names(unmet)}'
     )
@@ -157,7 +169,10 @@ async def start_when_ready(
     return result, first_info, waited
 
 
-def start(unit: str, /, *, timeout: Duration = 300.0, common: Common = Common()) -> int:
+def start(
+    unit: str, /, *, timeout: Duration = 300.0, progress: Duration = 30.0,
+    common: Common = Common(),
+) -> int:
     """Wait until UNIT is ready, then mark it started (registers UNIT if needed).
 
     Blocks on the coordinator's `ready` promise: woken the moment the last dependency is
@@ -171,6 +186,9 @@ def start(unit: str, /, *, timeout: Duration = 300.0, common: Common = Common())
         The unit to start.
     timeout
         How long to wait for the dependencies: 30s, 5m, 1h30m ...; 0 waits forever. Default 5m.
+    progress
+        While waiting, say every so often which dependencies are still unmet, with their
+        status (stderr). Default 30s; 0: never.
     """
     validate_name(unit)
 
@@ -182,7 +200,8 @@ def start(unit: str, /, *, timeout: Duration = 300.0, common: Common = Common())
             say(f'unit "{unit}" is started: this start reached the coordinator before it went')
 
         _, info, waited = await start_when_ready(
-            core, unit, lambda: core.start(unit), timeout, waiting=waiting, taken=taken
+            core, unit, lambda: core.start(unit), timeout, waiting=waiting, taken=taken,
+            progress=progress,
         )
         dependencies = names(d.depends_on for d in info.dependencies)
         if waited:
@@ -236,56 +255,5 @@ def fail(unit: str, /, *, reason: str = "", common: Common = Common()) -> int:
     async def body(core: AsyncioClient) -> None:
         await core.fail(unit, reason)
         print("Success")
-
-    return call(common, body)
-
-
-def wait(
-    unit: str,
-    /,
-    *,
-    for_: Annotated[Requirement, Parameter(name="--for")] = "completed",
-    timeout: Duration = 300.0,
-    common: Common = Common(),
-) -> int:
-    """Wait until UNIT has reached a status, without being a unit yourself.
-
-    Once the coordinator holds the wait, says so on stderr (`Unit "X" is waiting to reach
-    completed (it is started)`). Exits 4 if UNIT fails (or a dependency's failure blocks it)
-    first, 3 on timeout. If the coordinator goes away meanwhile (a restart), reconnects and
-    keeps waiting within the timeout (exit 69 if it is not back in time).
-
-    Parameters
-    ----------
-    unit
-        The unit to watch for (need not be registered yet).
-    for_
-        The status to wait for: started (started or completed) or completed.
-    timeout
-        How long to wait: 30s, 5m, 1h30m ...; 0 waits forever. Default 5m.
-    """
-    validate_name(unit)
-
-    target = Status(for_)
-
-    async def body(core: AsyncioClient) -> None:
-        async def attempt() -> None:
-            parked = asyncio.ensure_future(core.reached(unit, target))
-            try:
-                # E-order, as in `start`: once this info is answered, the wait is parked
-                info = await core.info(unit)
-                if not (info.status.reaches(target) or info.status is Status.FAILED
-                        or info.blocked_by):
-                    say_plain(
-                        f'Unit "{unit}" is waiting to reach {for_} (it is {info.status.label})'
-                    )
-                await parked
-            finally:
-                parked.cancel()
-
-        await wait_across_restarts(
-            core, attempt, timeout, lambda: f'unit "{unit}" to reach {for_}'
-        )
-        print(f'Unit "{unit}" reached {for_}')
 
     return call(common, body)

@@ -1,0 +1,132 @@
+"""``unitsync wait`` on several units and on all of them, and the progress lines of ``start``,
+``wait`` and ``run`` (real console script, real ``unitsync serve``)."""
+
+from __future__ import annotations
+
+import re
+
+import trio
+
+from .cli_support import DEPENDENCY_FAILED, OK, USAGE, Served, background, read_all, read_line
+
+#: Bound on each test's waits (each step takes milliseconds when correct).
+WAIT = 10.0
+
+
+async def test_wait_for_several_units(served: Served) -> None:
+    with trio.fail_after(WAIT):
+        for unit in ("a", "b"):
+            await served.run("start", unit, check=True)
+        await served.run("complete", "a", check=True)
+        async with background(served, "wait", "a", "b", "c", "--for", "completed") as waiting:
+            assert waiting.stderr is not None and waiting.stdout is not None
+            # a is there already; each other one says so once its wait is held
+            lines = {await read_line(waiting.stderr), await read_line(waiting.stderr)}
+            assert lines == {
+                'Unit "b" is waiting to reach completed (it is started)\n',
+                'Unit "c" is waiting to reach completed (it is not registered)\n',
+            }
+            await served.run("complete", "b", check=True)
+            assert waiting.poll() is None  # c still missing
+            await served.run("start", "c", check=True)
+            await served.run("complete", "c", check=True)
+            assert await waiting.wait() == OK
+            assert await read_all(waiting.stdout) == "Units [a, b, c] reached completed\n"
+
+
+async def test_wait_for_several_stops_at_the_first_failure(served: Served) -> None:
+    with trio.fail_after(WAIT):
+        await served.run("start", "b", check=True)
+        async with background(served, "wait", "a", "b") as waiting:
+            assert waiting.stderr is not None
+            await read_line(waiting.stderr)
+            await read_line(waiting.stderr)
+            await served.run("fail", "b", "--reason", "broke", check=True)
+            assert await waiting.wait() == DEPENDENCY_FAILED
+            assert "unit 'b' failed: broke" in await read_all(waiting.stderr)
+
+
+async def test_wait_all_waits_for_units_registered_meanwhile(served: Served) -> None:
+    with trio.fail_after(WAIT):
+        await served.run("start", "x", check=True)
+        await served.run("start", "y", check=True)
+        await served.run("complete", "y", check=True)
+        async with background(served, "wait", "--all") as waiting:
+            assert waiting.stderr is not None and waiting.stdout is not None
+            assert await read_line(waiting.stderr) == (
+                'Unit "x" is waiting to reach completed (it is started)\n'
+            )
+            await served.run("start", "z", check=True)  # registered during the wait
+            await served.run("complete", "x", check=True)
+            assert await read_line(waiting.stderr) == (
+                'Unit "z" is waiting to reach completed (it is started)\n'
+            )
+            await served.run("complete", "z", check=True)
+            assert await waiting.wait() == OK
+            assert await read_all(waiting.stdout) == "All 3 units reached completed\n"
+
+
+async def test_wait_all_fails_at_the_first_failure(served: Served) -> None:
+    with trio.fail_after(WAIT):
+        await served.run("start", "x", check=True)
+        async with background(served, "wait", "--all") as waiting:
+            assert waiting.stderr is not None
+            await read_line(waiting.stderr)
+            await served.run("fail", "x", "--reason", "no key", check=True)
+            assert await waiting.wait() == DEPENDENCY_FAILED
+            assert "unit 'x' failed: no key" in await read_all(waiting.stderr)
+
+
+async def test_wait_needs_units_or_all_not_both(served: Served) -> None:
+    with trio.fail_after(WAIT):
+        for args in (["wait"], ["wait", "x", "--all"]):
+            result = await served.run(*args)
+            assert result.returncode == USAGE, result
+            assert result.stderr.startswith("unitsync: wait needs units, or --all")
+
+
+PROGRESS = r"\((\d+s)\)\n$"
+
+
+async def test_progress_lines_while_waiting(served: Served) -> None:
+    with trio.fail_after(WAIT):
+        await served.run("want", "claude", "git", "db", check=True)
+        await served.run("start", "git", check=True)
+        async with background(served, "start", "claude", "--progress", "100ms") as start:
+            assert start.stderr is not None
+            assert await read_line(start.stderr) == (
+                'Unit "claude" is waiting for dependencies to be satisfied: [db, git]\n'
+            )
+            line = await read_line(start.stderr)
+            assert re.fullmatch(
+                r'unitsync: Unit "claude" still waiting for dependencies: '
+                r"\[db \(not registered\), git \(started\)\] " + PROGRESS, line
+            ), line
+            await served.run("start", "db", check=True)
+            await served.run("complete", "db", check=True)
+            # lines printed before db completed may still come; then one knows db is there
+            while "[db (" in (line := await read_line(start.stderr)):
+                pass
+            assert re.fullmatch(
+                r'unitsync: Unit "claude" still waiting for dependencies: \[git \(started\)\] '
+                + PROGRESS, line
+            ), line
+
+        async with background(served, "wait", "git", "--progress", "100ms") as wait:
+            assert wait.stderr is not None
+            await read_line(wait.stderr)
+            line = await read_line(wait.stderr)
+            assert re.fullmatch(
+                r'unitsync: Unit "git" still waiting to reach completed \(it is started\) '
+                + PROGRESS, line
+            ), line
+
+        async with background(served, "wait", "--all", "--progress", "100ms") as wait:
+            assert wait.stderr is not None
+            await read_line(wait.stderr)
+            await read_line(wait.stderr)
+            line = await read_line(wait.stderr)
+            assert re.fullmatch(
+                r"unitsync: 1 of 3 reached completed; waiting for: claude \(pending\), "
+                r"git \(started\) " + PROGRESS, line
+            ), line
