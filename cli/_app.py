@@ -40,6 +40,7 @@ _COMMANDS = {
     "graph": ("cli._show:graph", "Print the dependency graph (Graphviz DOT or JSON)."),
     "wait": ("cli._wait:wait",
              "Wait until each UNIT (or --all units) has reached a status, without being a unit."),
+    "why": ("cli._why:why", "Show what UNIT is waiting for, down to the root causes."),
     "watch": ("cli._show:watch", "Print status changes as they happen, until interrupted."),
     "run": ("cli._run:run",
             "Run a command as UNIT: wait for its dependencies, complete or fail it on exit."),
