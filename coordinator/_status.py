@@ -10,11 +10,15 @@ __all__ = ["Status"]
 class Status(enum.Enum):
     """Where a unit is in its life.
 
-    ``NOT_REGISTERED`` → ``PENDING`` → ``STARTED`` → ``COMPLETED``, or ``FAILED`` (with a reason).
-    The value is the string used in JSON output (coder's spelling: ``""`` for a unit nobody has
-    registered); :attr:`label` is the human spelling used in tables.
+    ``NOT_REGISTERED`` → ``PENDING`` → ``STARTED`` → ``COMPLETED``, or one of the other two
+    outcomes: ``FAILED`` (with a reason) or ``SKIPPED`` (it did not run because a dependency
+    failed or was skipped, or someone said so; with a reason). ``FINISHED`` is never a unit's
+    status: it is the requirement (and the status to wait for) met by any outcome. The value is
+    the string used in JSON output (coder's spelling: ``""`` for a unit nobody has registered);
+    :attr:`label` is the human spelling used in tables.
 
-    A *requirement* on a dependency edge is ``STARTED`` or ``COMPLETED``; see :meth:`reaches`.
+    A *requirement* on a dependency edge is ``STARTED``, ``COMPLETED`` or ``FINISHED``; see
+    :meth:`reaches`.
     """
 
     NOT_REGISTERED = ""
@@ -22,21 +26,34 @@ class Status(enum.Enum):
     STARTED = "started"
     COMPLETED = "completed"
     FAILED = "failed"
+    SKIPPED = "skipped"
+    FINISHED = "finished"
 
     @property
     def label(self) -> str:
         """Human spelling: ``not registered`` for :attr:`NOT_REGISTERED`, else the value."""
         return self.value or "not registered"
 
+    @property
+    def is_outcome(self) -> bool:
+        """True for the end of a run: completed, failed or skipped."""
+        return self in _OUTCOMES
+
     def reaches(self, target: Status) -> bool:
         """True when a unit in this status has *reached* ``target``.
 
         ``PENDING < STARTED < COMPLETED``: started is reached by started or completed, completed
-        only by completed. ``FAILED`` reaches only ``FAILED`` (a failed unit meets no requirement
-        until it is re-run). This is where we differ from coder, which compares for equality, so
-        that a ``started`` requirement became unmet again when its dependency completed.
+        only by completed. ``FINISHED`` is reached by any outcome (completed, failed, skipped).
+        ``FAILED`` and ``SKIPPED`` reach only themselves and ``FINISHED`` (such a unit meets no
+        other requirement until it is re-run). This is where we differ from coder, which
+        compares for equality, so that a ``started`` requirement became unmet again when its
+        dependency completed.
         """
-        if target is Status.FAILED or self is Status.FAILED:
+        if target is Status.FINISHED:
+            return self in _OUTCOMES
+        if self is Status.FINISHED:  # not a unit's status: reaches only itself
+            return False
+        if self in _FAILURES or target in _FAILURES:
             return self is target
         return _RANK[self] >= _RANK[target]
 
@@ -57,5 +74,11 @@ _RANK = {
     Status.COMPLETED: 3,
 }
 
+_OUTCOMES = frozenset({Status.COMPLETED, Status.FAILED, Status.SKIPPED})
+_FAILURES = frozenset({Status.FAILED, Status.SKIPPED})
+
 #: The statuses a dependency edge may require.
-REQUIREMENTS = (Status.STARTED, Status.COMPLETED)
+REQUIREMENTS = (Status.STARTED, Status.COMPLETED, Status.FINISHED)
+
+#: What a unit may be in (``FINISHED`` is only a requirement or a status to wait for).
+UNIT_STATUSES = tuple(status for status in Status if status is not Status.FINISHED)

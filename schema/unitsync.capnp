@@ -19,6 +19,9 @@ enum Status {
   started @2;
   completed @3;
   failed @4;
+  skipped @5;     # revision 2: did not run (a dependency failed or was skipped, or `skip`)
+  finished @6;    # revision 2: never a unit's status; the requirement (or the status to wait
+                  # for) that any outcome meets: completed, failed or skipped
 }
 
 struct Dependency {
@@ -32,8 +35,9 @@ struct UnitInfo {
   name @0 :Text;
   status @1 :Status;
   ready @2 :Bool;
-  reason @3 :Text;         # the unit's own failure reason ("" unless failed)
-  blockedBy @4 :Text;      # the failed unit keeping this one from becoming ready ("" if none)
+  reason @3 :Text;         # the unit's own reason ("" unless failed or skipped)
+  blockedBy @4 :Text;      # the failed or skipped unit at the root of the chain that keeps
+                           # this one from becoming ready ("" if none)
   dependencies @5 :List(Dependency);   # sorted by dependsOn
 }
 
@@ -57,13 +61,19 @@ interface Coordinator {
     # units remain after the last (ask again with its name as `after`).
   graph @3 () -> (dot :Text);                    # Graphviz DOT
   watch @4 (watcher :Watcher) -> (subscription :Subscription);   # dropping the subscription ends it
+  hello @5 (revision :UInt32) -> (revision :UInt32);
+    # Call it first with the revision of this file your client was built from (2 here). The
+    # connection then speaks the lower of yours and the server's, which it answers. Without a
+    # hello a connection speaks revision 1, the first contract: a skipped unit is sent as
+    # failed, a finished requirement as completed (so old clients never see a value they do
+    # not know). An old server answers hello with Cap'n Proto's "unimplemented": revision 1.
 }
 
 interface Unit {
   info @0 () -> (info :UnitInfo);
   want @1 (dependencies :List(Text), requires :Status) -> ();
-    # requires: started | completed (left out, i.e. notRegistered: completed). Atomic: a cycle
-    # refuses every dependency of the call.
+    # requires: started | completed | finished (left out, i.e. notRegistered: completed).
+    # Atomic: a cycle refuses every dependency of the call.
   start @2 () -> ();
   complete @3 () -> ();
   fail @4 (reason :Text) -> ();
@@ -74,6 +84,9 @@ interface Unit {
     # resume: take over a hold restored from the journal after a restart, whose holder has not
     # come back yet (the unit stays started); unitsync.not-held if there is none.
   register @8 () -> ();                # unitsync.already if registered
+  skip @9 (reason :Text) -> ();
+    # revision 2: mark skipped (it did not run); only a unit that has not started, else
+    # unitsync.already. Like failed, it meets only `finished` and can be re-run with start.
 }
 
 interface Watcher {

@@ -24,7 +24,7 @@ from .._errors import CoordinatorClosed, CoordinatorUnreachable, UnitsyncError
 from .._graph import units_to_dot
 from .._names import validate_dependencies, validate_name
 from .._status import Status
-from ._convert import error_from_capnp, read_event, read_info, status_to_wire
+from ._convert import REVISION, error_from_capnp, read_event, read_info, status_to_wire
 from ._error_codec import error_from_wire
 from ._schema import schema
 from ._socket import connect_socket
@@ -126,6 +126,8 @@ class AsyncioClient:
 
     def __init__(self, path: Path, stream: Any, client: Any) -> None:
         self.path = path
+        #: The schema revision this connection speaks (see ``Coordinator.hello``).
+        self.revision = REVISION
         self._units: dict[str, Any] = {}
         self._held: dict[int, Any] = {}
         self._watches: dict[int, ClientWatch] = {}
@@ -158,8 +160,29 @@ class AsyncioClient:
 
     @classmethod
     async def connect(cls, path: Path, *, timeout: float = 5.0) -> AsyncioClient:
-        """Connect to the coordinator at ``path``: :class:`CoordinatorUnreachable` if none."""
-        return cls(path, *await _open(path, timeout))
+        """Connect to the coordinator at ``path`` and say which schema revision we speak:
+        :class:`CoordinatorUnreachable` if nothing answers within ``timeout``."""
+        client = cls(path, *await _open(path, timeout))
+        try:
+            async with asyncio.timeout(timeout):
+                await client._hello()
+        except (TimeoutError, CoordinatorClosed) as exc:
+            client.close()
+            why = "it did not answer" if isinstance(exc, TimeoutError) else str(exc)
+            raise CoordinatorUnreachable(str(path), why) from None
+        return client
+
+    async def _hello(self) -> None:
+        """Tell the server our schema revision; :attr:`revision` becomes the one the
+        connection speaks (1 with a server from before ``hello``)."""
+        try:
+            result = await self._coord.hello(REVISION)
+        except capnp.KjException as exc:
+            if exc.type != "UNIMPLEMENTED":
+                raise error_from_capnp(exc) from None
+            self.revision = 1
+        else:
+            self.revision = min(int(result.revision), REVISION)
 
     async def reconnect(self, *, timeout: float = 5.0) -> None:
         """The connection was lost (the coordinator was killed, is restarting or shutting
@@ -177,7 +200,7 @@ class AsyncioClient:
                 # the connections first; a shutdown takes up to 1.5 s), then drop it, or a
                 # stopped one never answer: only an answer tells that a coordinator is back
                 async with asyncio.timeout(timeout):
-                    await self.ping()
+                    await self._hello()
                 return
             except CoordinatorUnreachable:
                 pass

@@ -16,6 +16,7 @@ from .._status import Status
 from ._error_codec import error_from_wire, error_to_wire
 
 __all__ = [
+    "REVISION",
     "error_from_capnp",
     "fill_event",
     "fill_info",
@@ -28,18 +29,28 @@ __all__ = [
     "wire_errors",
 ]
 
+#: The revision of ``unitsync.capnp`` this code speaks (see ``Coordinator.hello``): 1 is the
+#: first contract, 2 adds the status ``skipped``, the requirement ``finished`` and ``skip``.
+REVISION = 2
+
 _TO_WIRE = {
     Status.NOT_REGISTERED: "notRegistered",
     Status.PENDING: "pending",
     Status.STARTED: "started",
     Status.COMPLETED: "completed",
     Status.FAILED: "failed",
+    Status.SKIPPED: "skipped",
+    Status.FINISHED: "finished",
 }
 _FROM_WIRE = {wire: status for status, wire in _TO_WIRE.items()}
 
+#: For a peer of revision 1: the nearest value it knows, for each one it does not.
+_REVISION_1 = {**_TO_WIRE, Status.SKIPPED: "failed", Status.FINISHED: "completed"}
 
-def status_to_wire(status: Status) -> str:
-    return _TO_WIRE[status]
+
+def status_to_wire(status: Status, revision: int = REVISION) -> str:
+    """The wire value of ``status`` for a peer speaking ``revision`` (see :data:`REVISION`)."""
+    return (_TO_WIRE if revision >= 2 else _REVISION_1)[status]
 
 
 def status_from_wire(value: Any) -> Status:
@@ -52,17 +63,19 @@ def status_from_wire(value: Any) -> Status:
         raise InvalidArgument(f"unknown status value {raw!r}") from None
 
 
-def fill_info(builder: Any, info: UnitInfo) -> None:
+def fill_info(builder: Any, info: UnitInfo, revision: int = REVISION) -> None:
+    """Write ``info`` for a peer speaking ``revision``."""
+    wire = _TO_WIRE if revision >= 2 else _REVISION_1
     builder.name = info.name
-    builder.status = _TO_WIRE[info.status]
+    builder.status = wire[info.status]
     builder.ready = info.ready
     builder.reason = info.reason
     builder.blockedBy = info.blocked_by
     dependencies = builder.init("dependencies", len(info.dependencies))
     for slot, dependency in zip(dependencies, info.dependencies):
         slot.dependsOn = dependency.depends_on
-        slot.required = _TO_WIRE[dependency.required]
-        slot.current = _TO_WIRE[dependency.current]
+        slot.required = wire[dependency.required]
+        slot.current = wire[dependency.current]
         slot.satisfied = dependency.satisfied
 
 
@@ -85,12 +98,14 @@ def read_info(reader: Any) -> UnitInfo:
     )
 
 
-def fill_event(builder: Any, event: Event) -> None:
+def fill_event(builder: Any, event: Event, revision: int = REVISION) -> None:
+    """Write ``event`` for a peer speaking ``revision``."""
+    wire = _TO_WIRE if revision >= 2 else _REVISION_1
     builder.seq = event.seq
     builder.timeNs = int(event.time * 1e9)
     builder.unit = event.unit
-    builder.old = _TO_WIRE[event.old]
-    builder.new = _TO_WIRE[event.new]
+    builder.old = wire[event.old]
+    builder.new = wire[event.new]
     builder.reason = event.reason
 
 

@@ -21,12 +21,12 @@ from .._coordinator import LocalCoordinator
 from .._errors import Overloaded
 from .._paths import socket_path
 from .._version import __version__
-from ._convert import fill_info, read_names, wire_errors
+from ._convert import REVISION, fill_info, read_names, wire_errors
 from ._kj import TrioPortal, run_kj_thread
 from ._schema import schema
 from ._socket import Listener, bind_listener, peer_uid
 from ._stream import DEFAULT_FRAME_TIMEOUT, open_stream
-from ._unit_server import UnitServer, Waiters
+from ._unit_server import Peer, UnitServer
 from ._watch_server import RemoteWatch, SubscriptionServer
 
 __all__ = ["REFUSED_LINGER", "ServerLimits", "serve"]
@@ -79,7 +79,7 @@ class _RefusingCoordinator(S.Coordinator.Server):  # type: ignore[name-defined,m
     async def _refuse(self, *args: Any, **kwargs: Any) -> None:
         raise self._error
 
-    ping = unit = list = graph = watch = _refuse
+    ping = unit = list = graph = watch = hello = _refuse
 
 
 #: A page of ``list`` stops before its units take more than this (an estimate): well under the
@@ -106,11 +106,16 @@ class CoordinatorServer(S.Coordinator.Server):  # type: ignore[name-defined,misc
     ) -> None:
         self._coord = coord
         self._portal = portal
-        self._waiters = Waiters(limits.max_waiters_per_connection)
+        self._peer = Peer(limits.max_waiters_per_connection)
 
     @wire_errors
     async def ping(self, _context: Any, **kwargs: Any) -> None:
         _context.results.version = __version__  # answered here: no need to enter Trio
+
+    @wire_errors
+    async def hello(self, revision: int, _context: Any, **kwargs: Any) -> None:
+        self._peer.revision = max(1, min(int(revision), REVISION))
+        _context.results.revision = REVISION
 
     @wire_errors
     async def unit_context(self, context: Any) -> None:
@@ -118,7 +123,7 @@ class CoordinatorServer(S.Coordinator.Server):  # type: ignore[name-defined,misc
         # a bare traceback if it is not UTF-8
         name = read_names(lambda: context.params.name)
         context.results.unit = UnitServer(
-            self._portal, self._coord, self._coord.unit(name), self._waiters
+            self._portal, self._coord, self._coord.unit(name), self._peer
         )
 
     @wire_errors
@@ -135,8 +140,9 @@ class CoordinatorServer(S.Coordinator.Server):  # type: ignore[name-defined,misc
             context.results.more = len(infos) > kept
             infos = infos[:kept]
         units = context.results.init("units", len(infos))
+        revision = self._peer.revision
         for slot, info in zip(units, infos):
-            fill_info(slot, info)
+            fill_info(slot, info, revision)
 
     @wire_errors
     async def graph(self, _context: Any, **kwargs: Any) -> None:
@@ -144,7 +150,7 @@ class CoordinatorServer(S.Coordinator.Server):  # type: ignore[name-defined,misc
 
     @wire_errors
     async def watch(self, watcher: Any, _context: Any, **kwargs: Any) -> None:
-        forward = RemoteWatch(self._coord, self._portal, watcher)
+        forward = RemoteWatch(self._coord, self._portal, watcher, self._peer)
         try:
             await forward.start()
         except asyncio.CancelledError:  # the caller went away: no Subscription will stop it

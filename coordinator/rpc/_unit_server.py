@@ -26,7 +26,7 @@ from ._convert import fill_info, read_names, read_reason, status_from_wire, wire
 from ._kj import TrioPortal
 from ._schema import schema
 
-__all__ = ["LeaseServer", "UnitServer", "Waiters"]
+__all__ = ["LeaseServer", "Peer", "UnitServer", "Waiters"]
 
 log = logging.getLogger("unitsync.server")
 
@@ -54,17 +54,29 @@ class Waiters:
             self.count -= 1
 
 
+class Peer:
+    """What the server knows of one connection's client (KJ thread only): the schema revision
+    it speaks (1 until it says ``hello``) and its parked calls."""
+
+    __slots__ = ("revision", "waiters")
+
+    def __init__(self, max_waiters: int) -> None:
+        self.revision = 1
+        self.waiters = Waiters(max_waiters)
+
+
 class UnitServer(S.Unit.Server):  # type: ignore[name-defined,misc]
     """A capability for one unit. Calls enter Trio in the order they arrive (E-order): each
     is handed to the registry's inbox synchronously, in arrival order, by the portal."""
 
     def __init__(
-        self, portal: TrioPortal, coord: LocalCoordinator, unit: LocalUnit, waiters: Waiters
+        self, portal: TrioPortal, coord: LocalCoordinator, unit: LocalUnit, peer: Peer
     ) -> None:
         self._portal = portal
         self._coord = coord
         self._unit = unit
-        self._waiters = waiters
+        self._peer = peer
+        self._waiters = peer.waiters
         self._in_flight = 0  # calls of this capability handed to Trio and not yet answered
 
     async def _submit(self, operation: Operation[T]) -> T:
@@ -82,12 +94,14 @@ class UnitServer(S.Unit.Server):  # type: ignore[name-defined,misc]
         # Answered here on the KJ thread when the unit's actor has published its current info
         # and no earlier call of this capability is still in Trio (E-order); else via Trio.
         info = None if self._in_flight else self._coord.published_info(self._unit.name)
-        fill_info(_context.results.info, info or await self._submit(operations.info(self._unit.name)))
+        info = info or await self._submit(operations.info(self._unit.name))
+        fill_info(_context.results.info, info, self._peer.revision)
 
     @wire_errors
     async def ready(self, _context: Any, **kwargs: Any) -> None:
         with self._waiters.one():
-            fill_info(_context.results.info, await self._submit(operations.ready(self._unit.name)))
+            info = await self._submit(operations.ready(self._unit.name))
+        fill_info(_context.results.info, info, self._peer.revision)
 
     @wire_errors
     async def want(self, dependencies: Any, requires: Any, _context: Any, **kwargs: Any) -> None:

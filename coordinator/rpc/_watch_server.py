@@ -16,6 +16,7 @@ from ._convert import fill_event
 from ._error_codec import error_to_wire
 from ._kj import TrioPortal
 from ._schema import schema
+from ._unit_server import Peer
 
 __all__ = ["REMOTE_WATCH_BUFFER", "RemoteWatch", "SubscriptionServer"]
 
@@ -41,8 +42,11 @@ class RemoteWatch:
     ``seq == 0`` whose reason starts ``unitsync.lagged:``, and the watch ends.
     """
 
-    def __init__(self, coord: LocalCoordinator, portal: TrioPortal, watcher: Any) -> None:
+    def __init__(
+        self, coord: LocalCoordinator, portal: TrioPortal, watcher: Any, peer: Peer
+    ) -> None:
         self._coord = coord
+        self._peer = peer
         self._portal = portal
         self._watcher = watcher
         self._queue: asyncio.Queue[Any] = asyncio.Queue()  # bounded by _deliver
@@ -111,7 +115,7 @@ class RemoteWatch:
                     request.event.reason = item[1]
                     await request.send()
                     return
-                fill_event(request.event, item)
+                fill_event(request.event, item, self._peer.revision)
                 await request.send()
         except (capnp.KjException, asyncio.CancelledError):
             pass
