@@ -35,6 +35,7 @@ _COMMANDS = {
     "start": ("cli._sync:start", "Wait until UNIT is ready, then mark it started."),
     "complete": ("cli._sync:complete", "Mark UNIT completed."),
     "fail": ("cli._sync:fail", "Mark UNIT failed; units waiting on it are answered at once."),
+    "skip": ("cli._sync:skip", "Mark UNIT skipped: it did not run (only before it starts)."),
     "status": ("cli._show:status", "Show one unit and its dependencies."),
     "list": ("cli._show:list_", "List the registered units."),
     "graph": ("cli._show:graph", "Print the dependency graph (Graphviz DOT or JSON)."),

@@ -59,5 +59,6 @@ def _duration(type_: Any, tokens: Sequence[Any]) -> float:
 #: A timeout: ``--timeout 5m``; 0 waits forever.
 Duration = Annotated[float, Parameter(converter=_duration, show_default=False)]
 
-#: What a dependent needs from its dependency.
-Requirement = Literal["started", "completed"]
+#: What a dependent needs from its dependency (finished: any outcome, completed, failed or
+#: skipped), and what `wait --for` waits for.
+Requirement = Literal["started", "completed", "finished"]

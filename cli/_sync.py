@@ -13,7 +13,15 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 from cyclopts import Parameter
 
-from coordinator import AlreadyInStatus, CoordinatorClosed, NotReady, Status, validate_name
+from coordinator import (
+    AlreadyInStatus,
+    CoordinatorClosed,
+    DependencyFailed,
+    NotReady,
+    Status,
+    UnitsyncError,
+    validate_name,
+)
 
 from ._connect import USAGE, CommandError, call, elapsed, say, wait_across_restarts
 from ._connect import with_progress
@@ -24,7 +32,7 @@ if TYPE_CHECKING:
     from coordinator import UnitInfo
     from coordinator.rpc import AsyncioClient
 
-__all__ = ["complete", "fail", "ping", "say_plain", "start", "start_when_ready", "want"]
+__all__ = ["complete", "fail", "ping", "say_plain", "skip", "start", "start_when_ready", "want"]
 
 T = TypeVar("T")
 
@@ -103,8 +111,8 @@ async def start_when_ready(
     unmet and their status (one ``info`` each time: the wake-up itself is the pushed promise).
 
     A timeout (0 = none) raises :class:`CommandError` with exit code 3 — or, when it ran out
-    while the coordinator was away, CoordinatorUnreachable (exit 69); a failed dependency
-    raises DependencyFailed.
+    while the coordinator was away, CoordinatorUnreachable (exit 69); a failed (or skipped)
+    dependency marks ``unit`` skipped, naming it, and raises DependencyFailed.
     """
     first_info: UnitInfo | None = None
     unmet: Sequence[str] = ()
@@ -162,11 +170,30 @@ async def start_when_ready(
         return (f'Unit "{unit}" still waiting for dependencies: {names(unmet_now)} '
                 f"{elapsed(seconds)}")
 
-    result = await wait_across_restarts(
-        core, attempt, timeout, lambda: f'the dependencies of unit "{unit}": {names(unmet)}'
-    )
+    try:
+        result = await wait_across_restarts(
+            core, attempt, timeout, lambda: f'the dependencies of unit "{unit}": {names(unmet)}'
+        )
+    except DependencyFailed as failed:
+        await _skip_for(core, unit, failed)
+        raise
     assert first_info is not None
     return result, first_info, waited
+
+
+async def _skip_for(core: AsyncioClient, unit: str, failed: DependencyFailed) -> None:
+    """The wait for ``unit`` ended because a dependency failed or was skipped: mark ``unit``
+    skipped, naming it (``dependency "git" failed: clone failed``), so that what needed
+    ``unit`` is told too. Not if it has started meanwhile (someone else runs it)."""
+    try:
+        await core.skip(unit, failed.skip_reason)
+    except AlreadyInStatus as already:
+        if already.status is not Status.SKIPPED:  # started (or ended) meanwhile: not ours
+            say(f'unit "{unit}" was not marked skipped: {already}')
+    except UnitsyncError as error:  # gone, an old coordinator ...
+        say(f'unit "{unit}" was not marked skipped: {error}')
+    else:
+        say(f'Unit "{unit}" skipped: {failed.skip_reason}')
 
 
 def start(
@@ -254,6 +281,28 @@ def fail(unit: str, /, *, reason: str = "", common: Common = Common()) -> int:
 
     async def body(core: AsyncioClient) -> None:
         await core.fail(unit, reason)
+        print("Success")
+
+    return call(common, body)
+
+
+def skip(unit: str, /, *, reason: str = "", common: Common = Common()) -> int:
+    """Mark UNIT skipped: it did not run and will not (yet). Only a unit that has not started
+    (exit 1 otherwise). Like a failed unit it meets only `finished` requirements: units that
+    need it started or completed are answered at once (exit 4), those that need it finished go
+    on. A later `start` of UNIT is a re-run. Prints `Success`.
+
+    Parameters
+    ----------
+    unit
+        A registered unit.
+    reason
+        Why it is skipped; shown to the units that depended on it.
+    """
+    validate_name(unit)
+
+    async def body(core: AsyncioClient) -> None:
+        await core.skip(unit, reason)
         print("Success")
 
     return call(common, body)

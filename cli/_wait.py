@@ -47,7 +47,8 @@ def wait(
     units
         The units to wait for (need not be registered yet).
     for_
-        The status to wait for: started (started or completed) or completed.
+        The status to wait for: started (started or completed), completed, or finished (any
+        outcome: completed, failed or skipped).
     all_
         Wait for every registered unit instead of the ones named.
     timeout

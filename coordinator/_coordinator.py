@@ -306,6 +306,13 @@ class LocalUnit:
         (a re-run) unblocks them."""
         await self._coord.call(operations.fail(self.name, reason))
 
+    async def skip(self, reason: str = "") -> None:
+        """Mark skipped with ``reason``: the unit did not run (a dependency it needed failed or
+        was skipped, say). Only a unit that has not started (:class:`AlreadyInStatus`
+        otherwise; :class:`UnitNotFound` if not registered). Like a failed unit, it meets only
+        ``finished`` requirements, blocks the others, and may be re-run with :meth:`start`."""
+        await self._coord.call(operations.skip(self.name, reason))
+
     async def ready(self) -> UnitInfo:
         """Wait until every requirement is met and return the unit's info then.
 

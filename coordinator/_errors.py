@@ -94,22 +94,37 @@ class CycleError(UnitsyncError):
 
 
 class DependencyFailed(UnitsyncError):
-    """A unit can no longer become ready (or reach a status) because a unit it depends on failed.
+    """A unit can no longer become ready (or reach a status) because a unit it depends on failed
+    or was skipped.
 
-    ``unit`` is the unit that failed, ``reason`` its reason and ``path`` the chain of dependencies
-    from the unit that was waited on down to ``unit`` (``("claude", "git")``; ``("git",)`` when the
-    unit waited on failed itself).
+    ``unit`` is that unit (the root of the chain), ``status`` its status (``FAILED`` or
+    ``SKIPPED``), ``reason`` its reason and ``path`` the chain of dependencies from the unit that
+    was waited on down to ``unit`` (``("claude", "git")``; ``("git",)`` when the unit waited on
+    failed itself).
     """
 
     code = "unitsync.dependency-failed"
 
-    def __init__(self, unit: str, reason: str, path: Sequence[str]) -> None:
+    def __init__(
+        self, unit: str, reason: str, path: Sequence[str], status: Status | str = "failed"
+    ) -> None:
         self.unit = unit
         self.reason = reason
         self.path = tuple(path)
+        self.status = Status(status) if isinstance(status, str) else status
         chain = " -> ".join(self.path)
         because = f": {reason}" if reason else ""
-        super().__init__(f"unit {unit!r} failed{because} (via {chain})")
+        what = "was skipped" if self.status is Status.SKIPPED else "failed"
+        super().__init__(f"unit {unit!r} {what}{because} (via {chain})")
+
+    @property
+    def skip_reason(self) -> str:
+        """The reason a unit that waited for it is skipped with:
+        ``dependency "git" failed: clone failed``, ``dependency "app" was skipped: ...``."""
+        what = "was skipped" if self.status is Status.SKIPPED else "failed"
+        because = f": {self.reason}" if self.reason else ""
+        return f'dependency "{self.unit}" {what}{because}'
+
 
 
 class UnitNotFound(UnitsyncError, LookupError):

@@ -13,7 +13,8 @@ Files, in the socket's 0700 directory, each created 0600::
 
 Every line is ``<crc32 of the JSON bytes: 8 hex digits> <compact UTF-8 JSON>\\n``; records::
 
-    {"op":"status","unit":"git","status":"failed","reason":"exit 3"}  register/start/complete/fail
+    {"op":"status","unit":"git","status":"failed","reason":"exit 3"}  register/start/complete/
+                                                                      fail/skip
     {"op":"status","unit":"git","status":"started","reason":"","held":true}   hold (a lease)
     {"op":"want","unit":"claude","requires":[["git","completed"]]}    add/replace edges; registers
 
@@ -57,10 +58,13 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import UnitsyncError
-from ._status import REQUIREMENTS, Status
+from ._status import REQUIREMENTS, UNIT_STATUSES, Status
 
 __all__ = ["COMPACT_MIN_RECORDS", "Journal", "JournalCorrupt", "JournalError", "JournalStatistics",
            "Record", "StatusRecord", "UnitRecord", "WantRecord", "apply", "encode"]
+
+#: The statuses a record may store: a registered unit's (not NOT_REGISTERED, not FINISHED).
+STORED_STATUSES = frozenset(UNIT_STATUSES) - {Status.NOT_REGISTERED}
 
 #: :meth:`Journal.should_compact` waits for more than this many log records.
 COMPACT_MIN_RECORDS = 10_000
@@ -206,7 +210,7 @@ def _replay(path: str, state: dict[str, UnitRecord], objs: list[dict[str, Any]])
             match obj:
                 case {"op": "status", "unit": str(u), "status": str(s), "reason": str(reason)}:
                     held, status = obj.get("held", False), Status(s)
-                    if isinstance(held, bool) and status is not Status.NOT_REGISTERED:
+                    if isinstance(held, bool) and status in STORED_STATUSES:
                         apply(state, StatusRecord(u, status, reason, held))
                         continue
                 case {"op": "want", "unit": str(u), "requires": list(requires)}:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ._api import UnitInfo
-from ._errors import CoordinatorClosed
+from ._errors import CoordinatorClosed, DependencyFailed
 from ._reply import Reply
 from ._status import Status
 
@@ -27,6 +27,7 @@ __all__ = [
     "Inspect",
     "Ping",
     "SleepIdle",
+    "Skip",
     "Published",
     "Reached",
     "Ready",
@@ -52,12 +53,18 @@ def _reply() -> Any:
 
 @dataclass(frozen=True, slots=True)
 class Blocker:
-    """Why a unit cannot become ready: ``unit`` failed with ``reason``; ``path`` leads from the
-    blocked unit to it through unmet requirements (``("claude", "git")``)."""
+    """Why a unit cannot become ready: ``unit`` failed (or was skipped: ``status``) with
+    ``reason``; ``path`` leads from the blocked unit to it through unmet requirements
+    (``("claude", "git")``)."""
 
     unit: str
     reason: str
     path: tuple[str, ...]
+    status: Status = Status.FAILED
+
+    def error(self) -> DependencyFailed:
+        """What a waiter that this blocker keeps from its goal is answered with."""
+        return DependencyFailed(self.unit, self.reason, self.path, self.status)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +114,14 @@ class Fail:
     reason: str
     reply: Reply[None] = _reply()
     holder: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    """Mark skipped (it did not run) with ``reason``: only a unit that has not started."""
+
+    reason: str
+    reply: Reply[None] = _reply()
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,8 +177,8 @@ class Inspect:
 
 
 UnitRequest = (
-    Register | Start | Hold | Complete | Fail | Info | Ready | Reached | AddRequirements | Subscribe
-    | Inspect
+    Register | Start | Hold | Complete | Fail | Skip | Info | Ready | Reached | AddRequirements
+    | Subscribe | Inspect
 )
 
 # --- requests the RegistryActor handles -------------------------------------------------------

@@ -57,11 +57,13 @@ def validate_name(name: object) -> str:
 
 def validate_dependencies(dependencies: Iterable[str], requires: Status) -> tuple[str, ...]:
     """The arguments of ``want``: each name validated, duplicates dropped (first kept), at most
-    :data:`MAX_DEPENDENCIES`; ``requires`` must be ``STARTED`` or ``COMPLETED``
+    :data:`MAX_DEPENDENCIES`; ``requires`` must be ``STARTED``, ``COMPLETED`` or ``FINISHED``
     (:class:`InvalidArgument` otherwise). The one check of them: see ``_operations.want``."""
     if requires not in REQUIREMENTS:
         label = getattr(requires, "label", requires)
-        raise InvalidArgument(f"a requirement is 'started' or 'completed', not {label!r}")
+        raise InvalidArgument(
+            f"a requirement is 'started', 'completed' or 'finished', not {label!r}"
+        )
     unique = dict.fromkeys(dependencies)
     check_dependency_count(len(unique))
     return tuple(validate_name(d) for d in unique)

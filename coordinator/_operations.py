@@ -28,6 +28,7 @@ from ._messages import (
     Ready,
     Register,
     RegistryMessage,
+    Skip,
     Start,
     ToUnit,
     Want,
@@ -46,6 +47,7 @@ __all__ = [
     "ready",
     "register",
     "release",
+    "skip",
     "start",
     "want",
 ]
@@ -94,6 +96,12 @@ def fail(unit: str, reason: str) -> Operation[None]:
     """Mark failed with ``reason`` (cut to ``MAX_REASON_BYTES``)."""
     kept = _reason(reason)
     return Operation(lambda reply: ToUnit(unit, Fail(kept, reply)))
+
+
+def skip(unit: str, reason: str) -> Operation[None]:
+    """Mark skipped with ``reason`` (cut to ``MAX_REASON_BYTES``): it did not run."""
+    kept = _reason(reason)
+    return Operation(lambda reply: ToUnit(unit, Skip(kept, reply)))
 
 
 def release(unit: str, holder: int, reason: str) -> Operation[None]:

@@ -34,6 +34,7 @@ from ._messages import (
     Reached,
     Ready,
     Register,
+    Skip,
     Start,
     Subscribe,
     UnitRequest,
@@ -57,6 +58,9 @@ SHUTTING_DOWN: Final = "the coordinator is shutting down"
 #: set off full garbage-collector passes (2.6 s of the 8 s). (A per-message idle deadline was
 #: measured first: it cost ~50 µs per ``want`` in Trio's deadline bookkeeping.)
 IDLE_SECONDS: Final = 5.0
+
+#: The outcomes that meet no requirement but ``finished``, and block the others.
+_FAILURES: Final = (Status.FAILED, Status.SKIPPED)
 
 #: The holder token of a hold restored from the journal: its holder (a ``run`` of the old
 #: coordinator) may come back and take it over (``Hold(resume=True)``) until the registry's
@@ -237,6 +241,14 @@ class UnitActor:
                 else:
                     self._set_status(Status.FAILED, reason)
                     self._done(reply)
+            case Skip(reason, reply):
+                if self._status is Status.NOT_REGISTERED:
+                    reply.error(UnitNotFound(self.name))
+                elif self._status is not Status.PENDING:  # only what has not run is skipped
+                    reply.error(AlreadyInStatus(self.name, self._status))
+                else:
+                    self._set_status(Status.SKIPPED, reason)
+                    self._done(reply)
             case Register(reply):
                 if self._status is Status.NOT_REGISTERED:
                     self._set_status(Status.PENDING)
@@ -356,7 +368,9 @@ class UnitActor:
             self._blocking.discard(dependency)
             return
         self._unmet.add(dependency)
-        if state.status is Status.FAILED or state.blocker is not None:
+        if self._requirements[dependency] is Status.FINISHED:
+            self._blocking.discard(dependency)  # any outcome meets it: it waits, never blocks
+        elif state.status in _FAILURES or state.blocker is not None:
             self._blocking.add(dependency)
         else:
             self._blocking.discard(dependency)
@@ -368,10 +382,13 @@ class UnitActor:
             return None
         dependency = min(self._blocking)
         state = self._known[dependency]
-        if state.status is Status.FAILED:
-            return Blocker(dependency, state.reason, (self.name, dependency))
+        # the root of the chain: a failed unit, or a skipped one that nothing blocks (a unit
+        # skipped because its own dependency failed leads on to that one)
+        if state.status is Status.FAILED or (state.status is Status.SKIPPED and not state.blocker):
+            return Blocker(dependency, state.reason, (self.name, dependency), state.status)
         assert state.blocker is not None
-        return Blocker(state.blocker.unit, state.blocker.reason, (self.name, *state.blocker.path))
+        blocker = state.blocker
+        return Blocker(blocker.unit, blocker.reason, (self.name, *blocker.path), blocker.status)
 
     def _settle(self) -> None:
         """After each message: push a changed state to dependents, answer waiters that can be."""
@@ -390,19 +407,23 @@ class UnitActor:
                     reply.ok(info)
             else:
                 for reply in waiters:
-                    reply.error(DependencyFailed(blocker.unit, blocker.reason, blocker.path))
+                    reply.error(blocker.error())
             self._maybe_idle()
         if self._reached_waiters:
             for reply, target in list(self._reached_waiters.items()):
                 if self._status.reaches(target):
                     del self._reached_waiters[reply]
                     reply.ok(None)
-                elif self._status is Status.FAILED:
+                elif self._status in _FAILURES:
                     del self._reached_waiters[reply]
-                    reply.error(DependencyFailed(self.name, self._reason, (self.name,)))
-                elif blocker is not None:
+                    reply.error(
+                        DependencyFailed(self.name, self._reason, (self.name,), self._status)
+                    )
+                elif blocker is not None and target is not Status.FINISHED:
+                    # (a blocked unit will still have an outcome: skipped, when its waiter
+                    # gives up; a wait for any outcome goes on)
                     del self._reached_waiters[reply]
-                    reply.error(DependencyFailed(blocker.unit, blocker.reason, blocker.path))
+                    reply.error(blocker.error())
             self._maybe_idle()
 
     def _set_status(self, status: Status, reason: str = "", *, held: bool = False) -> None:
@@ -461,7 +482,7 @@ def answer_absent(name: str, request: UnitRequest) -> bool:
     match request:
         case Info(reply) | Ready(reply):
             reply.ok(UnitInfo(name=name, status=Status.NOT_REGISTERED, ready=True))
-        case Complete(reply) | Fail(_, reply, _):
+        case Complete(reply) | Fail(_, reply, _) | Skip(_, reply):
             reply.error(UnitNotFound(name))
         case Hold(True, reply):
             reply.error(NotHeld(name, Status.NOT_REGISTERED))

@@ -302,8 +302,9 @@ async def test_start_times_out(served: Served) -> None:
 
 BLOCKED_CLAUDE = """\
 Unit: claude
-Status: pending
+Status: skipped
 Ready: false
+Reason: dependency "git" failed: clone failed
 Blocked by: git
 
 DEPENDS ON  REQUIRED STATUS  CURRENT STATUS  SATISFIED
@@ -358,19 +359,23 @@ async def test_dependency_failing_answers_waiting_starts(served: Served) -> None
             "reason": "clone failed", "blocked_by": "",
         }
 
-        # the README's example, to the character
+        # the README's example, to the character: claude's start marked it skipped
         ok(await served.run("status", "claude"), BLOCKED_CLAUDE)
         result = await served.run("status", "claude", "-o", "json")
         assert json.loads(result.stdout) == {
-            "unit_name": "claude", "status": "pending", "is_ready": False,
+            "unit_name": "claude", "status": "skipped", "is_ready": False,
             "dependencies": [
                 {"depends_on": "git", "required_status": "completed",
                  "current_status": "failed", "is_satisfied": False},
                 {"depends_on": "setup", "required_status": "started",
                  "current_status": "", "is_satisfied": False},
             ],
-            "reason": "", "blocked_by": "git",
+            "reason": 'dependency "git" failed: clone failed', "blocked_by": "git",
         }
+        review = json.loads((await served.run("status", "review", "-o", "json")).stdout)
+        assert (review["status"], review["reason"], review["blocked_by"]) == (
+            "skipped", 'dependency "git" failed: clone failed', "git"
+        )
 
         # a start after the failure is answered at once, the same way
         result = await served.run("start", "claude")

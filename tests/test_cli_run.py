@@ -194,7 +194,9 @@ async def test_run_after_a_dependency_that_already_failed(served: Served, tmp_pa
         assert result.stderr.startswith("unitsync: "), result.stderr
         assert not marker.exists()
         data = await status_of(served, "x")
-        assert (data["status"], data["blocked_by"], data["is_ready"]) == ("pending", "a", False)
+        assert (data["status"], data["blocked_by"], data["is_ready"]) == ("skipped", "a", False)
+        assert data["reason"] == 'dependency "a" failed: broken'
+        assert 'unitsync: Unit "x" skipped: dependency "a" failed: broken\n' in result.stderr
 
 
 async def test_run_after_a_dependency_that_fails_while_waiting(

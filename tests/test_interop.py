@@ -170,3 +170,47 @@ async def test_cxx_client(cxx_client: Path, server: LocalCoordinator, sock_dir: 
     assert code_of(seen["cycle"]) == "unitsync.cycle"
     assert "unitsync.cycle: dependency cycle refused: git -> claude -> git\n" in seen["cycle"]
     assert seen["cycleType"] == "failed"
+
+
+async def test_a_client_built_from_revision_1_never_meets_a_value_it_does_not_know(
+    server: LocalCoordinator, sock_dir: Path
+) -> None:
+    """Revision 2 added ``skipped`` and ``finished``; a client built from the revision-1 schema
+    (``interop/unitsync-r1.capnp``, kept as it was) never says hello, so it is sent a skipped
+    unit as failed and a finished requirement as completed — and keeps working."""
+    with trio.fail_after(WAIT):
+        await server.unit("report").want("build", requires=Status.FINISHED)
+        await server.unit("claude").want("build")
+        await server.unit("build").register()
+        await server.unit("build").skip("not needed")
+
+    async def skip_late() -> None:  # the client registers "late" once it watches
+        async with server.watch() as events:
+            async for event in events:
+                if event.unit == "late":
+                    await server.unit("late").skip("late")
+                    return
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(skip_late)
+        with trio.fail_after(WAIT):
+            path = await nursery.start(serve, server, sock_dir / "s.sock")
+        seen = await run_client([
+            sys.executable, str(INTEROP / "r1_client.py"), str(INTEROP / "unitsync-r1.capnp"),
+            str(path), "build", "report", "claude",
+        ])
+        nursery.cancel_scope.cancel()
+    units = seen["units"]
+    assert units["build"] == {
+        "status": "failed", "reason": "not needed", "blockedBy": "", "dependencies": []
+    }
+    assert units["report"]["dependencies"] == [["build", "completed", "failed", True]]
+    assert units["report"]["status"] == "pending"
+    assert (units["claude"]["blockedBy"], units["claude"]["dependencies"]) == (
+        "build", [["build", "completed", "failed", False]]
+    )
+    assert ["build", "failed"] in seen["list"]
+    assert seen["events"] == [
+        ["late", "notRegistered", "pending", ""], ["late", "pending", "failed", "late"],
+    ]
+    assert (await server.unit("build").info()).status is Status.SKIPPED  # the truth, in process

@@ -112,6 +112,7 @@ def test_replay_order() -> None:
 
 @pytest.mark.parametrize("record", [
     {"op": "status", "unit": "a", "status": "", "reason": ""},  # not registered
+    {"op": "status", "unit": "a", "status": "finished", "reason": ""},  # only a requirement
     {"op": "status", "unit": "a", "status": "started", "reason": "", "held": 1},
     {"op": "want", "unit": "a", "requires": [["b", "pending"]]},
     {"op": "want", "unit": "a", "requires": [[7, "completed"]]},

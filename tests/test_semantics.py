@@ -73,7 +73,7 @@ async def test_a_requirement_that_is_not_started_or_completed_is_refused(coord) 
     with trio.fail_after(WAIT):
         await coord.unit("a").want("b")
         for bad in (Status.PENDING, Status.FAILED, Status.NOT_REGISTERED):
-            with pytest.raises(InvalidArgument, match="'started' or 'completed'"):
+            with pytest.raises(InvalidArgument, match="'started', 'completed' or 'finished'"):
                 await coord.unit("a").want("new", "b", requires=bad)
         info = await coord.unit("a").info()
         assert [(d.depends_on, d.required) for d in info.dependencies] == [

@@ -306,6 +306,9 @@ class AsyncioClient:
     async def fail(self, name: str, reason: str) -> None:
         await self._call(self._unit(name).fail(reason))
 
+    async def skip(self, name: str, reason: str) -> None:
+        await self._call(self._unit(name).skip(reason))
+
     async def reached(self, name: str, status: Status) -> None:
         await self._call(self._unit(name).reached(status_to_wire(status)))
 

@@ -156,6 +156,9 @@ class RemoteUnit:
     async def fail(self, reason: str = "") -> None:
         await self._coord._run(self._coord._core.fail, self.name, reason)
 
+    async def skip(self, reason: str = "") -> None:
+        await self._coord._run(self._coord._core.skip, self.name, reason)
+
     async def ready(self) -> UnitInfo:
         return await self._coord._run(self._coord._core.ready, self.name)
 

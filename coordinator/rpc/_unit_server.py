@@ -126,6 +126,11 @@ class UnitServer(S.Unit.Server):  # type: ignore[name-defined,misc]
         await self._submit(operations.fail(self._unit.name, reason))
 
     @wire_errors
+    async def skip_context(self, context: Any) -> None:
+        reason = read_reason(lambda: context.params.reason)
+        await self._submit(operations.skip(self._unit.name, reason))
+
+    @wire_errors
     async def register(self, _context: Any, **kwargs: Any) -> None:
         await self._submit(operations.register(self._unit.name))
 
