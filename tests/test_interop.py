@@ -51,7 +51,7 @@ async def run_client(args: list[str]) -> dict:
     return json.loads(lines[0])
 
 
-async def check_server_side(server: LocalCoordinator) -> None:
+async def check_server_side(server: LocalCoordinator, *also: str) -> None:
     """What both scenarios leave in the coordinator, seen in-process."""
     with trio.fail_after(WAIT):
         git = await server.unit("git").info()
@@ -63,7 +63,7 @@ async def check_server_side(server: LocalCoordinator) -> None:
     assert [(d.depends_on, d.required, d.current) for d in claude.dependencies] == [
         ("git", Status.COMPLETED, Status.COMPLETED)
     ]
-    assert names == ["claude", "git"]  # the refused calls registered nothing
+    assert names == sorted(["claude", "git", *also])  # the refused calls registered nothing
 
 
 # --- Interop 1: plain pycapnp ---------------------------------------------------------------
@@ -150,7 +150,7 @@ async def test_cxx_client(cxx_client: Path, server: LocalCoordinator, sock_dir: 
         with trio.fail_after(WAIT):
             path = await nursery.start(serve, server, sock_dir / "s.sock")
         seen = await run_client([str(cxx_client), f"unix:{path}"])
-        await check_server_side(server)
+        await check_server_side(server, "lint", "report")
         nursery.cancel_scope.cancel()
 
     assert seen["version"]
@@ -170,6 +170,15 @@ async def test_cxx_client(cxx_client: Path, server: LocalCoordinator, sock_dir: 
     assert code_of(seen["cycle"]) == "unitsync.cycle"
     assert "unitsync.cycle: dependency cycle refused: git -> claude -> git\n" in seen["cycle"]
     assert seen["cycleType"] == "failed"
+    # revision 2, said with hello: finished and skipped, as they are
+    assert seen["revision"] == 2
+    assert seen["report"] == {
+        "name": "report", "status": "pending", "ready": True,
+        "dependencies": [
+            {"dependsOn": "lint", "required": "finished", "current": "skipped", "satisfied": True}
+        ],
+    }
+    assert (seen["lint"]["status"], seen["lint"]["ready"]) == ("skipped", True)
 
 
 async def test_a_client_built_from_revision_1_never_meets_a_value_it_does_not_know(

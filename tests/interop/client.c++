@@ -45,6 +45,8 @@ const char* statusName(Status status) {
     case Status::STARTED: return "started";
     case Status::COMPLETED: return "completed";
     case Status::FAILED: return "failed";
+    case Status::SKIPPED: return "skipped";
+    case Status::FINISHED: return "finished";
   }
   return "?";
 }
@@ -80,6 +82,11 @@ int main(int argc, char* argv[]) {
 
     auto version = coord.pingRequest().send().wait(waitScope);
     std::string out = "{\"version\": " + jsonString(version.getVersion());
+
+    // Say which revision of the schema this client was built from: 2 knows skipped/finished.
+    auto hello = coord.helloRequest();
+    hello.setRevision(2);
+    out += ", \"revision\": " + std::to_string(hello.send().wait(waitScope).getRevision());
 
     // unit("claude") -> want(["git"], completed) -> ready(), all sent before any answer: the
     // Unit capability is used through the pipelined promise of unit()'s result.
@@ -123,6 +130,26 @@ int main(int argc, char* argv[]) {
       fprintf(stderr, "unexpected: git.want([claude]) succeeded\n");
       return 1;
     }
+
+    // Revision 2: a report that runs whatever lint's outcome, and lint skipped.
+    auto reportRequest = coord.unitRequest();
+    reportRequest.setName("report");
+    auto report = reportRequest.send().getUnit();
+    auto lintRequest = coord.unitRequest();
+    lintRequest.setName("lint");
+    auto lint = lintRequest.send().getUnit();
+    auto finished = report.wantRequest();
+    finished.initDependencies(1).set(0, "lint");
+    finished.setRequires(Status::FINISHED);
+    finished.send().wait(waitScope);
+    lint.registerRequest().send().wait(waitScope);
+    auto skip = lint.skipRequest();
+    skip.setReason("not needed");
+    skip.send().wait(waitScope);
+    auto reportInfo = report.infoRequest().send().wait(waitScope);
+    out += ", \"report\": " + infoJson(reportInfo.getInfo());
+    auto lintInfo = lint.infoRequest().send().wait(waitScope);
+    out += ", \"lint\": " + infoJson(lintInfo.getInfo());
 
     printf("%s}\n", out.c_str());
     fflush(stdout);
