@@ -172,16 +172,13 @@ async def test_an_idle_unit_costs_under_4_kib() -> None:
 
 
 class _Sleeper:
-    """Stands in for the actor behind an inbox: counts wake-ups, answers nothing asleep."""
+    """Stands in for the actor behind an inbox: counts wake-ups (its requests are no reads)."""
 
     def __init__(self) -> None:
         self.woken = 0
 
     def wake(self) -> None:
         self.woken += 1
-
-    def answer_read(self, request: object) -> bool:
-        return False
 
 
 async def test_an_inbox_sleeps_only_with_nothing_to_read() -> None:
