@@ -96,7 +96,9 @@ class UnitState(Generic[W]):
         self._requirements: dict[str, Status] = {}
         self._known: dict[str, Published] = {}
         self._unmet: set[str] = set()
-        self._blocking: set[str] = set()
+        #: None while no dependency blocks (most units, most of the time: an empty set would
+        #: cost each of them 216 bytes).
+        self._blocking: set[str] | None = None
         self._ready_waiters: dict[W, None] = {}
         self._reached_waiters: dict[W, Status] = {}
 
@@ -124,7 +126,7 @@ class UnitState(Generic[W]):
         blocked; a running (started or completed) unit never is."""
         if not self._blocking or self.status in (Status.STARTED, Status.COMPLETED):
             return None
-        dependency = min(self._blocking)
+        dependency = min(self._blocking)  # not None: tested above
         state = self._known[dependency]
         if state.status is Status.FAILED:
             return Blocker(dependency, state.reason, (self.name, dependency))
@@ -229,15 +231,19 @@ class UnitState(Generic[W]):
 
     def _classify(self, dependency: str) -> None:
         state = self._known[dependency]
+        blocking = self._blocking
         if state.status.reaches(self._requirements[dependency]):
             self._unmet.discard(dependency)
-            self._blocking.discard(dependency)
-            return
-        self._unmet.add(dependency)
-        if state.status is Status.FAILED or state.blocker is not None:
-            self._blocking.add(dependency)
         else:
-            self._blocking.discard(dependency)
+            self._unmet.add(dependency)
+            if state.status is Status.FAILED or state.blocker is not None:
+                if blocking is None:
+                    self._blocking = {dependency}
+                else:
+                    blocking.add(dependency)
+                return
+        if blocking is not None:
+            blocking.discard(dependency)
 
     # --- waiters --------------------------------------------------------------------------------
 
