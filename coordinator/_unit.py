@@ -9,12 +9,13 @@ callers and waiters. It also sleeps when idle and wakes on its next message.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any, Final
 
 import trio
 
 from ._api import UnitInfo
-from ._errors import CoordinatorClosed, UnitsyncError
+from ._errors import CoordinatorClosed, DependencyFailed
 from ._events import EventHub
 from ._durable import JournalWriter
 from ._journal import StatusRecord, UnitRecord, WantRecord
@@ -26,6 +27,7 @@ from ._messages import (
     Hold,
     Info,
     Inspect,
+    Published,
     Reached,
     Ready,
     Register,
@@ -36,7 +38,7 @@ from ._messages import (
     answer_closed,
 )
 from ._reply import Reply
-from ._unit_state import UnitState
+from ._unit_state import REFUSALS, Change, UnitState
 
 __all__ = ["IDLE_SECONDS", "SHUTTING_DOWN", "UnitActor"]
 
@@ -123,7 +125,7 @@ class UnitActor:
             async for request in receiver:
                 self.snapshot = None  # before anything changes: see _reads.py
                 if request is IDLE_CHECK:
-                    if not any(state.waiting()) and inbox.sleep():
+                    if not state.parked and inbox.sleep():
                         self._candidates.discard(inbox)
                         return
                     continue
@@ -132,8 +134,9 @@ class UnitActor:
                     state.dependency_changed(dependency, posted)
                 if request is not POKE:
                     self._handle(request)  # type: ignore[arg-type]
-                self._settle()
-                if self._ack is not None:  # after _settle: dependents hear before the caller
+                if state.settle(self._publish, _answer):  # the state pushed, then waiters
+                    self._maybe_idle()
+                if self._ack is not None:  # after settling: dependents hear before the caller
                     (reply, value), self._ack = self._ack, None
                     self._acknowledge(reply, value)
         finally:
@@ -145,61 +148,56 @@ class UnitActor:
 
     def _handle(self, request: UnitRequest) -> None:
         state = self.state
-        match request:
-            case Info(reply):
-                reply.ok(state.info())
-            case Ready(reply):
-                self._park(reply, state.wait_ready)
-            case Reached(target, reply):
-                self._park(reply, functools.partial(state.wait_reached, target=target))
-            case Hold(True, reply):
-                try:
-                    reply.ok(state.resume())  # the status stays: nothing to journal
-                except UnitsyncError as refused:
-                    reply.error(refused)
-            case Subscribe(dependent, inbox):
-                self._subscribers[dependent] = inbox
-                inbox.post_state(self.name, state.published)
-            case Inspect(reply):
-                reply.ok(self.statistics())
-            case _:
-                self._mutate(request)
-
-    def _mutate(self, request: Start | Hold | Complete | Fail | Register | AddRequirements) -> None:
-        """Apply a mutation to the state; journal and publish what changed, and acknowledge it
-        once the message is settled. A refusal is answered at once: nothing changed."""
-        state, reply = self.state, request.reply
         try:
             match request:
-                case Start():
-                    change = state.start()
-                case Hold():
+                case Info(reply):
+                    reply.ok(state.info())
+                case Ready(reply):
+                    self._park(reply, state.wait_ready)
+                case Reached(target, reply):
+                    self._park(reply, functools.partial(state.wait_reached, target=target))
+                case Start(reply):
+                    self._apply(reply, state.start())
+                case Hold(False, reply):
                     change = state.start(held=True)
-                case Complete():
-                    change = state.complete()
-                case Fail(reason, _, holder):
+                    self._apply(reply, change, state.holder)  # answered with the hold's token
+                case Hold(True, reply):
+                    reply.ok(state.resume())  # the status stays: nothing to journal
+                case Complete(reply):
+                    self._apply(reply, state.complete())
+                case Fail(reason, reply, holder):
                     change = state.fail(reason, holder=holder)
                     if change is None:  # completed, failed or re-run since: the lease has no say
                         reply.ok(None)
-                        return
-                case Register():
-                    change = state.register()
-                case AddRequirements(requirements):
-                    change = state.add_requirements(requirements)
-        except UnitsyncError as refused:
-            reply.error(refused)
-            return
-        writer = self._writer
-        if change is not None:
-            if writer is not None:
-                writer.record(StatusRecord(self.name, change.new, change.reason, change.held))
-            self._events.publish(self.name, change.old, change.new, change.reason)
-        if isinstance(request, AddRequirements) and writer is not None:
-            writer.record(WantRecord(self.name, tuple((d, r) for d, r, _ in request.requirements)))
-        # a hold is answered with its holder's token, the others with None
-        self._ack = (reply, state.holder if isinstance(request, Hold) else None)
+                    else:
+                        self._apply(reply, change)
+                case Register(reply):
+                    self._apply(reply, state.register())
+                case AddRequirements(requirements, reply):
+                    self._apply(reply, state.add_requirements(requirements))
+                    if self._writer is not None:
+                        self._writer.record(
+                            WantRecord(self.name, tuple((d, r) for d, r, _ in requirements))
+                        )
+                case Subscribe(dependent, inbox):
+                    self._subscribers[dependent] = inbox
+                    inbox.post_state(self.name, state.published)
+                case Inspect(reply):
+                    reply.ok(self.statistics())
+        except REFUSALS as refused:  # the state refused the mutation: nothing changed
+            request.reply.error(refused)  # type: ignore[union-attr]
 
-    def _park(self, reply: Reply[Any], wait: Any) -> None:
+    def _apply(self, reply: Reply[Any], change: Change | None, value: object = None) -> None:
+        """A mutation the state made: journal and publish its status change, if any, and
+        acknowledge it (with ``value``) once the message is settled."""
+        if change is not None:
+            if self._writer is not None:
+                self._writer.record(StatusRecord(self.name, change.new, change.reason, change.held))
+            self._events.publish(self.name, change.old, change.new, change.reason)
+        self._ack = (reply, value)
+
+    def _park(self, reply: Reply[Any], wait: Callable[[Reply[Any]], None]) -> None:
+        """Park ``reply`` in the state with ``wait``; its caller giving up removes it."""
         if reply.answered:
             return  # the caller gave up before we got here
         wait(reply)
@@ -213,7 +211,7 @@ class UnitActor:
 
     def _maybe_idle(self) -> None:
         """Without waiters, the actor is a candidate for the idle sweep again."""
-        if not any(self.state.waiting()):
+        if not self.state.parked:
             self._candidates.add(self._inbox)
 
     def _acknowledge(self, reply: Reply[Any], value: object) -> None:
@@ -223,20 +221,11 @@ class UnitActor:
         else:
             self._writer.then(functools.partial(reply.ok, value))
 
-    def _settle(self) -> None:
-        """After each message: push a changed state to dependents, answer waiters that can be."""
-        published, answers = self.state.settle()
-        if published is not None:
-            self._registry.post_state(self.name, published)
-            for inbox in self._subscribers.values():
-                inbox.post_state(self.name, published)
-        if answers:
-            for reply, value, error in answers:
-                if error is None:
-                    reply.ok(value)
-                else:
-                    reply.error(error)
-            self._maybe_idle()
+    def _publish(self, published: Published) -> None:
+        """Push the unit's new state to its dependents and the registry (never blocks)."""
+        self._registry.post_state(self.name, published)
+        for inbox in self._subscribers.values():
+            inbox.post_state(self.name, published)
 
     # --- restoring from the journal -----------------------------------------------------------
 
@@ -269,3 +258,11 @@ class UnitActor:
         for reply in self.state.drop_waiters():
             reply.error(CoordinatorClosed(SHUTTING_DOWN))
         self._inbox.drain_and_close(answer_closed)
+
+
+def _answer(reply: Reply[Any], value: UnitInfo | None, error: DependencyFailed | None) -> None:
+    """How the actor answers a waiter its state lets go (``UnitState.settle``)."""
+    if error is None:
+        reply.ok(value)
+    else:
+        reply.error(error)

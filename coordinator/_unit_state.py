@@ -8,8 +8,9 @@ acts on it:
 
 * a mutation returns the :class:`Change` of status to journal and publish (None: the status
   stays), or raises the refusal (``NotReady``, ``AlreadyInStatus``, ...) with nothing changed;
-* :meth:`UnitState.settle`, once after each message, returns the :class:`Published` state to
-  push to dependents if it changed, and the waiters it answers, with their answers.
+* after each message, :meth:`UnitState.settle` hands the :class:`Published` state to push to
+  dependents, if it changed, to a callback, then the waiters it can answer, with their
+  answers, to another (callbacks, not lists: a fan-out should allocate nothing per waiter).
 
 Kept incrementally, so a unit with thousands of dependencies pays O(1) per dependency update:
 
@@ -21,7 +22,7 @@ Kept incrementally, so a unit with thousands of dependencies pays O(1) per depen
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Final, Generic, NamedTuple, TypeVar
 
 from ._api import Dependency, UnitInfo
@@ -36,7 +37,7 @@ from ._errors import (
 from ._messages import NOT_REGISTERED, Blocker, Published
 from ._status import Status
 
-__all__ = ["ORPHAN", "Answer", "Change", "Settled", "UnitState"]
+__all__ = ["ORPHAN", "REFUSALS", "Answer", "Change", "UnitState"]
 
 W = TypeVar("W", bound=Hashable)
 
@@ -56,27 +57,18 @@ class Change(NamedTuple):
     held: bool
 
 
-class Answer(NamedTuple, Generic[W]):
-    """A parked waiter to answer: with ``value`` if ``error`` is None, else with ``error``."""
+#: How :meth:`UnitState.settle` answers a parked waiter: ``answer(waiter, value, error)`` —
+#: with ``value`` if ``error`` is None, else with ``error``.
+Answer = Callable[[W, "UnitInfo | None", "DependencyFailed | None"], object]
 
-    waiter: W
-    value: UnitInfo | None
-    error: DependencyFailed | None
-
-
-class Settled(NamedTuple, Generic[W]):
-    """What a message changed, once settled: ``published`` is the state to push to dependents
-    (None: unchanged), ``answers`` the waiters answered (removed from the state), in order."""
-
-    published: Published | None
-    answers: Sequence[Answer[W]]
-
-
-_NOTHING: Final[Settled] = Settled(None, ())
+#: What the mutations raise when they refuse (nothing changed then).
+REFUSALS: Final = (AlreadyInStatus, AlreadyRegistered, NotHeld, NotReady, UnitNotFound)
 
 
 class UnitState(Generic[W]):
-    """One unit. Waiters are opaque to it (the actor parks its replies; any hashable will do)."""
+    """One unit. ``status``, ``reason``, ``holder`` and ``published`` are for reading; every
+    change goes through the methods. Waiters are opaque to it (the actor parks its replies;
+    any hashable will do)."""
 
     __slots__ = (
         "name", "status", "reason", "holder", "_holds", "published", "_requirements", "_known",
@@ -91,7 +83,7 @@ class UnitState(Generic[W]):
         #: change ends a hold; ``fail(holder=...)`` fails only if that token still holds it.
         self.holder: int | None = None
         self._holds = 0  # tokens given so far
-        #: The state last settled, as dependents know it.
+        #: The state last settled, as dependents know it (its blocker is the unit's).
         self.published = NOT_REGISTERED
         self._requirements: dict[str, Status] = {}
         self._known: dict[str, Published] = {}
@@ -116,6 +108,11 @@ class UnitState(Generic[W]):
     @property
     def requirements(self) -> Mapping[str, Status]:
         return self._requirements
+
+    @property
+    def parked(self) -> bool:
+        """Whether a waiter is parked."""
+        return bool(self._ready_waiters or self._reached_waiters)
 
     def waiting(self) -> tuple[int, int]:
         """How many ``ready`` and ``reached`` waiters are parked."""
@@ -271,38 +268,43 @@ class UnitState(Generic[W]):
 
     # --- after each message ---------------------------------------------------------------------
 
-    def settle(self) -> Settled[W]:
-        """The new published state if it changed, and the waiters that can be answered now."""
+    def settle(self, publish: Callable[[Published], object], answer: Answer[W]) -> bool:
+        """After each message: if the unit's state changed, ``publish`` it (for dependents);
+        then ``answer`` every parked waiter that can be answered now, removing it first. In
+        that order, so that a caller told of a change never finds a dependent that was not.
+        True if a waiter was answered."""
         blocker = self.blocker()
-        published: Published | None = Published(self.status, self.reason, blocker)
-        if published == self.published:
-            published = None
-        else:
+        published = Published(self.status, self.reason, blocker)
+        if published != self.published:
             self.published = published
-        answers: list[Answer[W]] = []
+            publish(published)
+        if not (self._ready_waiters or self._reached_waiters):
+            return False
+        answered = False
         if self._ready_waiters and (blocker is not None or not self._unmet):
             waiters, self._ready_waiters = self._ready_waiters, {}
+            answered = True
             if blocker is None:
                 info = self.info()
-                answers.extend(Answer(waiter, info, None) for waiter in waiters)
+                for waiter in waiters:
+                    answer(waiter, info, None)
             else:
-                answers.extend(Answer(waiter, None, _failed(blocker)) for waiter in waiters)
+                for waiter in waiters:
+                    answer(waiter, None, _failed(blocker))
         if self._reached_waiters:
             for waiter, target in list(self._reached_waiters.items()):
                 if self.status.reaches(target):
-                    answers.append(Answer(waiter, None, None))
+                    error = None
                 elif self.status is Status.FAILED:
-                    answers.append(Answer(waiter, None, DependencyFailed(
-                        self.name, self.reason, (self.name,)
-                    )))
+                    error = DependencyFailed(self.name, self.reason, (self.name,))
                 elif blocker is not None:
-                    answers.append(Answer(waiter, None, _failed(blocker)))
+                    error = _failed(blocker)
                 else:
                     continue
                 del self._reached_waiters[waiter]
-        if published is None and not answers:
-            return _NOTHING
-        return Settled(published, answers)
+                answered = True
+                answer(waiter, None, error)
+        return answered
 
     # --- restoring from the journal -------------------------------------------------------------
 

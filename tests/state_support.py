@@ -100,14 +100,16 @@ class Network:
         self._settle(name)
 
     def _settle(self, name: str) -> None:
-        published, answers = self.states[name].settle()
-        if published is not None:
+        def publish(published: Published) -> None:
             self._registry[name] = published
             for subscriber in self._subscribers[name]:
                 self._post(subscriber, name, published)
-        for waiter, value, error in answers:
-            assert waiter not in self.answers, f"waiter {waiter} answered twice"
-            self.answers[waiter] = (value, error)
+
+        self.states[name].settle(publish, self._answer)
+
+    def _answer(self, waiter: int, value: UnitInfo | None, error: DependencyFailed | None) -> None:
+        assert waiter not in self.answers, f"waiter {waiter} answered twice"
+        self.answers[waiter] = (value, error)
 
     def _post(self, unit: str, dependency: str, published: Published) -> None:
         self._slots.setdefault(unit, {})[dependency] = published

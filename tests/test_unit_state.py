@@ -19,7 +19,7 @@ from coordinator import (
     UnitNotFound,
 )
 from coordinator._messages import NOT_REGISTERED, Blocker, Published
-from coordinator._unit_state import ORPHAN, Answer, Change, UnitState
+from coordinator._unit_state import ORPHAN, Change, UnitState
 
 PENDING = Published(Status.PENDING)
 STARTED = Published(Status.STARTED)
@@ -35,18 +35,33 @@ def unit(name: str = "claude", *deps: str, requires: Status = Status.COMPLETED) 
     state: UnitState = UnitState(name)
     if deps:
         state.add_requirements((d, requires, NOT_REGISTERED) for d in deps)
-    state.settle()
+    settle(state)
     return state
 
 
+def settle(state: UnitState) -> tuple[Published | None, list[tuple[object, object, object]]]:
+    """What the actor does after each message: the state it pushes (None: unchanged) and the
+    answers ``(waiter, value, error)``."""
+    pushed: list[Published] = []
+    answered: list[tuple[object, object, object]] = []
+    told = state.settle(pushed.append, lambda *answer: answered.append(answer))
+    assert told is bool(answered) and len(pushed) <= 1
+    return (pushed[0] if pushed else None), answered
+
+
+def published(state: UnitState) -> Published | None:
+    return settle(state)[0]
+
+
 def answers(state: UnitState) -> list[tuple[object, str]]:
-    """Settle and describe each answer: ``(waiter, "ready" | "ok" | "failed: unit path")``."""
+    """Settle and describe each answer: ``(waiter, "ready: name" | "ok" | "failed: unit path")``."""
     out: list[tuple[object, str]] = []
-    for waiter, value, error in state.settle().answers:
-        if error is not None:
+    for waiter, value, error in settle(state)[1]:
+        if isinstance(error, DependencyFailed):
             out.append((waiter, f"failed: {error.unit} {'>'.join(error.path)}"))
         else:
-            out.append((waiter, "ok" if value is None else f"ready: {value.name}"))
+            assert error is None
+            out.append((waiter, "ok" if value is None else f"ready: {value.name}"))  # type: ignore[attr-defined]
     return out
 
 
@@ -60,7 +75,7 @@ def test_a_new_unit_is_not_registered_ready_and_publishes_nothing_new() -> None:
         Status.NOT_REGISTERED, True, "", "", ()
     )
     assert state.published == NOT_REGISTERED
-    assert state.settle() == (None, ())
+    assert settle(state) == (None, [])
 
 
 def test_register_once() -> None:
@@ -68,8 +83,8 @@ def test_register_once() -> None:
     assert state.register() == Change(Status.NOT_REGISTERED, Status.PENDING, "", False)
     with pytest.raises(AlreadyRegistered):
         state.register()
-    assert state.settle().published == PENDING
-    assert state.settle().published is None  # published once per change
+    assert published(state) == PENDING
+    assert published(state) is None  # published once per change
 
 
 def test_start_complete_fail_and_rerun() -> None:
@@ -163,10 +178,10 @@ def test_a_failed_dependency_blocks_until_it_is_rerun() -> None:
     state.dependency_changed("git", failed("exit 3"))
     assert state.blocker() == Blocker("git", "exit 3", ("claude", "git"))
     assert state.info().blocked_by == "git"
-    assert state.settle().published == Published(Status.PENDING, "", state.blocker())
+    assert published(state) == Published(Status.PENDING, "", state.blocker())
     state.dependency_changed("git", STARTED)
     assert state.blocker() is None
-    assert state.settle().published == PENDING
+    assert published(state) == PENDING
 
 
 def test_blocking_is_transitive_through_the_dependency_published_blocker() -> None:
@@ -208,10 +223,10 @@ def test_ready_waiters_are_answered_when_ready_with_one_info() -> None:
     state.dependency_changed("git", STARTED)
     assert answers(state) == []
     state.dependency_changed("git", COMPLETED)
-    settled = state.settle()
-    assert [a.waiter for a in settled.answers] == ["w1", "w2"]
-    assert settled.answers[0].value is settled.answers[1].value  # one info for all
-    assert settled.answers[0].value is not None and settled.answers[0].value.ready
+    _, [(w1, info1, error1), (w2, info2, error2)] = settle(state)
+    assert (w1, w2, error1, error2) == ("w1", "w2", None, None)
+    assert info1 is info2  # one info for all
+    assert info1 is not None and info1.ready
     assert state.waiting() == (0, 0)
 
 
@@ -225,11 +240,10 @@ def test_ready_waiters_fail_when_blocked() -> None:
     state = unit("claude", "git")
     state.wait_ready("w")
     state.dependency_changed("git", failed("exit 3"))
-    settled = state.settle()
-    assert settled.published is not None
-    (answer,) = settled.answers
-    assert isinstance(answer.error, DependencyFailed)
-    assert (answer.error.unit, answer.error.reason, answer.error.path) == (
+    new, [(_, _, error)] = settle(state)
+    assert new is not None
+    assert isinstance(error, DependencyFailed)
+    assert (error.unit, error.reason, error.path) == (
         "git", "exit 3", ("claude", "git")
     )
 
@@ -291,9 +305,19 @@ def test_settle_answers_after_publishing_and_publishes_only_changes() -> None:
     state = unit("claude", "git")
     state.wait_ready("w")
     state.dependency_changed("git", COMPLETED)
-    settled = state.settle()
-    assert settled.published is None  # claude's own state did not change
-    assert settled.answers == [Answer("w", state.info(), None)]
+    assert settle(state) == (None, [("w", state.info(), None)])  # claude itself: unchanged
+
+
+def test_settle_pushes_the_new_state_before_it_answers_a_waiter() -> None:
+    """The actor relies on it: a caller told of a change never finds a dependent not told."""
+    state = unit("claude")
+    state.register()
+    state.wait_reached("w", Status.STARTED)
+    settle(state)
+    state.start()
+    order: list[object] = []
+    state.settle(order.append, lambda waiter, value, error: order.append(waiter))
+    assert order == [STARTED, "w"]
 
 
 # --- holds ------------------------------------------------------------------------------------
@@ -355,6 +379,7 @@ def test_restore_then_learn_dependencies_and_publish_without_settling() -> None:
     state: UnitState = UnitState("claude")
     state.restore(Status.PENDING, "", {"git": Status.COMPLETED}, held=False)
     state.dependency_changed("git", failed("exit 3"))
-    published = state.publish_now()
-    assert published == Published(Status.PENDING, "", Blocker("git", "exit 3", ("claude", "git")))
-    assert state.settle().published is None  # already published
+    assert state.publish_now() == Published(
+        Status.PENDING, "", Blocker("git", "exit 3", ("claude", "git"))
+    )
+    assert published(state) is None  # already published
