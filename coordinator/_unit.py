@@ -9,13 +9,12 @@ callers and waiters. It also sleeps when idle and wakes on its next message.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from typing import Any, Final
 
 import trio
 
 from ._api import UnitInfo
-from ._errors import CoordinatorClosed, DependencyFailed
+from ._errors import CoordinatorClosed
 from ._events import EventHub
 from ._durable import JournalWriter
 from ._journal import StatusRecord, UnitRecord, WantRecord
@@ -134,8 +133,8 @@ class UnitActor:
                     state.dependency_changed(dependency, posted)
                 if request is not POKE:
                     self._handle(request)  # type: ignore[arg-type]
-                if state.settle(self._publish, _answer):  # the state pushed, then waiters
-                    self._maybe_idle()
+                if state.settle(self._publish, Reply.ok, Reply.error):  # the last waiter went
+                    self._candidates.add(inbox)
                 if self._ack is not None:  # after settling: dependents hear before the caller
                     (reply, value), self._ack = self._ack, None
                     self._acknowledge(reply, value)
@@ -153,9 +152,13 @@ class UnitActor:
                 case Info(reply):
                     reply.ok(state.info())
                 case Ready(reply):
-                    self._park(reply, state.wait_ready)
+                    if not reply.answered:  # else the caller gave up before we got here
+                        state.wait_ready(reply)
+                        self._parked(reply)
                 case Reached(target, reply):
-                    self._park(reply, functools.partial(state.wait_reached, target=target))
+                    if not reply.answered:
+                        state.wait_reached(reply, target)
+                        self._parked(reply)
                 case Start(reply):
                     self._apply(reply, state.start())
                 case Hold(False, reply):
@@ -196,22 +199,15 @@ class UnitActor:
             self._events.publish(self.name, change.old, change.new, change.reason)
         self._ack = (reply, value)
 
-    def _park(self, reply: Reply[Any], wait: Callable[[Reply[Any]], None]) -> None:
-        """Park ``reply`` in the state with ``wait``; its caller giving up removes it."""
-        if reply.answered:
-            return  # the caller gave up before we got here
-        wait(reply)
+    def _parked(self, reply: Reply[Any]) -> None:
+        """``reply`` waits in the state now: the actor stays awake, and its caller giving up
+        removes it (at once, directly: removing a waiter cannot break an invariant)."""
         self._candidates.discard(self._inbox)  # an actor with a waiter never sleeps
-        # Removing a waiter cannot break an invariant, so the caller may do it directly, at once.
         reply.on_abandon(functools.partial(self._unpark, reply))
 
     def _unpark(self, reply: Reply[Any]) -> None:
         self.state.forget(reply)
-        self._maybe_idle()
-
-    def _maybe_idle(self) -> None:
-        """Without waiters, the actor is a candidate for the idle sweep again."""
-        if not self.state.parked:
+        if not self.state.parked:  # without waiters, a candidate for the idle sweep again
             self._candidates.add(self._inbox)
 
     def _acknowledge(self, reply: Reply[Any], value: object) -> None:
@@ -259,10 +255,3 @@ class UnitActor:
             reply.error(CoordinatorClosed(SHUTTING_DOWN))
         self._inbox.drain_and_close(answer_closed)
 
-
-def _answer(reply: Reply[Any], value: UnitInfo | None, error: DependencyFailed | None) -> None:
-    """How the actor answers a waiter its state lets go (``UnitState.settle``)."""
-    if error is None:
-        reply.ok(value)
-    else:
-        reply.error(error)

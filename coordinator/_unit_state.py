@@ -9,8 +9,8 @@ acts on it:
 * a mutation returns the :class:`Change` of status to journal and publish (None: the status
   stays), or raises the refusal (``NotReady``, ``AlreadyInStatus``, ...) with nothing changed;
 * after each message, :meth:`UnitState.settle` hands the :class:`Published` state to push to
-  dependents, if it changed, to a callback, then the waiters it can answer, with their
-  answers, to another (callbacks, not lists: a fan-out should allocate nothing per waiter).
+  dependents, if it changed, to a callback, then each waiter it can answer, with its answer,
+  to another (callbacks, not lists: a fan-out should allocate nothing per waiter).
 
 Kept incrementally, so a unit with thousands of dependencies pays O(1) per dependency update:
 
@@ -37,7 +37,7 @@ from ._errors import (
 from ._messages import NOT_REGISTERED, Blocker, Published
 from ._status import Status
 
-__all__ = ["ORPHAN", "REFUSALS", "Answer", "Change", "UnitState"]
+__all__ = ["ORPHAN", "REFUSALS", "Change", "UnitState"]
 
 W = TypeVar("W", bound=Hashable)
 
@@ -56,10 +56,6 @@ class Change(NamedTuple):
     reason: str
     held: bool
 
-
-#: How :meth:`UnitState.settle` answers a parked waiter: ``answer(waiter, value, error)`` —
-#: with ``value`` if ``error`` is None, else with ``error``.
-Answer = Callable[[W, "UnitInfo | None", "DependencyFailed | None"], object]
 
 #: What the mutations raise when they refuse (nothing changed then).
 REFUSALS: Final = (AlreadyInStatus, AlreadyRegistered, NotHeld, NotReady, UnitNotFound)
@@ -268,11 +264,17 @@ class UnitState(Generic[W]):
 
     # --- after each message ---------------------------------------------------------------------
 
-    def settle(self, publish: Callable[[Published], object], answer: Answer[W]) -> bool:
+    def settle(
+        self,
+        publish: Callable[[Published], object],
+        ok: Callable[[W, UnitInfo | None], object],
+        fail: Callable[[W, DependencyFailed], object],
+    ) -> bool:
         """After each message: if the unit's state changed, ``publish`` it (for dependents);
-        then ``answer`` every parked waiter that can be answered now, removing it first. In
-        that order, so that a caller told of a change never finds a dependent that was not.
-        True if a waiter was answered."""
+        then answer each parked waiter that can be answered now — ``ok(waiter, value)`` or
+        ``fail(waiter, error)`` — removing it first. In that order, so that a caller told of a
+        change never finds a dependent that was not. True when it answered the last parked
+        waiter (the unit has none left)."""
         blocker = self.blocker()
         published = Published(self.status, self.reason, blocker)
         if published != self.published:
@@ -287,24 +289,25 @@ class UnitState(Generic[W]):
             if blocker is None:
                 info = self.info()
                 for waiter in waiters:
-                    answer(waiter, info, None)
+                    ok(waiter, info)
             else:
                 for waiter in waiters:
-                    answer(waiter, None, _failed(blocker))
+                    fail(waiter, _failed(blocker))
         if self._reached_waiters:
             for waiter, target in list(self._reached_waiters.items()):
                 if self.status.reaches(target):
-                    error = None
+                    del self._reached_waiters[waiter]
+                    ok(waiter, None)
                 elif self.status is Status.FAILED:
-                    error = DependencyFailed(self.name, self.reason, (self.name,))
+                    del self._reached_waiters[waiter]
+                    fail(waiter, DependencyFailed(self.name, self.reason, (self.name,)))
                 elif blocker is not None:
-                    error = _failed(blocker)
+                    del self._reached_waiters[waiter]
+                    fail(waiter, _failed(blocker))
                 else:
                     continue
-                del self._reached_waiters[waiter]
                 answered = True
-                answer(waiter, None, error)
-        return answered
+        return answered and not (self._ready_waiters or self._reached_waiters)
 
     # --- restoring from the journal -------------------------------------------------------------
 

@@ -105,11 +105,15 @@ class Network:
             for subscriber in self._subscribers[name]:
                 self._post(subscriber, name, published)
 
-        self.states[name].settle(publish, self._answer)
+        def ok(waiter: int, value: UnitInfo | None) -> None:
+            assert waiter not in self.answers, f"waiter {waiter} answered twice"
+            self.answers[waiter] = (value, None)
 
-    def _answer(self, waiter: int, value: UnitInfo | None, error: DependencyFailed | None) -> None:
-        assert waiter not in self.answers, f"waiter {waiter} answered twice"
-        self.answers[waiter] = (value, error)
+        def fail(waiter: int, error: DependencyFailed) -> None:
+            assert waiter not in self.answers, f"waiter {waiter} answered twice"
+            self.answers[waiter] = (None, error)
+
+        self.states[name].settle(publish, ok, fail)
 
     def _post(self, unit: str, dependency: str, published: Published) -> None:
         self._slots.setdefault(unit, {})[dependency] = published

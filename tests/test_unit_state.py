@@ -44,8 +44,12 @@ def settle(state: UnitState) -> tuple[Published | None, list[tuple[object, objec
     answers ``(waiter, value, error)``."""
     pushed: list[Published] = []
     answered: list[tuple[object, object, object]] = []
-    told = state.settle(pushed.append, lambda *answer: answered.append(answer))
-    assert told is bool(answered) and len(pushed) <= 1
+    left_none = state.settle(
+        pushed.append,
+        lambda waiter, value: answered.append((waiter, value, None)),
+        lambda waiter, error: answered.append((waiter, None, error)),
+    )
+    assert left_none is (bool(answered) and state.waiting() == (0, 0)) and len(pushed) <= 1
     return (pushed[0] if pushed else None), answered
 
 
@@ -316,7 +320,7 @@ def test_settle_pushes_the_new_state_before_it_answers_a_waiter() -> None:
     settle(state)
     state.start()
     order: list[object] = []
-    state.settle(order.append, lambda waiter, value, error: order.append(waiter))
+    state.settle(order.append, lambda waiter, _: order.append(waiter), pytest.fail)
     assert order == [STARTED, "w"]
 
 
