@@ -110,6 +110,22 @@ async def test_a_unit_sleeps_again_once_its_waiter_is_gone(server: LocalCoordina
         assert await asleep(server) == 0
 
 
+async def test_a_unit_sleeps_again_once_its_waiters_are_answered(server: LocalCoordinator) -> None:
+    with trio.fail_after(WAIT):
+        await server.unit("claude").want("git")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server.unit("claude").ready)
+            nursery.start_soon(server.unit("claude").reached, Status.STARTED)
+            await trio.testing.wait_all_tasks_blocked()
+            assert await asleep(server) == 1  # claude holds the waiters
+            await server.unit("git").start()
+            await server.unit("git").complete()  # answers the ready() waiter
+            await trio.testing.wait_all_tasks_blocked()
+            assert await asleep(server) == 1  # the reached() one still waits
+            await server.unit("claude").start()  # answers it
+        assert await asleep(server) == 0
+
+
 async def test_failure_travels_through_sleeping_units(server: LocalCoordinator) -> None:
     with trio.fail_after(WAIT):
         await server.unit("a").want("b")
