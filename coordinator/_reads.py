@@ -87,12 +87,13 @@ def read_now(
 ) -> bool:
     """Answer a caller's ``message`` at once if it is a read of one unit and nothing is ahead of
     it on its way, in the registry or in the unit's actor (see 1. above); False: send it."""
-    if not isinstance(message, ToUnit) or overflow or not registry_inbox.quiet:
+    if not isinstance(message, ToUnit) or overflow:
         return False
     request, inbox = message.request, registry.lookup(message.unit)
     if inbox is None:
-        return answer_absent(message.unit, request)
-    if type(request) not in _READS:  # as read_quietly, one call less on every request
+        return registry_inbox.quiet and answer_absent(message.unit, request)
+    # as read_quietly (inlined: this runs for every request), after the registry's own test
+    if type(request) not in _READS or not registry_inbox.quiet:
         return False
     actor: UnitActor | None = inbox.sleeper  # type: ignore[assignment]
     return actor is not None and inbox.quiet and answer_read(actor, request)
