@@ -245,6 +245,22 @@ async def test_a_read_never_overtakes_a_request_sent_before_it(server: LocalCoor
             assert await asleep(server) == 0
 
 
+async def test_a_read_of_an_unknown_unit_never_overtakes_a_request_for_it(
+    server: LocalCoordinator,
+) -> None:
+    """The same for a unit with no actor yet: the request that creates it is still in the
+    registry's inbox, so the read must queue behind it, not be answered as "not registered"."""
+    with trio.fail_after(WAIT):
+        answers: list[object] = []
+        server.unit("new").submit("register", on_answer=answers.append)
+        server.unit("new").submit("info", on_answer=answers.append)
+        server.unit("new").submit("complete", on_answer=answers.append)
+        assert answers == []
+        await trio.testing.wait_all_tasks_blocked()
+        registered, info, completed = (a.unwrap() for a in answers)  # type: ignore[attr-defined]
+        assert (registered, info.status, completed) == (None, Status.PENDING, None)
+
+
 async def test_published_info_is_withdrawn_before_a_change_is_answered(
     server: LocalCoordinator,
 ) -> None:
