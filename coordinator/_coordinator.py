@@ -37,7 +37,7 @@ from . import _operations as operations
 from ._operations import Operation
 from ._durable import JournalWriter, open_journal
 from ._registry import MAX_UNITS, REGISTRY_INBOX_SIZE, RegistryActor
-from ._unit import answer_absent
+from ._reads import published_info, read_now
 from ._reply import Reply
 from ._status import Status
 from ._version import __version__
@@ -184,22 +184,15 @@ class LocalCoordinator:
 
     def published_info(self, name: str) -> UnitInfo | None:
         """From ANY thread (the RPC server's KJ thread): ``name``'s current info if its actor
-        has published one (see ``Inbox.published_info``), else None — then ask through the
-        actors. Serves repeated ``info`` calls without entering Trio."""
-        inbox = self._registry.lookup(name)
-        return None if inbox is None else inbox.published_info()
+        has published one, else None — then ask through the actors. Serves repeated ``info``
+        calls without entering Trio. When that is correct: ``_reads.py``."""
+        return published_info(self._registry, name)
 
     def _read_now(self, message: RegistryMessage) -> bool:
         """Answer a request for a unit at once if it only reads state and nothing is queued
-        ahead of it anywhere on its way: the registry is quiet (nothing queued, overflowing or
-        being handed on) and so is the unit's actor. The answer is the one the actors would give
-        (E-order and every consistency rule hold); it just skips two task switches."""
-        if not isinstance(message, ToUnit) or self._overflow or not self._inbox.quiet:
-            return False
-        inbox = self._registry.lookup(message.unit)
-        if inbox is None:
-            return answer_absent(message.unit, message.request)
-        return inbox.try_read(message.request)
+        ahead of it anywhere on its way; the answer is the one the actors would give, without
+        two task switches. When that is correct: ``_reads.py``."""
+        return read_now(self._inbox, self._overflow, self._registry, message)
 
     def _post(self, message: RegistryMessage) -> None:
         """Queue ``message`` for the registry without waiting, keeping the order of posts.

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Final, Generic, Protocol, TypeVar
 import trio
 
 from ._errors import CoordinatorClosed
+from ._reads import read_quietly
 
 if TYPE_CHECKING:
-    from ._api import UnitInfo
     from ._messages import Published
 
 __all__ = ["IDLE_CHECK", "POKE", "Inbox", "Sleeper", "UNIT_INBOX_SIZE"]
@@ -48,15 +48,8 @@ IDLE_CHECK: Final = _IdleCheck()
 
 class Sleeper(Protocol):
     """An actor that may sleep: its task ends when idle, its state stays, and its inbox wakes
-    it (starts a new task) when a message arrives."""
-
-    def answer_read(self, request: object) -> bool:
-        """Answer ``request`` synchronously, if it only reads state (the inbox asks only when
-        the actor is :attr:`Inbox.quiet`)."""
-        ...
-
-    #: See :meth:`Inbox.published_info`.
-    snapshot: UnitInfo | None
+    it (starts a new task) when a message arrives. (A :class:`~._unit.UnitActor`: the fast
+    reads of ``_reads.py`` read it through :attr:`Inbox.sleeper`.)"""
 
     def wake(self) -> None:
         """Start the actor's task (synchronously: ``nursery.start_soon``). Raises
@@ -80,20 +73,18 @@ class Inbox(Generic[M]):
     Asleep (unit actors only, see :meth:`sleep`): the actor has no task and no channel;
     anything sent or posted wakes it first. Nobody else can tell it slept.
 
-    Reads (:meth:`try_read`): when the actor is :attr:`quiet` — asleep, or awake and waiting
-    with nothing queued or handed to it — its state is exactly what it would be when a request
-    sent now reached it, so a request that only reads state is answered at once, in the
-    sender's task, without a task switch or waking a sleeping actor.
+    Reads: a request that only reads state is answered at once, in the sender's task, when the
+    actor is :attr:`quiet` (``_reads.read_quietly``: the rules are in ``_reads.py``).
     """
 
     __slots__ = (
-        "_size", "_send", "receiver", "states", "_poked", "_sleeper", "_closed", "touched",
+        "_size", "_send", "receiver", "states", "_poked", "sleeper", "_closed", "touched",
     )
 
     def __init__(self, size: int = UNIT_INBOX_SIZE, sleeper: Sleeper | None = None) -> None:
         self._size = size
         #: The actor behind this inbox if it may sleep (None: the registry's, always awake).
-        self._sleeper = sleeper
+        self.sleeper = sleeper
         self._closed = False
         self._send: trio.MemorySendChannel[M | _Poke] | None = None
         self.receiver: trio.MemoryReceiveChannel[M | _Poke] | None = None
@@ -114,11 +105,11 @@ class Inbox(Generic[M]):
         send = self._send
         if send is not None:
             return send
-        if self._closed or self._sleeper is None:
+        if self._closed or self.sleeper is None:
             raise CoordinatorClosed()
         send = self._open()
         try:
-            self._sleeper.wake()
+            self.sleeper.wake()
         except CoordinatorClosed:
             self._send = self.receiver = None
             self._closed = True
@@ -130,10 +121,15 @@ class Inbox(Generic[M]):
         return self._send is None and not self._closed
 
     @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
     def quiet(self) -> bool:
         """True when the actor has handled everything sent or posted to it: asleep, or awake
         with nothing queued and its task waiting to receive (a value handed straight to a
-        waiting receiver leaves the buffer empty but the receiver no longer waiting)."""
+        waiting receiver leaves the buffer empty but the receiver no longer waiting). What a
+        quiet read may rely on: see ``_reads.py``."""
         if self._closed or self.states:
             return False
         receiver = self.receiver
@@ -142,26 +138,10 @@ class Inbox(Generic[M]):
         stats = receiver.statistics()
         return stats.current_buffer_used == 0 and stats.tasks_waiting_receive > 0
 
-    def published_info(self) -> UnitInfo | None:
-        """From ANY thread: the actor's last quiet ``info`` answer if it is still current, else
-        None. It is cleared (in Trio) before the actor handles any message, and a state posted
-        to the actor but not yet read makes it stale too — so whatever a caller has been told
-        has happened (a reply it received, on this unit or a dependency) is in it. Reads one
-        reference and tests one dict under the GIL; no lock."""
-        sleeper = self._sleeper
-        if sleeper is None or self._closed or self.states:
-            return None
-        return sleeper.snapshot
-
-    def try_read(self, request: object) -> bool:
-        """Answer ``request`` at once if it only reads state and the actor is quiet."""
-        sleeper = self._sleeper
-        return sleeper is not None and self.quiet and sleeper.answer_read(request)
-
     async def send(self, request: M) -> None:
         """Queue ``request``, waiting while the inbox is full; ``CoordinatorClosed`` if the
         actor has stopped."""
-        if self.try_read(request):
+        if read_quietly(self, request):
             await trio.lowlevel.checkpoint()
             return
         try:
@@ -172,7 +152,7 @@ class Inbox(Generic[M]):
     def send_nowait(self, request: M) -> None:
         """Queue ``request`` if there is room: ``trio.WouldBlock`` if full, ``CoordinatorClosed``
         if the actor has stopped."""
-        if self.try_read(request):
+        if read_quietly(self, request):
             return
         try:
             self._awake().send_nowait(request)

@@ -30,7 +30,9 @@ from ._durable import JournalWriter
 from ._journal import UnitRecord
 from ._lease import HOLD_GRACE, HOLDER_GONE
 from ._reply import Reply
-from ._unit import IDLE_SECONDS, ORPHAN, UnitActor, answer_absent
+from ._reads import answer_absent
+from ._unit import IDLE_SECONDS, UnitActor
+from ._unit_state import ORPHAN
 
 __all__ = ["MAX_UNITS", "REGISTRY_INBOX_SIZE", "RegistryActor"]
 
@@ -244,9 +246,9 @@ class RegistryActor:
                     continue
                 for dependency in requirements:
                     actors[name].restore_link(actors[dependency])
-                self._states[name] = actors[name].published_now()
+                self._states[name] = actors[name].state.publish_now()
                 linked.add(name)
-        return sorted(name for name, unit in actors.items() if unit.orphaned)
+        return sorted(name for name, unit in actors.items() if unit.state.orphaned)
 
     def _close(self) -> None:
         """Answer what is still queued with CoordinatorClosed and refuse anything more; sleeping

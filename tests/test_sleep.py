@@ -111,6 +111,22 @@ async def test_a_unit_sleeps_again_once_its_waiter_is_gone(server: LocalCoordina
         assert await asleep(server) == 0
 
 
+async def test_a_unit_sleeps_again_once_its_waiters_are_answered(server: LocalCoordinator) -> None:
+    with trio.fail_after(WAIT):
+        await server.unit("claude").want("git")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server.unit("claude").ready)
+            nursery.start_soon(server.unit("claude").reached, Status.STARTED)
+            await trio.testing.wait_all_tasks_blocked()
+            assert await asleep(server) == 1  # claude holds the waiters
+            await server.unit("git").start()
+            await server.unit("git").complete()  # answers the ready() waiter
+            await trio.testing.wait_all_tasks_blocked()
+            assert await asleep(server) == 1  # the reached() one still waits
+            await server.unit("claude").start()  # answers it
+        assert await asleep(server) == 0
+
+
 async def test_failure_travels_through_sleeping_units(server: LocalCoordinator) -> None:
     with trio.fail_after(WAIT):
         await server.unit("a").want("b")
@@ -173,16 +189,13 @@ async def test_an_idle_unit_costs_under_4_kib() -> None:
 
 
 class _Sleeper:
-    """Stands in for the actor behind an inbox: counts wake-ups, answers nothing asleep."""
+    """Stands in for the actor behind an inbox: counts wake-ups (its requests are no reads)."""
 
     def __init__(self) -> None:
         self.woken = 0
 
     def wake(self) -> None:
         self.woken += 1
-
-    def answer_read(self, request: object) -> bool:
-        return False
 
 
 async def test_an_inbox_sleeps_only_with_nothing_to_read() -> None:
@@ -231,6 +244,22 @@ async def test_a_read_never_overtakes_a_request_sent_before_it(server: LocalCoor
             answers.clear()
             await server.unit("git").start()  # a re-run, for the second round
             assert await asleep(server) == 0
+
+
+async def test_a_read_of_an_unknown_unit_never_overtakes_a_request_for_it(
+    server: LocalCoordinator,
+) -> None:
+    """The same for a unit with no actor yet: the request that creates it is still in the
+    registry's inbox, so the read must queue behind it, not be answered as "not registered"."""
+    with trio.fail_after(WAIT):
+        answers: list[object] = []
+        server.submit(operations.register("new"), answers.append)
+        server.submit(operations.info("new"), answers.append)
+        server.submit(operations.complete("new"), answers.append)
+        assert answers == []
+        await trio.testing.wait_all_tasks_blocked()
+        registered, info, completed = (a.unwrap() for a in answers)  # type: ignore[attr-defined]
+        assert (registered, info.status, completed) == (None, Status.PENDING, None)
 
 
 async def test_published_info_is_withdrawn_before_a_change_is_answered(
