@@ -45,14 +45,15 @@ __all__ = ["IDLE_SECONDS", "SHUTTING_DOWN", "UnitActor"]
 #: What a caller still waiting (``ready``, ``reached``) is told when the coordinator stops.
 SHUTTING_DOWN: Final = "the coordinator is shutting down"
 
-#: How often the registry looks for idle unit actors. One with no waiter that handled no
-#: message since the previous look (so idle for one to two periods) goes to sleep: its task
-#: ends, its state stays (about 2 KB instead of ~7 KB with a task and a channel), and its next
-#: message wakes it. A unit in use keeps its task; thousands of idle units do not hold
-#: thousands of tasks. 5 s, not 1 s: with 1 s, a random 50,000-edge build over 10,000 units
-#: (8 s) woke a sleeping actor on 46,524 of its 50,000 wants, and the new tasks and channels
-#: set off full garbage-collector passes (2.6 s of the 8 s). (A per-message idle deadline was
-#: measured first: it cost ~50 µs per ``want`` in Trio's deadline bookkeeping.)
+#: How often the registry looks for idle unit actors (ARCHITECTURE §2). One with no waiter that
+#: handled no message since the previous look (so idle for one to two periods) goes to sleep:
+#: its task ends and its channel is dropped, its state stays, and its next message wakes it. A
+#: unit in use keeps its task; thousands of idle units do not hold thousands of tasks. The
+#: period is long enough that a long burst of work (a large graph built one ``want`` at a time)
+#: does not put actors to sleep between their messages, each wake-up making a new task and
+#: channel for the garbage collector; and it is a sweep, not a deadline per message, which
+#: would charge every message Trio's deadline bookkeeping. Figures: stress/README.md,
+#: "Measured history".
 IDLE_SECONDS: Final = 5.0
 
 
