@@ -24,7 +24,7 @@ from pathlib import Path
 from ._stats import percentile
 from .rpc import start
 
-#: DESIGN §6: ``unitsync complete x``, whole process, median.
+#: ARCHITECTURE §8: ``unitsync complete x``, whole process, median.
 COMPLETE_GOAL_MS = 150.0
 
 
@@ -151,7 +151,7 @@ def main(argv: list[str]) -> int:
         print(f"unitsync --help imports capnp: {'yes' if help_imports_capnp else 'no'}")
         verdict = "met" if complete <= COMPLETE_GOAL_MS else "NOT met"
         print(
-            f"goal (DESIGN §6) complete median <= {COMPLETE_GOAL_MS:.0f} ms: {verdict}"
+            f"goal (ARCHITECTURE §8) complete median <= {COMPLETE_GOAL_MS:.0f} ms: {verdict}"
             f" ({complete:.1f} ms)"
         )
     print(json.dumps(result))

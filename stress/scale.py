@@ -75,8 +75,8 @@ from stress import chain
 
 SHAPES: Final = ("chain", "fanout", "fanin", "dag")
 PARTS: Final = ("build", "propagate", "memory")
-GOAL_US_PER_EDGE: Final = 1000.0  #: DESIGN §6: sub-millisecond per edge at 50,000 edges
-GOAL_BYTES_PER_IDLE_UNIT: Final = 4096  #: DESIGN §6: ≤ 4 KiB per idle unit
+GOAL_US_PER_EDGE: Final = 1000.0  #: ARCHITECTURE §8: sub-millisecond per edge at 50,000 edges
+GOAL_BYTES_PER_IDLE_UNIT: Final = 4096  #: ARCHITECTURE §8: ≤ 4 KiB per idle unit
 MEMORY_WARMUP: Final = 1000  #: units made before the baseline (first-use allocations, small dicts)
 SETTLE_SECONDS: Final = 3.0  #: memory must hold still this long (idle actors sleep after 1-2 s)
 TRACE_FRAMES: Final = 12  #: enough to find the coordinator line behind a Trio allocation

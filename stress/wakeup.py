@@ -42,7 +42,7 @@ last line is one JSON object ``{"runs": [<one object per size>]}``. ``--raw PATH
 (histogram / CDF): per-waiter lists are round-major (round 0's waiters by index, then round
 1's ...), ``null`` where a waiter was not woken.
 
-Goals (DESIGN §6): one waiter p99 <= 2 ms; 1,000 waiters all woken within 50 ms
+Goals (ARCHITECTURE §8): one waiter p99 <= 2 ms; 1,000 waiters all woken within 50 ms
 (p99 <= 50 ms, <= 50 µs per waiter); judged on the ``from_call_*`` figures.
 """
 
@@ -70,7 +70,7 @@ from ._stats import percentile
 from ._wakeup_client import ensure_fd_limit
 from .rpc import start
 
-#: DESIGN §6 goals.
+#: ARCHITECTURE §8 goals.
 ONE_WAITER_P99_GOAL_MS = 2.0
 THOUSAND_MAX_GOAL_MS = 50.0
 PER_WAITER_GOAL_US = 50.0
@@ -327,13 +327,13 @@ def print_table(results: list[dict[str, Any]]) -> None:
     for r in results:
         if r["waiters"] == 1:
             ok = r["from_call_p99_ms"] <= ONE_WAITER_P99_GOAL_MS
-            print(f"goal (DESIGN §6) one waiter p99 <= {ONE_WAITER_P99_GOAL_MS:g} ms: "
+            print(f"goal (ARCHITECTURE §8) one waiter p99 <= {ONE_WAITER_P99_GOAL_MS:g} ms: "
                   f"{'met' if ok else 'NOT met'} ({r['from_call_p99_ms']:.3f} ms from the complete "
                   f"sent; {r['p99_ms']:.3f} from its reply)")
         if r["waiters"] == 1000:
             ok = (r["from_call_max_ms"] <= THOUSAND_MAX_GOAL_MS
                   and r["from_call_us_per_waiter"] <= PER_WAITER_GOAL_US and r["missing"] == 0)
-            print(f"goal (DESIGN §6) 1,000 waiters all woken within {THOUSAND_MAX_GOAL_MS:g} ms "
+            print(f"goal (ARCHITECTURE §8) 1,000 waiters all woken within {THOUSAND_MAX_GOAL_MS:g} ms "
                   f"(<= {PER_WAITER_GOAL_US:g} µs/waiter): {'met' if ok else 'NOT met'} "
                   f"(from the complete sent: p99 {r['from_call_p99_ms']:.1f} ms, max "
                   f"{r['from_call_max_ms']:.1f} ms, {r['from_call_us_per_waiter']:.1f} µs/waiter; "

@@ -64,7 +64,7 @@ def outcome_of(error: BaseException | None) -> Outcome:
 
 
 class Model:
-    """The semantics of DESIGN §2 in the plainest possible code."""
+    """The semantics of ARCHITECTURE §1 in the plainest possible code."""
 
     def __init__(self) -> None:
         self.status: dict[str, Status] = {}
@@ -344,7 +344,7 @@ class CoordinatorMachine(ModelMachine):
 
     @rule()
     def doze(self) -> None:
-        """Idle actors are asked to sleep (DESIGN §3) and the next step races with them acting
+        """Idle actors are asked to sleep (ARCHITECTURE §2) and the next step races with them acting
         on it: its request may queue behind the idle check. The invariants must hold as before."""
         self.trio.call(self.trio.coord.sleep_idle)
 
