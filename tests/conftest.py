@@ -8,6 +8,7 @@ coordinator behind it (the same object for ``local``), for its ``statistics()``.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import signal
 import tempfile
@@ -16,14 +17,11 @@ from pathlib import Path
 
 import pytest
 import trio
-import trio.testing
 
 from coordinator import Coordinator, LocalCoordinator, connect, open_coordinator, serve
 
 from .cli_support import Served, env_for, start_serve
-
-#: Upper bound for any single wait in a test (they all finish in milliseconds when correct).
-WAIT = 5.0
+from .waits import WAIT
 
 
 @pytest.fixture
@@ -54,14 +52,6 @@ async def coord(
         nursery.cancel_scope.cancel()
 
 
-async def settle(coord: Coordinator, unit: str = "~settle") -> None:
-    """Wait until what was sent to ``unit`` before has been handled: a round trip to it (over
-    RPC, calls to a unit reach its actor in order), then until every Trio task is blocked."""
-    with trio.fail_after(WAIT):
-        await coord.unit(unit).info()
-        await trio.testing.wait_all_tasks_blocked()
-
-
 @pytest.fixture
 async def served(sock_dir: Path) -> AsyncIterator[Served]:
     """A real ``unitsync serve`` process on a fresh socket; stopped with SIGTERM afterwards
@@ -77,3 +67,13 @@ async def served(sock_dir: Path) -> AsyncIterator[Served]:
             assert await process.wait() == 0
     finally:
         process.kill()
+
+
+@pytest.fixture
+def no_errors_logged(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Nothing is logged at ERROR level during the test (asyncio's "Task exception was never
+    retrieved", "Exception in callback", a server method failing outside its caller...). A
+    module takes it with ``pytestmark = pytest.mark.usefixtures("no_errors_logged")``."""
+    yield
+    errors = [r for r in caplog.get_records("call") if r.levelno >= logging.ERROR]
+    assert not errors, "\n".join(f"{r.name}: {r.getMessage()}" for r in errors)

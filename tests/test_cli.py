@@ -35,7 +35,7 @@ from .cli_support import (
     read_line,
     table,
 )
-from .conftest import WAIT
+from .waits import WAIT
 
 #: How soon a waiting ``start`` must be answered after the ``complete``/``fail`` that decides it.
 WAKE_UP = 0.5

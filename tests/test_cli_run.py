@@ -36,7 +36,7 @@ from .cli_support import (
     read_line,
     reap,
 )
-from .conftest import WAIT
+from .waits import WAIT
 
 STATUS_KEYS = {"unit_name", "status", "is_ready", "dependencies", "reason", "blocked_by"}
 EVENT_KEYS = {"seq", "time", "unit_name", "old_status", "new_status", "reason"}

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from .test_stress_churn import run_scenario
+from .stress_support import run_scenario
 
 
 def assert_recovered(result: dict[str, Any], details: str, returncode: int, rounds: int) -> None:

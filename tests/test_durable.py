@@ -13,7 +13,7 @@ import trio
 from coordinator import CycleError, DependencyFailed, Status, connect, open_coordinator
 
 from .cli_support import UNITSYNC, env_for, read_line, start_serve
-from .conftest import WAIT
+from .waits import WAIT
 
 
 async def snapshot(coord: object) -> list[tuple[str, str, str, tuple[tuple[str, str, str], ...]]]:

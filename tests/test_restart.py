@@ -32,7 +32,7 @@ from .cli_support import (
     reap,
     start_serve,
 )
-from .conftest import WAIT
+from .waits import WAIT
 
 
 class Coordinator:

@@ -19,7 +19,7 @@ from coordinator import (
 )
 from coordinator._names import MAX_DEPENDENCIES
 
-from .conftest import WAIT, settle
+from .waits import WAIT, settle
 
 # --- "reached" requirements -----------------------------------------------------------------
 

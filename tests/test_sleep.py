@@ -25,7 +25,7 @@ from coordinator._inbox import POKE, Inbox
 from coordinator._messages import NOT_REGISTERED
 from coordinator._unit import IDLE_SECONDS
 
-from .conftest import WAIT
+from .waits import WAIT
 
 
 async def asleep(coord: LocalCoordinator) -> int:

@@ -9,31 +9,11 @@ keeps a dead client's waiter, leaves a unit started whose holder has gone, or br
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).parent.parent
-#: The harness's own findings on stderr (the server's stderr is mixed in).
-FINDINGS = ("mismatch:", "invariant:", "anomaly:", "worker error:", "hung:", "probe:", "... and",
-            "logs kept", "the last server")
-
-
-def run_scenario(*args: str, timeout: float) -> tuple[dict[str, Any], str, int]:
-    """``python -m stress ARGS --json``: (its JSON figures, the findings it printed, its exit
-    status)."""
-    out = subprocess.run(
-        [sys.executable, "-m", "stress", *args, "--json"],
-        capture_output=True, text=True, timeout=timeout, cwd=ROOT,
-    )
-    lines = out.stdout.strip().splitlines()
-    assert lines, f"no output; stderr:\n{out.stderr[-3000:]}"
-    details = "\n".join(line for line in out.stderr.splitlines() if line.startswith(FINDINGS))
-    return json.loads(lines[-1]), details, out.returncode
+from .stress_support import run_scenario
 
 
 def assert_churn_held(result: dict[str, Any], details: str, returncode: int) -> None:
