@@ -32,6 +32,11 @@ __all__ = ["run"]
 #: CMD keeps its terminal.
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
+#: The default of ``--reconnect-timeout``: how long ``run`` tries to reach a coordinator that is
+#: away when CMD ends, to record the outcome (a restarted coordinator restores the unit from its
+#: journal, still started).
+RECONNECT_SECONDS = 10.0
+
 
 def _terminal_delivers_sigint() -> bool:
     """True when we run in the terminal's foreground process group: a Ctrl-C there reaches CMD
@@ -65,6 +70,7 @@ def run(
     after: Annotated[tuple[str, ...], Parameter(name="--after", negative=())] = (),
     requires: Requirement = "completed",
     timeout: Duration = 300.0,
+    reconnect_timeout: Duration = RECONNECT_SECONDS,
     common: Common = Common(),
 ) -> int:
     """Run CMD as UNIT: declare the --after dependencies (atomically), wait until UNIT is
@@ -79,7 +85,8 @@ def run(
     while CMD runs, CMD keeps running, run reconnects as soon as the coordinator is back and
     takes its hold over again (a restarted coordinator keeps the unit started for its
     --hold-grace), and CMD's outcome is recorded when it ends (by name if the hold could not be
-    taken back; tried for 10 s after CMD ends). Its exit code is returned either way.
+    taken back; tried for --reconnect-timeout after CMD ends). Its exit code is returned either
+    way.
 
     Parameters
     ----------
@@ -94,6 +101,9 @@ def run(
     timeout
         How long to wait for the dependencies (not CMD): 30s, 5m ...; 0 waits forever.
         Default 5m.
+    reconnect_timeout
+        How long to keep trying to reach a coordinator that is away when CMD ends, to record
+        CMD's outcome: 30s, 5m ...; 0 tries until it is back. Default 10s.
     """
     validate_name(unit)
     for dependency in after:
@@ -119,14 +129,9 @@ def run(
             say(reason)
             await core.lease_fail(lease, reason)
             return 126 if isinstance(exc, PermissionError) else 127
-        return await _supervise(core, unit, lease, child)
+        return await _supervise(core, unit, lease, child, reconnect_timeout or None)
 
     return call(common, body)
-
-
-#: How long ``run`` tries to reach a coordinator that is away when CMD ends, to record the
-#: outcome (a restarted coordinator restores the unit from its journal, still started).
-RECONNECT_SECONDS = 10.0
 
 
 class _Hold:
@@ -140,10 +145,12 @@ class _Hold:
 
 
 async def _supervise(
-    core: ClientCore, unit: str, lease: int, child: asyncio.subprocess.Process
+    core: ClientCore, unit: str, lease: int, child: asyncio.subprocess.Process,
+    reconnect_timeout: float | None,
 ) -> int:
     """Wait for CMD, forwarding signals and keeping the hold across coordinator restarts;
-    record its outcome on the lease — or by name on a new connection if there is none."""
+    record its outcome on the lease — or by name on a new connection if there is none, trying
+    for ``reconnect_timeout`` seconds (None: until the coordinator is back)."""
     loop = asyncio.get_running_loop()
     interactive = _terminal_delivers_sigint()
     for signum in FORWARDED:
@@ -170,7 +177,7 @@ async def _supervise(
             return code
         except CoordinatorClosed:
             pass
-    await _record_by_name(core, unit, reason)
+    await _record_by_name(core, unit, reason, reconnect_timeout)
     return code
 
 
@@ -196,10 +203,13 @@ async def _keep_the_hold(core: ClientCore, unit: str, hold: _Hold) -> None:
         say(f'reconnected to the coordinator at {core.path}; unit "{unit}" is held again')
 
 
-async def _record_by_name(core: ClientCore, unit: str, reason: str) -> None:
+async def _record_by_name(
+    core: ClientCore, unit: str, reason: str, reconnect_timeout: float | None
+) -> None:
     """The coordinator is away as CMD ends, or the hold could not be taken back: record CMD's
-    outcome by name, reconnecting if need be (it may be restarting) for up to
-    :data:`RECONNECT_SECONDS`; else say it was not recorded."""
+    outcome by name, reconnecting if need be (it may be restarting, and a restarted coordinator
+    restores the unit from its journal, still started) for up to ``reconnect_timeout`` seconds
+    (None: until it is back); else say it was not recorded."""
     outcome_text = reason or "exit code 0"
 
     async def record() -> None:
@@ -209,7 +219,7 @@ async def _record_by_name(core: ClientCore, unit: str, reason: str) -> None:
             await core.complete(unit)
 
     try:
-        async with asyncio.timeout(RECONNECT_SECONDS):
+        async with asyncio.timeout(reconnect_timeout):
             if not core.connected:
                 await core.reconnect()
                 say(f"reconnected to the coordinator at {core.path}")

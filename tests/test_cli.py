@@ -549,7 +549,7 @@ async def test_help_lists_commands_and_exit_codes() -> None:
         ("graph", ["-o", "dot", "--socket"]),
         ("wait", ["--for", "--timeout", "--socket"]),
         ("watch", ["-o", "--socket"]),
-        ("run", ["--after", "--requires", "--timeout", "--socket"]),
+        ("run", ["--after", "--requires", "--timeout", "--reconnect-timeout", "--socket"]),
     ],
 )
 async def test_command_help(command: str, options: list[str]) -> None:

@@ -285,15 +285,17 @@ async def test_run_outlives_the_coordinator(sock_dir: Path) -> None:
     child = "echo ready; read line; echo still-here \"$line\"; exit 5"
     server = run = None
     try:
-        # run gives the coordinator RECONNECT_SECONDS (10 s) to come back once CMD has ended
-        with trio.fail_after(WAIT * 4):
+        # run gives the coordinator --reconnect-timeout (here 250ms, by default 10s) to come
+        # back once CMD has ended: the bound fails if the option is not honoured
+        with trio.fail_after(WAIT * 2):
             server = await trio.lowlevel.open_process(
                 UNITSYNC + ["serve"], env=served.env, stderr=subprocess.PIPE
             )
             assert server.stderr is not None
             assert await read_line(server.stderr) == f"unitsync: serving on {path}\n"
 
-            run = await served.open("run", "u", "--", "sh", "-c", child, stdin=subprocess.PIPE)
+            run = await served.open("run", "u", "--reconnect-timeout", "250ms", "--",
+                                    "sh", "-c", child, stdin=subprocess.PIPE)
             assert run.stdout is not None and run.stdin is not None
             assert await read_line(run.stdout) == "ready\n"
 
@@ -309,6 +311,8 @@ async def test_run_outlives_the_coordinator(sock_dir: Path) -> None:
             assert all(line.startswith("unitsync: ") for line in stderr.splitlines()), stderr
             # one loss, said once (the listener may still accept during the shutdown grace)
             assert stderr.count("lost the coordinator") == 1, stderr
+            # it gave up on recording the outcome (nobody restarted the coordinator)
+            assert "the outcome (exit code 5) was not recorded" in stderr, stderr
     finally:
         for process in (run, server):
             if process is not None:
