@@ -3,8 +3,9 @@ server with exactly the state they were told about, no waiter and no extra task 
 
 A correctness test, not a benchmark: it fails if the server loses an acknowledged mutation,
 keeps a dead client's waiter, leaves a unit started whose holder has gone, or breaks an invariant
-(see stress/churn.py for the checker). The quick run is in the default suite; the chaos run
-(hundreds of client processes, a hundred and more of them SIGKILLed) is ``-m slow``.
+(see stress/churn.py for the checker). The quick run is ``-m bench`` (with the other stress
+scenarios' quick runs); the chaos run (hundreds of client processes, a hundred and more of them
+SIGKILLed) is ``-m slow``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ def assert_churn_held(result: dict[str, Any], details: str, returncode: int) -> 
     assert result["ok"] and returncode == 0, details
 
 
+@pytest.mark.bench
 def test_churn_quick() -> None:
     result, details, returncode = run_scenario("churn", "--quick", timeout=120)
     assert result["journal"] is True  # the default, as `unitsync serve`'s
