@@ -20,7 +20,7 @@ import trio
 
 from coordinator import Coordinator, LocalCoordinator, connect, open_coordinator, serve
 
-from .cli_support import Served, env_for, start_serve
+from .cli_support import Served, env_for, serve_process, start_serve
 from .waits import WAIT
 
 
@@ -52,10 +52,30 @@ async def coord(
         nursery.cancel_scope.cancel()
 
 
+@pytest.fixture(scope="session")
+def served() -> Iterator[Served]:
+    """One real ``unitsync serve`` process for the whole session (per xdist worker), shared by
+    the CLI tests that do not need a coordinator of their own: each of them uses unit names no
+    other test uses, so they cannot see each other. Stopped with SIGTERM at the end (and
+    required to exit 0). A sync fixture (pytest-trio's async fixtures are function-scoped), so
+    the process is a plain ``subprocess.Popen``; see :func:`cli_support.serve_process`.
+
+    A test that looks at the whole coordinator (``list``, ``graph``, ``watch``), stops or
+    restarts it, or checks its exit takes :func:`fresh_served` instead."""
+    directory = Path(tempfile.mkdtemp(prefix="us-", dir="/tmp"))
+    path = directory / "unitsync.sock"
+    env = env_for(path)
+    try:
+        with serve_process(path, env, timeout=WAIT * 2):
+            yield Served(path, env)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 @pytest.fixture
-async def served(sock_dir: Path) -> AsyncIterator[Served]:
-    """A real ``unitsync serve`` process on a fresh socket; stopped with SIGTERM afterwards
-    (and required to exit 0)."""
+async def fresh_served(sock_dir: Path) -> AsyncIterator[Served]:
+    """A real ``unitsync serve`` process on a fresh socket, for this test alone; stopped with
+    SIGTERM afterwards (and required to exit 0)."""
     path = sock_dir / "unitsync.sock"
     env = env_for(path)
     with trio.fail_after(WAIT * 2):
