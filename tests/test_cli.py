@@ -39,9 +39,11 @@ from .cli_support import (
 )
 from .waits import WAIT
 
-#: How soon a waiting ``start`` must be answered after the ``complete``/``fail`` that decides it.
-WAKE_UP = 0.5
-FAILED_WAKE_UP = 1.0
+#: How much later than its ``--timeout`` a command may give up. A process's own start-up and
+#: exit count too, and take seconds on a loaded runner; the bound is generous on purpose: it
+#: only has to tell the given timeout from one read wrongly (``250ms`` as 250 s) or ignored (the
+#: default, 5m).
+LATE = 3.0
 
 #: ``status`` lines before the dependency table: ``Unit: x``, ``Status: ...``, ``Reason: ...``.
 _FIELD = re.compile(r"^(Unit|Status|Ready|Reason|Blocked by): ")
@@ -250,7 +252,11 @@ async def test_start_waits_until_both_dependencies_complete(served: Served) -> N
         ], result.stdout
 
 
-async def test_start_is_woken_within_half_a_second_of_complete(served: Served) -> None:
+async def test_start_is_woken_by_complete(served: Served) -> None:
+    """Checked by order, not by a wall clock (which a loaded runner breaks): the waiting `start`
+    has not exited when the last dependency completes, and then exits with its line. That the
+    wake-up is pushed at once, not polled, is timed by the autojump clock in-process
+    (test_semantics.py::test_ready_is_answered_the_moment_its_dependency_completes)."""
     with trio.fail_after(WAIT * 2):
         ok(await served.run("want", "woken", "woken-git", "woken-setup"),
            'Unit "woken" declared dependencies: [woken-git, woken-setup]\n')
@@ -265,6 +271,7 @@ async def test_start_is_woken_within_half_a_second_of_complete(served: Served) -
                 'Unit "woken" is waiting for dependencies to be satisfied: [woken-git]\n'
             )
             launched = trio.current_time()
+            assert start.poll() is None  # still waiting: woken-setup alone did not wake it
             ok(await served.run("complete", "woken-git"), "Success\n")
             completed = trio.current_time()
             result, exited = await finished(start)
@@ -275,7 +282,6 @@ async def test_start_is_woken_within_half_a_second_of_complete(served: Served) -
         assert (result.returncode, result.stdout) == (
             OK, 'Unit "woken" finished waiting for dependencies: [woken-git, woken-setup]\n'
         ), result
-        assert elapsed < WAKE_UP
 
 
 # --- errors, and the coordinator keeps working after each -------------------------------------
@@ -286,12 +292,12 @@ async def test_start_times_out(served: Served) -> None:
         ok(await served.run("want", "timeout-claude", "timeout-git"),
            'Unit "timeout-claude" declared dependencies: [timeout-git]\n')
         began = trio.current_time()
-        result = await served.run("start", "timeout-claude", "--timeout", "1s")
+        result = await served.run("start", "timeout-claude", "--timeout", "250ms")
         elapsed = trio.current_time() - began
-        print(f"\nstart --timeout 1s gave up after {elapsed:.2f} s")
+        print(f"\nstart --timeout 250ms gave up after {elapsed:.2f} s")
         assert (result.returncode, result.stdout) == (TIMEOUT, ""), result
         assert re.search(r"tim(ed|e|ing) ?out", result.stderr, re.IGNORECASE), result.stderr
-        assert 1.0 <= elapsed < 2.0
+        assert 0.25 <= elapsed < 0.25 + LATE  # never early; late only by the process's own time
 
         # nothing changed: claude still pending, and it starts once git completes
         result = await served.run("status", "timeout-claude")
@@ -338,6 +344,7 @@ async def test_dependency_failing_answers_waiting_starts(fresh_served: Served) -
                 'Unit "review" is waiting for dependencies to be satisfied: [claude]\n'
             )
             launched = trio.current_time()
+            assert claude.poll() is None and review.poll() is None  # both still waiting
             ok(await fresh_served.run("fail", "git", "--reason", "clone failed"), "Success\n")
             failed = trio.current_time()
             direct, direct_exited = await finished(claude)
@@ -348,8 +355,9 @@ async def test_dependency_failing_answers_waiting_starts(fresh_served: Served) -
         for result in (direct, transitive):
             assert (result.returncode, result.stdout) == (DEPENDENCY_FAILED, ""), result
             assert "git" in result.stderr and "clone failed" in result.stderr, result.stderr
-        assert direct_exited - failed < FAILED_WAKE_UP
-        assert transitive_exited - failed < FAILED_WAKE_UP
+        # answered at once, not at their timeout (the default, 5m): the fail_after bounds it; that
+        # the failure is pushed at once is timed in-process by the autojump clock
+        # (test_semantics.py::test_ready_is_answered_the_moment_its_dependency_completes)
 
         # the failed unit shows its reason, the unit it holds back shows what blocks it
         result = await fresh_served.run("status", "git")
@@ -469,7 +477,7 @@ async def test_durations_accepted(served: Served) -> None:
         began = trio.current_time()
         result = await served.run("start", "late", "--timeout", "250ms")
         assert result.returncode == TIMEOUT, result
-        assert trio.current_time() - began < 1.5
+        assert 0.25 <= trio.current_time() - began < 0.25 + LATE
 
 
 async def test_bad_duration_is_a_unitsync_diagnostic(served: Served) -> None:

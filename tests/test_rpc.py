@@ -430,7 +430,11 @@ async def test_shutdown_with_200_parked_waiters_is_prompt(sock_dir: Path) -> Non
             await server_done.wait()
             elapsed = time.perf_counter() - t0
             assert not path.exists()
-    assert elapsed < 1.0, f"shutting down took {elapsed:.3f} s"
+    # prompt: the server waits for no client, and for its own last answers to leave at most 1 s
+    # (rpc/_server.py, _stop_after_coordinator). The bound is generous for a loaded runner: it
+    # only has to catch a shutdown that waits on the clients or on a timeout of theirs (the
+    # fail_after above stops one that hangs)
+    assert elapsed < WAIT / 2, f"shutting down took {elapsed:.3f} s"
     closed = [type(r[0]).__name__ for r in results.values() if len(r) == 1]
     assert closed == ["CoordinatorClosed"] * n
     print(f"\nshutdown with {n} parked waiters on {n} connections: {elapsed * 1e3:.0f} ms")
@@ -797,7 +801,8 @@ def test_connect_retries_while_the_listen_backlog_is_full(sock_dir: Path) -> Non
         began = time.monotonic()
         with pytest.raises(TimeoutError):
             connect_socket(path, timeout=0.2)
-        assert 0.15 <= time.monotonic() - began < 2.0
+        # gave up after its own 0.2 s, not the default 5 s (generous: a loaded runner may be slow)
+        assert 0.15 <= time.monotonic() - began < 4.0
 
         room = threading.Timer(0.05, lambda: listener.accept()[0].close())
         room.start()
