@@ -4,7 +4,8 @@ Scenarios: ``wakeup`` (pushed wake-up latency of N parked clients, against polli
 (calls/s against a plain pycapnp server), ``scale`` (graph size, per-edge cost, memory per
 unit), ``churn`` (clients coming, going and being killed; the server returns to its baseline),
 ``crash`` (the churn against ``unitsync serve``, SIGKILLed and restarted on its journal; nothing
-acknowledged is lost), ``cli`` (whole-process time of the command line), ``chain`` (an N-unit chain in-process).
+acknowledged is lost), ``cli`` (whole-process time of the command line), ``chain`` (an N-unit chain in-process),
+``fsync`` (what the journal's flush policies cost on a filesystem).
 With ``--json`` the last line printed is one JSON object with the scenario's figures;
 ``--quick`` finishes in seconds (the CI smoke tests use it).
 """
@@ -23,6 +24,7 @@ SCENARIOS = {
     "crash": "stress.crash",
     "cli": "stress.cli",
     "chain": "stress.chain",
+    "fsync": "stress.fsync",
 }
 
 

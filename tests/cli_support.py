@@ -1,20 +1,24 @@
 """Running the real ``unitsync`` console script in subprocesses, against a real ``unitsync serve``.
 
-``served`` (a fixture in conftest) starts ``unitsync serve`` on a fresh socket and yields a
-:class:`Served`; ``await served.run("start", "claude")`` runs one command with that socket in its
-environment and returns the finished process (stdout/stderr as ``str``).
+``served`` (a fixture in conftest) is one ``unitsync serve`` for the whole session, shared by
+tests that use unit names of their own; ``fresh_served`` starts one on a fresh socket for one
+test. Both yield a :class:`Served`: ``await served.run("start", "claude")`` runs one command with
+that socket in its environment and returns the finished process (stdout/stderr as ``str``).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+import threading
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import trio
 
@@ -102,6 +106,41 @@ async def start_serve(path: Path, env: dict[str, str], *options: str) -> trio.Pr
     return process
 
 
+@contextmanager
+def serve_process(
+    path: Path, env: dict[str, str], *options: str, timeout: float
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``unitsync serve OPTIONS`` started with plain :mod:`subprocess`, for a sync fixture that
+    outlives one test; yielded once it has printed that it serves on ``path`` (asserted, within
+    ``timeout``). A thread drains its stderr meanwhile. On the way out: SIGTERM, and it must
+    exit 0 within ``timeout``; it is killed and reaped whatever happens."""
+    process = subprocess.Popen(UNITSYNC + ["serve", *options], env=env, stderr=subprocess.PIPE)
+    assert process.stderr is not None
+    stderr: list[str] = []
+    said = threading.Event()
+
+    def drain(stream: IO[bytes]) -> None:
+        for line in stream:  # until EOF: the process has exited
+            stderr.append(line.decode())
+            said.set()
+        said.set()
+
+    thread = threading.Thread(target=drain, args=(process.stderr,), name="serve-stderr",
+                              daemon=True)
+    thread.start()
+    try:
+        assert said.wait(timeout), f"unitsync serve said nothing within {timeout} s"
+        assert stderr[:1] == [f"unitsync: serving on {path}\n"], stderr
+        yield process
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout) == 0, stderr
+    finally:
+        process.kill()
+        process.wait(timeout)
+        thread.join(timeout)
+        process.stderr.close()
+
+
 def env_for(path: Path) -> dict[str, str]:
     env = {**os.environ, "UNITSYNC_SOCKET": str(path)}
     env.pop("XDG_RUNTIME_DIR", None)
@@ -133,5 +172,5 @@ def have(tool: str) -> bool:
 __all__: Sequence[str] = [
     "CYCLE", "DEPENDENCY_FAILED", "ERROR", "OK", "Result", "Served", "TIMEOUT", "UNITSYNC",
     "UNREACHABLE", "USAGE", "background", "env_for", "have", "read_all", "read_line", "reap",
-    "start_serve", "table",
+    "serve_process", "start_serve", "table",
 ]

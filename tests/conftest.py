@@ -8,6 +8,7 @@ coordinator behind it (the same object for ``local``), for its ``statistics()``.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import signal
 import tempfile
@@ -16,14 +17,11 @@ from pathlib import Path
 
 import pytest
 import trio
-import trio.testing
 
 from coordinator import Coordinator, LocalCoordinator, connect, open_coordinator, serve
 
-from .cli_support import Served, env_for, start_serve
-
-#: Upper bound for any single wait in a test (they all finish in milliseconds when correct).
-WAIT = 5.0
+from .cli_support import Served, env_for, serve_process, start_serve
+from .waits import WAIT
 
 
 @pytest.fixture
@@ -54,18 +52,30 @@ async def coord(
         nursery.cancel_scope.cancel()
 
 
-async def settle(coord: Coordinator, unit: str = "~settle") -> None:
-    """Wait until what was sent to ``unit`` before has been handled: a round trip to it (over
-    RPC, calls to a unit reach its actor in order), then until every Trio task is blocked."""
-    with trio.fail_after(WAIT):
-        await coord.unit(unit).info()
-        await trio.testing.wait_all_tasks_blocked()
+@pytest.fixture(scope="session")
+def served() -> Iterator[Served]:
+    """One real ``unitsync serve`` process for the whole session (per xdist worker), shared by
+    the CLI tests that do not need a coordinator of their own: each of them uses unit names no
+    other test uses, so they cannot see each other. Stopped with SIGTERM at the end (and
+    required to exit 0). A sync fixture (pytest-trio's async fixtures are function-scoped), so
+    the process is a plain ``subprocess.Popen``; see :func:`cli_support.serve_process`.
+
+    A test that looks at the whole coordinator (``list``, ``graph``, ``watch``), stops or
+    restarts it, or checks its exit takes :func:`fresh_served` instead."""
+    directory = Path(tempfile.mkdtemp(prefix="us-", dir="/tmp"))
+    path = directory / "unitsync.sock"
+    env = env_for(path)
+    try:
+        with serve_process(path, env, timeout=WAIT * 2):
+            yield Served(path, env)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture
-async def served(sock_dir: Path) -> AsyncIterator[Served]:
-    """A real ``unitsync serve`` process on a fresh socket; stopped with SIGTERM afterwards
-    (and required to exit 0)."""
+async def fresh_served(sock_dir: Path) -> AsyncIterator[Served]:
+    """A real ``unitsync serve`` process on a fresh socket, for this test alone; stopped with
+    SIGTERM afterwards (and required to exit 0)."""
     path = sock_dir / "unitsync.sock"
     env = env_for(path)
     with trio.fail_after(WAIT * 2):
@@ -77,3 +87,13 @@ async def served(sock_dir: Path) -> AsyncIterator[Served]:
             assert await process.wait() == 0
     finally:
         process.kill()
+
+
+@pytest.fixture
+def no_errors_logged(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Nothing is logged at ERROR level during the test (asyncio's "Task exception was never
+    retrieved", "Exception in callback", a server method failing outside its caller...). A
+    module takes it with ``pytestmark = pytest.mark.usefixtures("no_errors_logged")``."""
+    yield
+    errors = [r for r in caplog.get_records("call") if r.levelno >= logging.ERROR]
+    assert not errors, "\n".join(f"{r.name}: {r.getMessage()}" for r in errors)

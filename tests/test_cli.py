@@ -1,5 +1,7 @@
 """The ``unitsync`` command line as a user runs it: the real console script in subprocesses,
-against a real ``unitsync serve`` (the ``served`` fixture).
+against a real ``unitsync serve``: the session's (the ``served`` fixture; each test uses unit
+names of its own), or one of the test's own (``fresh_served``) where it looks at every unit
+(``list``) or needs an empty coordinator.
 
 Everything is checked against the command reference (README "Command line"): the exact stdout
 lines (coder's wording), the JSON keys, the diagnostics on stderr and the exit codes. Waits are
@@ -35,11 +37,13 @@ from .cli_support import (
     read_line,
     table,
 )
-from .conftest import WAIT
+from .waits import WAIT
 
-#: How soon a waiting ``start`` must be answered after the ``complete``/``fail`` that decides it.
-WAKE_UP = 0.5
-FAILED_WAKE_UP = 1.0
+#: How much later than its ``--timeout`` a command may give up. A process's own start-up and
+#: exit count too, and take seconds on a loaded runner; the bound is generous on purpose: it
+#: only has to tell the given timeout from one read wrongly (``250ms`` as 250 s) or ignored (the
+#: default, 5m).
+LATE = 3.0
 
 #: ``status`` lines before the dependency table: ``Unit: x``, ``Status: ...``, ``Reason: ...``.
 _FIELD = re.compile(r"^(Unit|Status|Ready|Reason|Blocked by): ")
@@ -86,43 +90,43 @@ async def test_ping(served: Served) -> None:
         ok(await served.run("ping"), "Success\n")
 
 
-async def test_nothing_registered(served: Served) -> None:
+async def test_nothing_registered(fresh_served: Served) -> None:
     with trio.fail_after(WAIT):
-        ok(await served.run("list"), "No units registered\n")
-        result = await served.run("list", "-o", "json")
+        ok(await fresh_served.run("list"), "No units registered\n")
+        result = await fresh_served.run("list", "-o", "json")
         assert (result.returncode, json.loads(result.stdout)) == (OK, []), result
 
-        result = await served.run("status", "nobody")
+        result = await fresh_served.run("status", "nobody")
         assert result.returncode == OK, result
         assert status_parts(result.stdout) == (
             ["Unit: nobody", "Status: not registered", "Ready: true"],
             [["No dependencies found"]],
         ), result.stdout
 
-        result = await served.run("status", "nobody", "-o", "json")
+        result = await fresh_served.run("status", "nobody", "-o", "json")
         assert result.returncode == OK, result
         assert json.loads(result.stdout) == {
             "unit_name": "nobody", "status": "", "is_ready": True, "dependencies": [],
             "reason": "", "blocked_by": "",
         }
         # looking does not register
-        ok(await served.run("list"), "No units registered\n")
+        ok(await fresh_served.run("list"), "No units registered\n")
 
 
 async def test_start_and_complete_without_dependencies(served: Served) -> None:
     with trio.fail_after(WAIT):
-        ok(await served.run("start", "git"), 'Unit "git" started with no dependencies\n')
-        result = await served.run("status", "git")
+        ok(await served.run("start", "solo"), 'Unit "solo" started with no dependencies\n')
+        result = await served.run("status", "solo")
         assert result.returncode == OK, result
         assert status_parts(result.stdout) == (
-            ["Unit: git", "Status: started", "Ready: true"], [["No dependencies found"]]
+            ["Unit: solo", "Status: started", "Ready: true"], [["No dependencies found"]]
         ), result.stdout
 
-        ok(await served.run("complete", "git"), "Success\n")
-        result = await served.run("status", "git")
+        ok(await served.run("complete", "solo"), "Success\n")
+        result = await served.run("status", "solo")
         assert result.returncode == OK, result
         assert status_parts(result.stdout) == (
-            ["Unit: git", "Status: completed", "Ready: true"], [["No dependencies found"]]
+            ["Unit: solo", "Status: completed", "Ready: true"], [["No dependencies found"]]
         ), result.stdout
 
 
@@ -194,15 +198,15 @@ async def test_want_status_and_start_with_satisfied_dependencies(served: Served)
         ], result.stdout
 
 
-async def test_list_sorted_as_table_and_json(served: Served) -> None:
+async def test_list_sorted_as_table_and_json(fresh_served: Served) -> None:
     with trio.fail_after(WAIT):
-        ok(await served.run("want", "claude", "git"),
+        ok(await fresh_served.run("want", "claude", "git"),
            'Unit "claude" declared dependencies: [git]\n')
-        ok(await served.run("start", "git"), 'Unit "git" started with no dependencies\n')
-        ok(await served.run("start", "agent"), 'Unit "agent" started with no dependencies\n')
-        ok(await served.run("complete", "agent"), "Success\n")
+        ok(await fresh_served.run("start", "git"), 'Unit "git" started with no dependencies\n')
+        ok(await fresh_served.run("start", "agent"), 'Unit "agent" started with no dependencies\n')
+        ok(await fresh_served.run("complete", "agent"), "Success\n")
 
-        result = await served.run("list")
+        result = await fresh_served.run("list")
         assert (result.returncode, result.stderr) == (OK, ""), result
         assert table(result.stdout) == [
             ["UNIT", "STATUS", "READY"],
@@ -211,7 +215,7 @@ async def test_list_sorted_as_table_and_json(served: Served) -> None:
             ["git", "started", "true"],
         ], result.stdout
 
-        result = await served.run("list", "-o", "json")
+        result = await fresh_served.run("list", "-o", "json")
         assert (result.returncode, result.stderr) == (OK, ""), result
         assert json.loads(result.stdout) == [
             {"unit_name": "agent", "status": "completed", "is_ready": True},
@@ -222,56 +226,62 @@ async def test_list_sorted_as_table_and_json(served: Served) -> None:
 
 async def test_start_waits_until_both_dependencies_complete(served: Served) -> None:
     with trio.fail_after(WAIT * 2):
-        ok(await served.run("want", "claude", "b", "a"),
-           'Unit "claude" declared dependencies: [b, a]\n')
-        async with background(served, "start", "claude") as start:
+        ok(await served.run("want", "pair", "second", "first"),
+           'Unit "pair" declared dependencies: [second, first]\n')
+        async with background(served, "start", "pair") as start:
             assert await announced(start) == (
-                'Unit "claude" is waiting for dependencies to be satisfied: [a, b]\n'
+                'Unit "pair" is waiting for dependencies to be satisfied: [first, second]\n'
             )
-            ok(await served.run("start", "a"), 'Unit "a" started with no dependencies\n')
-            ok(await served.run("complete", "a"), "Success\n")
+            ok(await served.run("start", "first"), 'Unit "first" started with no dependencies\n')
+            ok(await served.run("complete", "first"), "Success\n")
             # one of two: still waiting, and claude is still pending
-            result = await served.run("status", "claude")
+            result = await served.run("status", "pair")
             assert status_parts(result.stdout)[0] == [
-                "Unit: claude", "Status: pending", "Ready: false"
+                "Unit: pair", "Status: pending", "Ready: false"
             ], result.stdout
             assert start.poll() is None
-            ok(await served.run("start", "b"), 'Unit "b" started with no dependencies\n')
-            ok(await served.run("complete", "b"), "Success\n")
+            ok(await served.run("start", "second"), 'Unit "second" started with no dependencies\n')
+            ok(await served.run("complete", "second"), "Success\n")
             result, _ = await finished(start)
         assert (result.returncode, result.stdout) == (
-            OK, 'Unit "claude" finished waiting for dependencies: [a, b]\n'
+            OK, 'Unit "pair" finished waiting for dependencies: [first, second]\n'
         ), result
-        result = await served.run("status", "claude")
+        result = await served.run("status", "pair")
         assert status_parts(result.stdout)[0] == [
-            "Unit: claude", "Status: started", "Ready: true"
+            "Unit: pair", "Status: started", "Ready: true"
         ], result.stdout
 
 
-async def test_start_is_woken_within_half_a_second_of_complete(served: Served) -> None:
+async def test_start_is_woken_by_complete(served: Served) -> None:
+    """Checked by order, not by a wall clock (which a loaded runner breaks): the waiting `start`
+    has not exited when the last dependency completes, and then exits with its line. That the
+    wake-up is pushed at once, not polled, is timed by the autojump clock in-process
+    (test_semantics.py::test_ready_is_answered_the_moment_its_dependency_completes)."""
     with trio.fail_after(WAIT * 2):
-        ok(await served.run("want", "claude", "git", "setup"),
-           'Unit "claude" declared dependencies: [git, setup]\n')
-        ok(await served.run("start", "setup"), 'Unit "setup" started with no dependencies\n')
-        ok(await served.run("complete", "setup"), "Success\n")
-        ok(await served.run("start", "git"), 'Unit "git" started with no dependencies\n')
-        async with background(served, "start", "claude") as start:
+        ok(await served.run("want", "woken", "woken-git", "woken-setup"),
+           'Unit "woken" declared dependencies: [woken-git, woken-setup]\n')
+        ok(await served.run("start", "woken-setup"),
+           'Unit "woken-setup" started with no dependencies\n')
+        ok(await served.run("complete", "woken-setup"), "Success\n")
+        ok(await served.run("start", "woken-git"),
+           'Unit "woken-git" started with no dependencies\n')
+        async with background(served, "start", "woken") as start:
             # only the unmet dependency is announced
             assert await announced(start) == (
-                'Unit "claude" is waiting for dependencies to be satisfied: [git]\n'
+                'Unit "woken" is waiting for dependencies to be satisfied: [woken-git]\n'
             )
             launched = trio.current_time()
-            ok(await served.run("complete", "git"), "Success\n")
+            assert start.poll() is None  # still waiting: woken-setup alone did not wake it
+            ok(await served.run("complete", "woken-git"), "Success\n")
             completed = trio.current_time()
             result, exited = await finished(start)
         elapsed = exited - completed
-        print(f"\nstart exited {elapsed * 1000:.0f} ms after `complete git` returned "
+        print(f"\nstart exited {elapsed * 1000:.0f} ms after `complete woken-git` returned "
               f"({(exited - launched) * 1000:.0f} ms after it was launched, which took "
               f"{(completed - launched) * 1000:.0f} ms)")
         assert (result.returncode, result.stdout) == (
-            OK, 'Unit "claude" finished waiting for dependencies: [git, setup]\n'
+            OK, 'Unit "woken" finished waiting for dependencies: [woken-git, woken-setup]\n'
         ), result
-        assert elapsed < WAKE_UP
 
 
 # --- errors, and the coordinator keeps working after each -------------------------------------
@@ -279,25 +289,27 @@ async def test_start_is_woken_within_half_a_second_of_complete(served: Served) -
 
 async def test_start_times_out(served: Served) -> None:
     with trio.fail_after(WAIT):
-        ok(await served.run("want", "claude", "git"),
-           'Unit "claude" declared dependencies: [git]\n')
+        ok(await served.run("want", "timeout-claude", "timeout-git"),
+           'Unit "timeout-claude" declared dependencies: [timeout-git]\n')
         began = trio.current_time()
-        result = await served.run("start", "claude", "--timeout", "1s")
+        result = await served.run("start", "timeout-claude", "--timeout", "250ms")
         elapsed = trio.current_time() - began
-        print(f"\nstart --timeout 1s gave up after {elapsed:.2f} s")
+        print(f"\nstart --timeout 250ms gave up after {elapsed:.2f} s")
         assert (result.returncode, result.stdout) == (TIMEOUT, ""), result
         assert re.search(r"tim(ed|e|ing) ?out", result.stderr, re.IGNORECASE), result.stderr
-        assert 1.0 <= elapsed < 2.0
+        assert 0.25 <= elapsed < 0.25 + LATE  # never early; late only by the process's own time
 
         # nothing changed: claude still pending, and it starts once git completes
-        result = await served.run("status", "claude")
+        result = await served.run("status", "timeout-claude")
         assert status_parts(result.stdout)[0] == [
-            "Unit: claude", "Status: pending", "Ready: false"
+            "Unit: timeout-claude", "Status: pending", "Ready: false"
         ], result.stdout
-        ok(await served.run("start", "git"), 'Unit "git" started with no dependencies\n')
-        ok(await served.run("complete", "git"), "Success\n")
-        ok(await served.run("start", "claude", "--timeout", "1s"),
-           'Unit "claude" started immediately, dependencies already satisfied: [git]\n')
+        ok(await served.run("start", "timeout-git"),
+           'Unit "timeout-git" started with no dependencies\n')
+        ok(await served.run("complete", "timeout-git"), "Success\n")
+        ok(await served.run("start", "timeout-claude", "--timeout", "1s"),
+           'Unit "timeout-claude" started immediately, dependencies already satisfied: '
+           "[timeout-git]\n")
 
 
 BLOCKED_CLAUDE = """\
@@ -313,18 +325,18 @@ setup       started          not registered  false
 """
 
 
-async def test_dependency_failing_answers_waiting_starts(served: Served) -> None:
+async def test_dependency_failing_answers_waiting_starts(fresh_served: Served) -> None:
     with trio.fail_after(WAIT * 2):
-        ok(await served.run("want", "claude", "git"),
+        ok(await fresh_served.run("want", "claude", "git"),
            'Unit "claude" declared dependencies: [git]\n')
-        ok(await served.run("want", "claude", "setup", "--requires", "started"),
+        ok(await fresh_served.run("want", "claude", "setup", "--requires", "started"),
            'Unit "claude" declared dependencies: [setup]\n')
-        ok(await served.run("want", "review", "claude"),
+        ok(await fresh_served.run("want", "review", "claude"),
            'Unit "review" declared dependencies: [claude]\n')
-        ok(await served.run("start", "git"), 'Unit "git" started with no dependencies\n')
+        ok(await fresh_served.run("start", "git"), 'Unit "git" started with no dependencies\n')
         async with (
-            background(served, "start", "claude") as claude,
-            background(served, "start", "review") as review,
+            background(fresh_served, "start", "claude") as claude,
+            background(fresh_served, "start", "review") as review,
         ):
             assert await announced(claude) == (
                 'Unit "claude" is waiting for dependencies to be satisfied: [git, setup]\n'
@@ -333,7 +345,8 @@ async def test_dependency_failing_answers_waiting_starts(served: Served) -> None
                 'Unit "review" is waiting for dependencies to be satisfied: [claude]\n'
             )
             launched = trio.current_time()
-            ok(await served.run("fail", "git", "--reason", "clone failed"), "Success\n")
+            assert claude.poll() is None and review.poll() is None  # both still waiting
+            ok(await fresh_served.run("fail", "git", "--reason", "clone failed"), "Success\n")
             failed = trio.current_time()
             direct, direct_exited = await finished(claude)
             transitive, transitive_exited = await finished(review)
@@ -343,25 +356,26 @@ async def test_dependency_failing_answers_waiting_starts(served: Served) -> None
         for result in (direct, transitive):
             assert (result.returncode, result.stdout) == (DEPENDENCY_FAILED, ""), result
             assert "git" in result.stderr and "clone failed" in result.stderr, result.stderr
-        assert direct_exited - failed < FAILED_WAKE_UP
-        assert transitive_exited - failed < FAILED_WAKE_UP
+        # answered at once, not at their timeout (the default, 5m): the fail_after bounds it; that
+        # the failure is pushed at once is timed in-process by the autojump clock
+        # (test_semantics.py::test_ready_is_answered_the_moment_its_dependency_completes)
 
         # the failed unit shows its reason, the unit it holds back shows what blocks it
-        result = await served.run("status", "git")
+        result = await fresh_served.run("status", "git")
         assert result.returncode == OK, result
         assert status_parts(result.stdout) == (
             ["Unit: git", "Status: failed", "Ready: true", "Reason: clone failed"],
             [["No dependencies found"]],
         ), result.stdout
-        result = await served.run("status", "git", "-o", "json")
+        result = await fresh_served.run("status", "git", "-o", "json")
         assert json.loads(result.stdout) == {
             "unit_name": "git", "status": "failed", "is_ready": True, "dependencies": [],
             "reason": "clone failed", "blocked_by": "",
         }
 
         # the README's example, to the character: claude's start marked it skipped
-        ok(await served.run("status", "claude"), BLOCKED_CLAUDE)
-        result = await served.run("status", "claude", "-o", "json")
+        ok(await fresh_served.run("status", "claude"), BLOCKED_CLAUDE)
+        result = await fresh_served.run("status", "claude", "-o", "json")
         assert json.loads(result.stdout) == {
             "unit_name": "claude", "status": "skipped", "is_ready": False,
             "dependencies": [
@@ -372,25 +386,25 @@ async def test_dependency_failing_answers_waiting_starts(served: Served) -> None
             ],
             "reason": 'dependency "git" failed: clone failed', "blocked_by": "git",
         }
-        review = json.loads((await served.run("status", "review", "-o", "json")).stdout)
+        review = json.loads((await fresh_served.run("status", "review", "-o", "json")).stdout)
         assert (review["status"], review["reason"], review["blocked_by"]) == (
             "skipped", 'dependency "git" failed: clone failed', "git"
         )
 
         # a start after the failure is answered at once, the same way
-        result = await served.run("start", "claude")
+        result = await fresh_served.run("start", "claude")
         assert (result.returncode, result.stdout) == (DEPENDENCY_FAILED, ""), result
         assert "git" in result.stderr and "clone failed" in result.stderr, result.stderr
 
 
-async def test_cycle_refused_and_nothing_changed(served: Served) -> None:
+async def test_cycle_refused_and_nothing_changed(fresh_served: Served) -> None:
     with trio.fail_after(WAIT):
-        ok(await served.run("want", "a", "b"), 'Unit "a" declared dependencies: [b]\n')
-        ok(await served.run("want", "b", "c"), 'Unit "b" declared dependencies: [c]\n')
-        before = await served.run("list", "-o", "json")
+        ok(await fresh_served.run("want", "a", "b"), 'Unit "a" declared dependencies: [b]\n')
+        ok(await fresh_served.run("want", "b", "c"), 'Unit "b" declared dependencies: [c]\n')
+        before = await fresh_served.run("list", "-o", "json")
         assert [u["unit_name"] for u in json.loads(before.stdout)] == ["a", "b"], before
 
-        result = await served.run("want", "c", "a")
+        result = await fresh_served.run("want", "c", "a")
         assert (result.returncode, result.stdout) == (CYCLE, ""), result
         found = re.search(r"dependency cycle refused: (.+)$", result.stderr, re.MULTILINE)
         assert found, result.stderr
@@ -402,37 +416,37 @@ async def test_cycle_refused_and_nothing_changed(served: Served) -> None:
         assert set(zip(path, path[1:])) == edges, path
 
         # c was not registered, a's and b's dependencies are as before
-        after = await served.run("list", "-o", "json")
+        after = await fresh_served.run("list", "-o", "json")
         assert json.loads(after.stdout) == json.loads(before.stdout), after
-        result = await served.run("status", "c")
+        result = await fresh_served.run("status", "c")
         assert status_parts(result.stdout) == (
             ["Unit: c", "Status: not registered", "Ready: true"], [["No dependencies found"]]
         ), result.stdout
-        ok(await served.run("ping"), "Success\n")
+        ok(await fresh_served.run("ping"), "Success\n")
 
 
-async def test_refused_requests_exit_1(served: Served) -> None:
+async def test_refused_requests_exit_1(fresh_served: Served) -> None:
     with trio.fail_after(WAIT):
-        ok(await served.run("start", "git"), 'Unit "git" started with no dependencies\n')
-        result = await served.run("start", "git")
+        ok(await fresh_served.run("start", "git"), 'Unit "git" started with no dependencies\n')
+        result = await fresh_served.run("start", "git")
         assert (result.returncode, result.stdout) == (ERROR, ""), result
         assert result.stderr.startswith("unitsync: "), result.stderr
         assert "git" in result.stderr and "already started" in result.stderr, result.stderr
 
-        result = await served.run("complete", "nobody")
+        result = await fresh_served.run("complete", "nobody")
         assert (result.returncode, result.stdout) == (ERROR, ""), result
         assert result.stderr.startswith("unitsync: "), result.stderr
         assert "nobody" in result.stderr and "not found" in result.stderr, result.stderr
 
         # git is still started, nobody was not registered
-        result = await served.run("list", "-o", "json")
+        result = await fresh_served.run("list", "-o", "json")
         assert json.loads(result.stdout) == [
             {"unit_name": "git", "status": "started", "is_ready": True}
         ], result
-        ok(await served.run("complete", "git"), "Success\n")
+        ok(await fresh_served.run("complete", "git"), "Success\n")
 
 
-async def test_usage_errors_exit_2(served: Served) -> None:
+async def test_usage_errors_exit_2(fresh_served: Served) -> None:
     # (arguments, what stderr must mention)
     cases: list[tuple[tuple[str, ...], str]] = [
         (("start", "x", "--timeout", "5q"), "5q"),  # bad duration
@@ -450,11 +464,11 @@ async def test_usage_errors_exit_2(served: Served) -> None:
     ]
     with trio.fail_after(WAIT * 3):
         for args, mentioned in cases:
-            result = await served.run(*args)
+            result = await fresh_served.run(*args)
             assert (result.returncode, result.stdout) == (USAGE, ""), (args, result)
             assert mentioned in result.stderr, (args, result.stderr)
         # none of them registered anything
-        ok(await served.run("list"), "No units registered\n")
+        ok(await fresh_served.run("list"), "No units registered\n")
 
 
 async def test_durations_accepted(served: Served) -> None:
@@ -468,7 +482,7 @@ async def test_durations_accepted(served: Served) -> None:
         began = trio.current_time()
         result = await served.run("start", "late", "--timeout", "250ms")
         assert result.returncode == TIMEOUT, result
-        assert trio.current_time() - began < 1.5
+        assert 0.25 <= trio.current_time() - began < 0.25 + LATE
 
 
 async def test_bad_duration_is_a_unitsync_diagnostic(served: Served) -> None:
@@ -491,16 +505,16 @@ async def test_no_coordinator_exits_69(sock_dir: Path, args: tuple[str, ...]) ->
     assert "unitsync serve" in result.stderr, result.stderr
 
 
-async def test_socket_option_overrides_environment(served: Served, sock_dir: Path) -> None:
+async def test_socket_option_overrides_environment(fresh_served: Served, sock_dir: Path) -> None:
     bogus = sock_dir / "elsewhere.sock"
     elsewhere = Served(bogus, env_for(bogus))
     with trio.fail_after(WAIT):
         result = await elsewhere.run("ping")
         assert result.returncode == UNREACHABLE and str(bogus) in result.stderr, result
-        ok(await elsewhere.run("ping", "--socket", str(served.path)), "Success\n")
-        ok(await elsewhere.run("start", "git", "--socket", str(served.path)),
+        ok(await elsewhere.run("ping", "--socket", str(fresh_served.path)), "Success\n")
+        ok(await elsewhere.run("start", "git", "--socket", str(fresh_served.path)),
            'Unit "git" started with no dependencies\n')
-        result = await served.run("list", "-o", "json")
+        result = await fresh_served.run("list", "-o", "json")
         assert json.loads(result.stdout) == [
             {"unit_name": "git", "status": "started", "is_ready": True}
         ], result

@@ -1,5 +1,7 @@
 """``unitsync run``, ``wait``, ``watch`` and ``graph`` as real processes against a real
-``unitsync serve`` (README "Command line" is the contract: output wording, JSON keys, exit codes).
+``unitsync serve`` (README "Command line" is the contract: output wording, JSON keys, exit codes):
+the session's (``served``; each test uses unit names of its own), or one of the test's own
+(``fresh_served``) for ``watch`` and ``graph``, which see every unit.
 
 Order comes from lines the processes print (``ready`` from a child, the waiting line on stderr,
 ``unitsync: watching ...``), never from sleeping; every wait is bounded by ``fail_after``, and
@@ -36,12 +38,17 @@ from .cli_support import (
     read_line,
     reap,
 )
-from .conftest import WAIT
+from .waits import WAIT
 
 STATUS_KEYS = {"unit_name", "status", "is_ready", "dependencies", "reason", "blocked_by"}
 EVENT_KEYS = {"seq", "time", "unit_name", "old_status", "new_status", "reason"}
-#: The end of run's stderr line while x waits for a (diagnostics carry a `unitsync: ` prefix).
-WAITING_FOR_A = 'Unit "x" is waiting for dependencies to be satisfied: [a]\n'
+
+
+def waiting_for(unit: str, dependency: str) -> str:
+    """The end of run's stderr line while ``unit`` waits for ``dependency`` (diagnostics carry a
+    `unitsync: ` prefix)."""
+    return f'Unit "{unit}" is waiting for dependencies to be satisfied: [{dependency}]\n'
+
 
 #: A child that prints ``ready``, then on SIGINT/SIGTERM/SIGHUP prints ``got-<SIGNAL>`` and exits 3.
 TRAPPING_CHILD = """\
@@ -87,45 +94,47 @@ def kill_pid(pid: int | None) -> None:
 
 async def test_run_exit_zero_completes_the_unit(served: Served) -> None:
     with trio.fail_after(WAIT):
-        result = await served.run("run", "u", "--", "sh", "-c", "exit 0")
+        result = await served.run("run", "exit-zero", "--", "sh", "-c", "exit 0")
         assert (result.returncode, result.stdout) == (OK, "")
-        data = await status_of(served, "u")
+        data = await status_of(served, "exit-zero")
         assert (data["status"], data["reason"], data["is_ready"]) == ("completed", "", True)
 
 
 async def test_run_nonzero_exit_fails_the_unit_with_the_code(served: Served) -> None:
     with trio.fail_after(WAIT):
-        result = await served.run("run", "u", "--", "sh", "-c", "exit 7")
+        result = await served.run("run", "exit-seven", "--", "sh", "-c", "exit 7")
         assert (result.returncode, result.stdout) == (7, "")
-        assert await state_of(served, "u") == ("failed", "exit code 7")
+        assert await state_of(served, "exit-seven") == ("failed", "exit code 7")
 
 
 async def test_run_passes_the_childs_output_through_unchanged(served: Served) -> None:
     with trio.fail_after(WAIT):
-        result = await served.run("run", "u", "--", "echo", "hello")
+        result = await served.run("run", "echo", "--", "echo", "hello")
         assert (result.returncode, result.stdout) == (OK, "hello\n")
 
         # stdin is inherited too, and bytes go through as they are
-        piped = await served.run("run", "v", "--", "cat", stdin=b"line one\n\tno newline")
+        piped = await served.run("run", "cat", "--", "cat", stdin=b"line one\n\tno newline")
         assert (piped.returncode, piped.stdout) == (OK, "line one\n\tno newline")
-        assert await state_of(served, "v") == ("completed", "")
+        assert await state_of(served, "cat") == ("completed", "")
 
 
 async def test_run_child_killed_by_a_signal_exits_128_plus_n(served: Served) -> None:
     with trio.fail_after(WAIT):
-        result = await served.run("run", "u", "--", "sh", "-c", "kill -9 $$")
+        result = await served.run("run", "kill-9", "--", "sh", "-c", "kill -9 $$")
         assert result.returncode == 128 + signal.SIGKILL
-        assert await state_of(served, "u") == ("failed", "killed by signal SIGKILL")
+        assert await state_of(served, "kill-9") == ("failed", "killed by signal SIGKILL")
 
 
 async def test_run_command_not_found_exits_127_and_fails_the_unit(
     served: Served, tmp_path: Path
 ) -> None:
     with trio.fail_after(WAIT):
-        result = await served.run("run", "u", "--", str(tmp_path / "no-such-command"), "arg")
+        result = await served.run(
+            "run", "not-found", "--", str(tmp_path / "no-such-command"), "arg"
+        )
         assert (result.returncode, result.stdout) == (127, "")
         assert result.stderr.startswith("unitsync: "), result.stderr
-        status, reason = await state_of(served, "u")
+        status, reason = await state_of(served, "not-found")
         assert status == "failed"
         assert reason != ""
 
@@ -134,30 +143,33 @@ async def test_run_command_not_found_exits_127_and_fails_the_unit(
     "signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=lambda s: s.name
 )
 async def test_run_forwards_signals_to_the_child(served: Served, signum: signal.Signals) -> None:
+    unit = f"trap-{signum.name}"
     with trio.fail_after(WAIT):
-        async with background(served, "run", "u", "--", sys.executable, "-c", TRAPPING_CHILD) as run:
+        async with background(
+            served, "run", unit, "--", sys.executable, "-c", TRAPPING_CHILD
+        ) as run:
             assert run.stdout is not None
             assert await read_line(run.stdout) == "ready\n"
             # while run holds the unit, it is started
-            data = await status_of(served, "u")
+            data = await status_of(served, unit)
             assert (data["status"], data["reason"]) == ("started", "")
 
             run.send_signal(signum)
             assert await read_line(run.stdout) == f"got-{signum.name}\n"
             assert await read_line(run.stdout) == ""  # nothing else on stdout
             assert await run.wait() == 3
-        assert await state_of(served, "u") == ("failed", "exit code 3")
+        assert await state_of(served, unit) == ("failed", "exit code 3")
 
 
 async def test_run_child_killed_by_the_forwarded_sigterm(served: Served) -> None:
     child = "import time; print('ready', flush=True); time.sleep(30)"
     with trio.fail_after(WAIT):
-        async with background(served, "run", "u", "--", sys.executable, "-c", child) as run:
+        async with background(served, "run", "sleeper", "--", sys.executable, "-c", child) as run:
             assert run.stdout is not None
             assert await read_line(run.stdout) == "ready\n"
             run.send_signal(signal.SIGTERM)
             assert await run.wait() == 128 + signal.SIGTERM
-        assert await state_of(served, "u") == ("failed", "killed by signal SIGTERM")
+        assert await state_of(served, "sleeper") == ("failed", "killed by signal SIGTERM")
 
 
 async def test_run_killed_itself_fails_the_unit_holder_disconnected(served: Served) -> None:
@@ -166,16 +178,16 @@ async def test_run_killed_itself_fails_the_unit_holder_disconnected(served: Serv
         with trio.fail_after(WAIT):
             # the child prints its pid, then becomes `sleep 30` (same pid): it outlives run
             child = ["sh", "-c", "echo $$; exec sleep 30"]
-            async with background(served, "run", "u", "--", *child) as run:
+            async with background(served, "run", "orphan", "--", *child) as run:
                 assert run.stdout is not None
                 child_pid = int(await read_line(run.stdout))
-                assert await state_of(served, "u") == ("started", "")
+                assert await state_of(served, "orphan") == ("started", "")
                 run.kill()
                 assert await run.wait() == -signal.SIGKILL
 
-            waited = await served.run("wait", "u", "--for", "completed", "--timeout", "5s")
+            waited = await served.run("wait", "orphan", "--for", "completed", "--timeout", "5s")
             assert (waited.returncode, waited.stdout) == (DEPENDENCY_FAILED, "")
-            assert await state_of(served, "u") == ("failed", "holder disconnected")
+            assert await state_of(served, "orphan") == ("failed", "holder disconnected")
     finally:
         kill_pid(child_pid)
 
@@ -186,17 +198,23 @@ async def test_run_killed_itself_fails_the_unit_holder_disconnected(served: Serv
 async def test_run_after_a_dependency_that_already_failed(served: Served, tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     with trio.fail_after(WAIT):
-        await served.run("start", "a", check=True)
-        await served.run("fail", "a", "--reason", "broken", check=True)
+        await served.run("start", "failed-a", check=True)
+        await served.run("fail", "failed-a", "--reason", "broken", check=True)
 
-        result = await served.run("run", "x", "--after", "a", "--", "touch", str(marker))
+        result = await served.run(
+            "run", "failed-x", "--after", "failed-a", "--", "touch", str(marker)
+        )
         assert (result.returncode, result.stdout) == (DEPENDENCY_FAILED, "")
         assert result.stderr.startswith("unitsync: "), result.stderr
         assert not marker.exists()
-        data = await status_of(served, "x")
-        assert (data["status"], data["blocked_by"], data["is_ready"]) == ("skipped", "a", False)
-        assert data["reason"] == 'dependency "a" failed: broken'
-        assert 'unitsync: Unit "x" skipped: dependency "a" failed: broken\n' in result.stderr
+        data = await status_of(served, "failed-x")
+        assert (data["status"], data["blocked_by"], data["is_ready"]) == (
+            "skipped", "failed-a", False
+        )
+        assert data["reason"] == 'dependency "failed-a" failed: broken'
+        assert 'unitsync: Unit "failed-x" skipped: dependency "failed-a" failed: broken\n' in (
+            result.stderr
+        )
 
 
 async def test_run_after_a_dependency_that_fails_while_waiting(
@@ -204,17 +222,19 @@ async def test_run_after_a_dependency_that_fails_while_waiting(
 ) -> None:
     marker = tmp_path / "ran"
     with trio.fail_after(WAIT):
-        await served.run("start", "a", check=True)
-        async with background(served, "run", "x", "--after", "a", "--", "touch", str(marker)) as run:
+        await served.run("start", "failing-a", check=True)
+        async with background(
+            served, "run", "failing-x", "--after", "failing-a", "--", "touch", str(marker)
+        ) as run:
             assert run.stderr is not None
             line = await read_line(run.stderr)
-            assert line.endswith(WAITING_FOR_A), line
+            assert line.endswith(waiting_for("failing-x", "failing-a")), line
 
-            await served.run("fail", "a", "--reason", "broken", check=True)
+            await served.run("fail", "failing-a", "--reason", "broken", check=True)
             assert await run.wait() == DEPENDENCY_FAILED
             assert await read_all(run.stdout) == ""
         assert not marker.exists()
-        assert (await status_of(served, "x"))["blocked_by"] == "a"
+        assert (await status_of(served, "failing-x"))["blocked_by"] == "failing-a"
 
 
 async def test_run_after_waits_until_the_dependency_completes(
@@ -223,36 +243,37 @@ async def test_run_after_waits_until_the_dependency_completes(
     marker = tmp_path / "ran"
     child = ["sh", "-c", 'touch "$1"; echo ran', "sh", str(marker)]
     with trio.fail_after(WAIT):
-        async with background(served, "run", "x", "--after", "a", "--", *child) as run:
+        async with background(served, "run", "waits-x", "--after", "waits-a", "--", *child) as run:
             assert run.stderr is not None
             line = await read_line(run.stderr)
-            assert line.endswith(WAITING_FOR_A), line
-            assert await state_of(served, "x") == ("pending", "")
+            assert line.endswith(waiting_for("waits-x", "waits-a")), line
+            assert await state_of(served, "waits-x") == ("pending", "")
 
-            await served.run("start", "a", check=True)  # started does not meet `completed`
+            await served.run("start", "waits-a", check=True)  # started does not meet `completed`
             assert not marker.exists()
             assert run.poll() is None
 
-            await served.run("complete", "a", check=True)
+            await served.run("complete", "waits-a", check=True)
             assert await read_all(run.stdout) == "ran\n"
             assert await run.wait() == OK
         assert marker.exists()
-        assert await state_of(served, "x") == ("completed", "")
+        assert await state_of(served, "waits-x") == ("completed", "")
 
 
 async def test_run_after_requires_started(served: Served) -> None:
     with trio.fail_after(WAIT):
         async with background(
-            served, "run", "x", "--after", "a", "--requires", "started", "--", "echo", "ran"
+            served, "run", "started-x", "--after", "started-a", "--requires", "started",
+            "--", "echo", "ran",
         ) as run:
             assert run.stderr is not None
             line = await read_line(run.stderr)
-            assert line.endswith(WAITING_FOR_A), line
-            await served.run("start", "a", check=True)
+            assert line.endswith(waiting_for("started-x", "started-a")), line
+            await served.run("start", "started-a", check=True)
             assert await read_all(run.stdout) == "ran\n"
             assert await run.wait() == OK
-        edge = (await status_of(served, "x"))["dependencies"]
-        assert edge == [{"depends_on": "a", "required_status": "started",
+        edge = (await status_of(served, "started-x"))["dependencies"]
+        assert edge == [{"depends_on": "started-a", "required_status": "started",
                          "current_status": "started", "is_satisfied": True}]
 
 
@@ -260,22 +281,26 @@ async def test_run_after_times_out_without_running(served: Served, tmp_path: Pat
     marker = tmp_path / "ran"
     with trio.fail_after(WAIT):
         result = await served.run(
-            "run", "x", "--after", "a", "--timeout", "250ms", "--", "touch", str(marker)
+            "run", "timeout-x", "--after", "timeout-a", "--timeout", "250ms",
+            "--", "touch", str(marker),
         )
         assert (result.returncode, result.stdout) == (TIMEOUT, "")
         assert not marker.exists()
-        assert await state_of(served, "x") == ("pending", "")
+        assert await state_of(served, "timeout-x") == ("pending", "")
 
 
 async def test_run_after_refuses_a_cycle(served: Served, tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     with trio.fail_after(WAIT):
-        await served.run("want", "b", "a", check=True)
-        result = await served.run("run", "a", "--after", "b", "--", "touch", str(marker))
+        await served.run("want", "cycle-b", "cycle-a", check=True)
+        result = await served.run(
+            "run", "cycle-a", "--after", "cycle-b", "--", "touch", str(marker)
+        )
         assert (result.returncode, result.stdout) == (CYCLE, "")
-        assert "dependency cycle refused: a -> b -> a" in result.stderr, result.stderr
+        cycle = "dependency cycle refused: cycle-a -> cycle-b -> cycle-a"
+        assert cycle in result.stderr, result.stderr
         assert not marker.exists()
-        assert (await status_of(served, "a"))["dependencies"] == []
+        assert (await status_of(served, "cycle-a"))["dependencies"] == []
 
 
 # --- the coordinator going away while the child runs ----------------------------------------
@@ -326,53 +351,55 @@ async def test_run_outlives_the_coordinator(sock_dir: Path) -> None:
 
 async def test_wait_for_completed(served: Served) -> None:
     with trio.fail_after(WAIT):
-        async with background(served, "wait", "u", "--for", "completed") as waiting:
+        async with background(served, "wait", "wait-completed", "--for", "completed") as waiting:
             assert waiting.stderr is not None  # once parked: a barrier, as start's line
             assert await read_line(waiting.stderr) == (
-                'Unit "u" is waiting to reach completed (it is not registered)\n'
+                'Unit "wait-completed" is waiting to reach completed (it is not registered)\n'
             )
-            await served.run("start", "u", check=True)
-            await served.run("complete", "u", check=True)
-            assert await read_all(waiting.stdout) == 'Unit "u" reached completed\n'
+            await served.run("start", "wait-completed", check=True)
+            await served.run("complete", "wait-completed", check=True)
+            assert await read_all(waiting.stdout) == 'Unit "wait-completed" reached completed\n'
             assert await waiting.wait() == OK
 
         # already there: at once, default --for is completed
-        again = await served.run("wait", "u")
-        assert (again.returncode, again.stdout) == (OK, 'Unit "u" reached completed\n')
+        again = await served.run("wait", "wait-completed")
+        assert (again.returncode, again.stdout) == (OK, 'Unit "wait-completed" reached completed\n')
 
 
 async def test_wait_for_started(served: Served) -> None:
     with trio.fail_after(WAIT):
-        async with background(served, "wait", "u", "--for", "started") as waiting:
-            await served.run("start", "u", check=True)
-            assert await read_all(waiting.stdout) == 'Unit "u" reached started\n'
+        async with background(served, "wait", "wait-started", "--for", "started") as waiting:
+            await served.run("start", "wait-started", check=True)
+            assert await read_all(waiting.stdout) == 'Unit "wait-started" reached started\n'
             assert await waiting.wait() == OK
-        assert await state_of(served, "u") == ("started", "")
+        assert await state_of(served, "wait-started") == ("started", "")
 
 
 async def test_wait_exits_4_when_the_unit_fails(served: Served) -> None:
     with trio.fail_after(WAIT):
-        async with background(served, "wait", "u", "--for", "completed") as waiting:
-            await served.run("start", "u", check=True)
-            await served.run("fail", "u", "--reason", "boom", check=True)
+        async with background(served, "wait", "wait-fails", "--for", "completed") as waiting:
+            await served.run("start", "wait-fails", check=True)
+            await served.run("fail", "wait-fails", "--reason", "boom", check=True)
             assert await read_all(waiting.stdout) == ""
             assert await waiting.wait() == DEPENDENCY_FAILED
 
 
 async def test_wait_times_out(served: Served) -> None:
     with trio.fail_after(WAIT):
-        await served.run("start", "u", check=True)
+        await served.run("start", "wait-timeout", check=True)
         started = time.monotonic()
-        result = await served.run("wait", "u", "--for", "completed", "--timeout", "1s")
+        result = await served.run(
+            "wait", "wait-timeout", "--for", "completed", "--timeout", "250ms"
+        )
         assert (result.returncode, result.stdout) == (TIMEOUT, "")
-        assert time.monotonic() - started >= 1.0
-        assert await state_of(served, "u") == ("started", "")
+        assert time.monotonic() - started >= 0.25
+        assert await state_of(served, "wait-timeout") == ("started", "")
 
 
 # --- watch -----------------------------------------------------------------------------------
 
 
-async def test_watch_json_streams_every_change_in_order(served: Served) -> None:
+async def test_watch_json_streams_every_change_in_order(fresh_served: Served) -> None:
     expected = [
         ("claude", "", "pending", ""),
         ("git", "", "started", ""),
@@ -381,15 +408,15 @@ async def test_watch_json_streams_every_change_in_order(served: Served) -> None:
         ("claude", "started", "failed", "agent crashed"),
     ]
     with trio.fail_after(WAIT * 2):
-        async with background(served, "watch", "-o", "json") as watch:
+        async with background(fresh_served, "watch", "-o", "json") as watch:
             assert watch.stdout is not None and watch.stderr is not None
-            assert await read_line(watch.stderr) == f"unitsync: watching {served.path}\n"
+            assert await read_line(watch.stderr) == f"unitsync: watching {fresh_served.path}\n"
             before = time.time()
-            await served.run("want", "claude", "git", check=True)
-            await served.run("start", "git", check=True)
-            await served.run("complete", "git", check=True)
-            await served.run("start", "claude", check=True)
-            await served.run("fail", "claude", "--reason", "agent crashed", check=True)
+            await fresh_served.run("want", "claude", "git", check=True)
+            await fresh_served.run("start", "git", check=True)
+            await fresh_served.run("complete", "git", check=True)
+            await fresh_served.run("start", "claude", check=True)
+            await fresh_served.run("fail", "claude", "--reason", "agent crashed", check=True)
             after = time.time()
 
             events = [json.loads(await read_line(watch.stdout)) for _ in expected]
@@ -407,17 +434,17 @@ async def test_watch_json_streams_every_change_in_order(served: Served) -> None:
     assert changes == expected
 
 
-async def test_watch_text_one_line_per_change(served: Served) -> None:
+async def test_watch_text_one_line_per_change(fresh_served: Served) -> None:
     stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
     with trio.fail_after(WAIT * 2):
-        await served.run("want", "git", "setup", "--requires", "started", check=True)
-        await served.run("start", "setup", check=True)
-        async with background(served, "watch") as watch:
+        await fresh_served.run("want", "git", "setup", "--requires", "started", check=True)
+        await fresh_served.run("start", "setup", check=True)
+        async with background(fresh_served, "watch") as watch:
             assert watch.stdout is not None and watch.stderr is not None
-            assert await read_line(watch.stderr) == f"unitsync: watching {served.path}\n"
-            await served.run("start", "git", check=True)
-            await served.run("complete", "git", check=True)
-            await served.run("fail", "setup", "--reason", "disk full", check=True)
+            assert await read_line(watch.stderr) == f"unitsync: watching {fresh_served.path}\n"
+            await fresh_served.run("start", "git", check=True)
+            await fresh_served.run("complete", "git", check=True)
+            await fresh_served.run("fail", "setup", "--reason", "disk full", check=True)
             lines = [await read_line(watch.stdout) for _ in range(3)]
             watch.send_signal(signal.SIGINT)
             assert await watch.wait() == OK
@@ -438,10 +465,10 @@ async def declare_graph(served: Served) -> None:
 
 
 @pytest.mark.skipif(not have("dot"), reason="graphviz `dot` is not installed")
-async def test_graph_dot_is_accepted_by_graphviz(served: Served) -> None:
+async def test_graph_dot_is_accepted_by_graphviz(fresh_served: Served) -> None:
     with trio.fail_after(WAIT):
-        await declare_graph(served)
-        result = await served.run("graph", check=True)
+        await declare_graph(fresh_served)
+        result = await fresh_served.run("graph", check=True)
         svg = await trio.run_process(["dot", "-Tsvg"], stdin=result.stdout.encode(),
                                      capture_stdout=True, capture_stderr=True)
         assert svg.stderr == b""
@@ -456,14 +483,14 @@ async def test_graph_dot_is_accepted_by_graphviz(served: Served) -> None:
     assert edges == {("claude", "git"), ("claude", "setup"), ("setup", "base")}, edges
 
 
-async def test_graph_json(served: Served) -> None:
+async def test_graph_json(fresh_served: Served) -> None:
     with trio.fail_after(WAIT):
-        empty = await served.run("graph", "-o", "json", check=True)
+        empty = await fresh_served.run("graph", "-o", "json", check=True)
         assert json.loads(empty.stdout) == {"units": [], "edges": []}
 
-        await declare_graph(served)
-        result = await served.run("graph", "-o", "json", check=True)
-        listed = await served.run("list", "-o", "json", check=True)
+        await declare_graph(fresh_served)
+        result = await fresh_served.run("graph", "-o", "json", check=True)
+        listed = await fresh_served.run("list", "-o", "json", check=True)
     graph = json.loads(result.stdout)
     assert graph == {
         "units": [

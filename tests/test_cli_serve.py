@@ -21,7 +21,7 @@ from .cli_support import (
     read_line,
     start_serve,
 )
-from .conftest import WAIT
+from .waits import WAIT
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

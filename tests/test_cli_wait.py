@@ -8,17 +8,16 @@ import re
 import trio
 
 from .cli_support import DEPENDENCY_FAILED, OK, USAGE, Served, background, read_all, read_line
-
-#: Bound on each test's waits (each step takes milliseconds when correct).
-WAIT = 10.0
+from .waits import WAIT
 
 
-async def test_wait_for_several_units(served: Served) -> None:
-    with trio.fail_after(WAIT):
+
+async def test_wait_for_several_units(fresh_served: Served) -> None:
+    with trio.fail_after(WAIT * 2):
         for unit in ("a", "b"):
-            await served.run("start", unit, check=True)
-        await served.run("complete", "a", check=True)
-        async with background(served, "wait", "a", "b", "c", "--for", "completed") as waiting:
+            await fresh_served.run("start", unit, check=True)
+        await fresh_served.run("complete", "a", check=True)
+        async with background(fresh_served, "wait", "a", "b", "c", "--for", "completed") as waiting:
             assert waiting.stderr is not None and waiting.stdout is not None
             # a is there already; each other one says so once its wait is held
             lines = {await read_line(waiting.stderr), await read_line(waiting.stderr)}
@@ -26,61 +25,61 @@ async def test_wait_for_several_units(served: Served) -> None:
                 'Unit "b" is waiting to reach completed (it is started)\n',
                 'Unit "c" is waiting to reach completed (it is not registered)\n',
             }
-            await served.run("complete", "b", check=True)
+            await fresh_served.run("complete", "b", check=True)
             assert waiting.poll() is None  # c still missing
-            await served.run("start", "c", check=True)
-            await served.run("complete", "c", check=True)
+            await fresh_served.run("start", "c", check=True)
+            await fresh_served.run("complete", "c", check=True)
             assert await waiting.wait() == OK
             assert await read_all(waiting.stdout) == "Units [a, b, c] reached completed\n"
 
 
-async def test_wait_for_several_stops_at_the_first_failure(served: Served) -> None:
-    with trio.fail_after(WAIT):
-        await served.run("start", "b", check=True)
-        async with background(served, "wait", "a", "b") as waiting:
+async def test_wait_for_several_stops_at_the_first_failure(fresh_served: Served) -> None:
+    with trio.fail_after(WAIT * 2):
+        await fresh_served.run("start", "b", check=True)
+        async with background(fresh_served, "wait", "a", "b") as waiting:
             assert waiting.stderr is not None
             await read_line(waiting.stderr)
             await read_line(waiting.stderr)
-            await served.run("fail", "b", "--reason", "broke", check=True)
+            await fresh_served.run("fail", "b", "--reason", "broke", check=True)
             assert await waiting.wait() == DEPENDENCY_FAILED
             assert "unit 'b' failed: broke" in await read_all(waiting.stderr)
 
 
-async def test_wait_all_waits_for_units_registered_meanwhile(served: Served) -> None:
-    with trio.fail_after(WAIT):
-        await served.run("start", "x", check=True)
-        await served.run("start", "y", check=True)
-        await served.run("complete", "y", check=True)
-        async with background(served, "wait", "--all") as waiting:
+async def test_wait_all_waits_for_units_registered_meanwhile(fresh_served: Served) -> None:
+    with trio.fail_after(WAIT * 2):
+        await fresh_served.run("start", "x", check=True)
+        await fresh_served.run("start", "y", check=True)
+        await fresh_served.run("complete", "y", check=True)
+        async with background(fresh_served, "wait", "--all") as waiting:
             assert waiting.stderr is not None and waiting.stdout is not None
             assert await read_line(waiting.stderr) == (
                 'Unit "x" is waiting to reach completed (it is started)\n'
             )
-            await served.run("start", "z", check=True)  # registered during the wait
-            await served.run("complete", "x", check=True)
+            await fresh_served.run("start", "z", check=True)  # registered during the wait
+            await fresh_served.run("complete", "x", check=True)
             assert await read_line(waiting.stderr) == (
                 'Unit "z" is waiting to reach completed (it is started)\n'
             )
-            await served.run("complete", "z", check=True)
+            await fresh_served.run("complete", "z", check=True)
             assert await waiting.wait() == OK
             assert await read_all(waiting.stdout) == "All 3 units reached completed\n"
 
 
-async def test_wait_all_fails_at_the_first_failure(served: Served) -> None:
-    with trio.fail_after(WAIT):
-        await served.run("start", "x", check=True)
-        async with background(served, "wait", "--all") as waiting:
+async def test_wait_all_fails_at_the_first_failure(fresh_served: Served) -> None:
+    with trio.fail_after(WAIT * 2):
+        await fresh_served.run("start", "x", check=True)
+        async with background(fresh_served, "wait", "--all") as waiting:
             assert waiting.stderr is not None
             await read_line(waiting.stderr)
-            await served.run("fail", "x", "--reason", "no key", check=True)
+            await fresh_served.run("fail", "x", "--reason", "no key", check=True)
             assert await waiting.wait() == DEPENDENCY_FAILED
             assert "unit 'x' failed: no key" in await read_all(waiting.stderr)
 
 
-async def test_wait_needs_units_or_all_not_both(served: Served) -> None:
-    with trio.fail_after(WAIT):
+async def test_wait_needs_units_or_all_not_both(fresh_served: Served) -> None:
+    with trio.fail_after(WAIT * 2):
         for args in (["wait"], ["wait", "x", "--all"]):
-            result = await served.run(*args)
+            result = await fresh_served.run(*args)
             assert result.returncode == USAGE, result
             assert result.stderr.startswith("unitsync: wait needs units, or --all")
 
@@ -88,11 +87,11 @@ async def test_wait_needs_units_or_all_not_both(served: Served) -> None:
 PROGRESS = r"\((\d+s)\)\n$"
 
 
-async def test_progress_lines_while_waiting(served: Served) -> None:
-    with trio.fail_after(WAIT):
-        await served.run("want", "claude", "git", "db", check=True)
-        await served.run("start", "git", check=True)
-        async with background(served, "start", "claude", "--progress", "100ms") as start:
+async def test_progress_lines_while_waiting(fresh_served: Served) -> None:
+    with trio.fail_after(WAIT * 2):
+        await fresh_served.run("want", "claude", "git", "db", check=True)
+        await fresh_served.run("start", "git", check=True)
+        async with background(fresh_served, "start", "claude", "--progress", "100ms") as start:
             assert start.stderr is not None
             assert await read_line(start.stderr) == (
                 'Unit "claude" is waiting for dependencies to be satisfied: [db, git]\n'
@@ -102,8 +101,8 @@ async def test_progress_lines_while_waiting(served: Served) -> None:
                 r'unitsync: Unit "claude" still waiting for dependencies: '
                 r"\[db \(not registered\), git \(started\)\] " + PROGRESS, line
             ), line
-            await served.run("start", "db", check=True)
-            await served.run("complete", "db", check=True)
+            await fresh_served.run("start", "db", check=True)
+            await fresh_served.run("complete", "db", check=True)
             # lines printed before db completed may still come; then one knows db is there
             while "[db (" in (line := await read_line(start.stderr)):
                 pass
@@ -112,7 +111,7 @@ async def test_progress_lines_while_waiting(served: Served) -> None:
                 + PROGRESS, line
             ), line
 
-        async with background(served, "wait", "git", "--progress", "100ms") as wait:
+        async with background(fresh_served, "wait", "git", "--progress", "100ms") as wait:
             assert wait.stderr is not None
             await read_line(wait.stderr)
             line = await read_line(wait.stderr)
@@ -121,7 +120,7 @@ async def test_progress_lines_while_waiting(served: Served) -> None:
                 + PROGRESS, line
             ), line
 
-        async with background(served, "wait", "--all", "--progress", "100ms") as wait:
+        async with background(fresh_served, "wait", "--all", "--progress", "100ms") as wait:
             assert wait.stderr is not None
             await read_line(wait.stderr)
             await read_line(wait.stderr)

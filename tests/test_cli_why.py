@@ -7,27 +7,26 @@ import json
 import trio
 
 from .cli_support import OK, Served
-
-#: Bound on each test's waits (each step takes milliseconds when correct).
-WAIT = 10.0
+from .waits import WAIT
 
 
-async def test_why_follows_unmet_requirements_to_the_root_causes(served: Served) -> None:
-    with trio.fail_after(WAIT):
+
+async def test_why_follows_unmet_requirements_to_the_root_causes(fresh_served: Served) -> None:
+    with trio.fail_after(WAIT * 2):
         for args in (
             ("want", "claude", "git", "db"), ("want", "git", "ssh-key"),
             ("want", "db", "git", "--requires", "started"), ("want", "claude", "dotfiles"),
             ("start", "ssh-key"), ("fail", "ssh-key", "--reason", "no key"),
             ("start", "dotfiles"), ("complete", "dotfiles"),
         ):
-            await served.run(*args, check=True)
-        result = await served.run("why", "claude")
+            await fresh_served.run(*args, check=True)
+        result = await fresh_served.run("why", "claude")
         assert result.returncode == OK, result
         assert result.stdout.splitlines() == [
             "claude pending <- db pending <- git pending <- ssh-key failed: no key",
             "claude pending <- git pending (see above)",
         ]
-        tree = json.loads((await served.run("why", "claude", "-o", "json", check=True)).stdout)
+        tree = json.loads((await fresh_served.run("why", "claude", "-o", "json", check=True)).stdout)
         assert (tree["unit_name"], tree["status"], tree["is_ready"]) == ("claude", "pending", False)
         db, git = tree["waiting_for"]  # dotfiles is satisfied: not listed
         assert (db["unit_name"], db["required_status"]) == ("db", "completed")
@@ -39,12 +38,12 @@ async def test_why_follows_unmet_requirements_to_the_root_causes(served: Served)
         assert (git["unit_name"], git.get("see_above")) == ("git", True)
 
 
-async def test_why_of_a_unit_that_waits_for_nothing(served: Served) -> None:
-    with trio.fail_after(WAIT):
-        await served.run("start", "git", check=True)
-        result = await served.run("why", "git")
+async def test_why_of_a_unit_that_waits_for_nothing(fresh_served: Served) -> None:
+    with trio.fail_after(WAIT * 2):
+        await fresh_served.run("start", "git", check=True)
+        result = await fresh_served.run("why", "git")
         assert (result.returncode, result.stdout) == (
             OK, 'Unit "git" is not waiting for anything (it is started, ready)\n'
         )
-        nobody = await served.run("why", "nobody")
+        nobody = await fresh_served.run("why", "nobody")
         assert nobody.stdout == 'Unit "nobody" is not waiting for anything (it is not registered, ready)\n'

@@ -21,7 +21,7 @@ from coordinator import (
     UnitNotFound,
 )
 
-from .conftest import WAIT
+from .waits import WAIT
 
 A, B, C, D = "serviceA", "serviceB", "serviceC", "serviceD"
 

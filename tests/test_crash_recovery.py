@@ -3,7 +3,9 @@ mid-churn and restarted on its journal; every acknowledged mutation is restored,
 changes, and the restarted server still refuses cycles and takes new mutations.
 
 The checker is stress/crash.py (on churn's); ``--sabotage`` proves it would notice a journal that
-lost acknowledged mutations. The long run (several rounds) is ``-m slow``.
+lost acknowledged mutations. The quick runs are ``-m bench`` (a stress scenario, 5 s each;
+the default suite has tests/test_durable.py's ``kill -9`` checks); the long run (several
+rounds) is ``-m slow``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from .test_stress_churn import run_scenario
+from .stress_support import run_scenario
 
 
 def assert_recovered(result: dict[str, Any], details: str, returncode: int, rounds: int) -> None:
@@ -35,11 +37,13 @@ def assert_recovered(result: dict[str, Any], details: str, returncode: int, roun
     assert result["ok"] and returncode == 0, details
 
 
+@pytest.mark.bench
 def test_crash_quick() -> None:
     result, details, returncode = run_scenario("crash", "--quick", timeout=120)
     assert_recovered(result, details, returncode, rounds=2)
 
 
+@pytest.mark.bench
 def test_crash_checker_notices_lost_acknowledged_mutations() -> None:
     """The same run with the last 30 records of the journal dropped after each kill: the
     restarted server lacks acknowledged mutations, and the checker must say so."""

@@ -13,7 +13,7 @@ import trio
 from coordinator import CycleError, DependencyFailed, Status, connect, open_coordinator
 
 from .cli_support import UNITSYNC, env_for, read_line, start_serve
-from .conftest import WAIT
+from .waits import WAIT
 
 
 async def snapshot(coord: object) -> list[tuple[str, str, str, tuple[tuple[str, str, str], ...]]]:
@@ -110,7 +110,8 @@ async def test_serve_keeps_its_journal_next_to_the_socket_unless_told_not_to(
 
 async def test_run_records_its_outcome_after_the_coordinator_restarts(sock_dir: Path) -> None:
     """kill -9 of `serve` while `run`'s command runs: the unit is restored (started) from the
-    journal, and `run` reconnects to the restarted coordinator to record the outcome."""
+    journal, `run` reconnects to the restarted coordinator and takes its hold back, and records
+    the outcome there when the command ends."""
     from .cli_support import Served, read_all, reap
 
     path, journal = sock_dir / "unitsync.sock", sock_dir / "unitsync.state"
@@ -135,9 +136,13 @@ async def test_run_records_its_outcome_after_the_coordinator_restarts(sock_dir: 
             await server.wait()
             assert "lost the coordinator" in await read_line(run.stderr)
             server = await start_server()
+            # the command ends only once run is back (else the outcome may go by name before
+            # run has said that it reconnected)
+            assert "reconnected to the coordinator" in (line := await read_line(run.stderr)), line
+            assert 'unit "job" is held again' in line, line
             await run.stdin.send_all(b"go\n")
             assert await run.wait() == 0
-            assert "reconnected" in await read_all(run.stderr)
+            assert await read_all(run.stderr) == ""  # recorded on the lease taken back
             status = await Served(path, env).run("status", "job", "-o", "json")
             assert '"status": "completed"' in status.stdout, status
         finally:

@@ -419,6 +419,7 @@ def timed(graph: DependencyGraph, pairs: list[tuple[str, str]]) -> tuple[float, 
     return total, last / 1000
 
 
+@pytest.mark.bench  # a bound on measured time: with the benchmarks, off the default suite
 def test_timing_sanity() -> None:
     n = 10_000
     names = [f"unit-{i}" for i in range(n)]

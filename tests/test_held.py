@@ -29,7 +29,7 @@ from coordinator import (
 )
 from coordinator._lease import HOLDER_GONE
 
-from .conftest import WAIT, settle
+from .waits import WAIT, settle
 
 GRACE = 10.0
 #: Every test here reads the journal (worker threads), which the autojump clock would jump

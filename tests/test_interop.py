@@ -22,7 +22,7 @@ import trio
 
 from coordinator import LocalCoordinator, Status, serve
 
-from .conftest import WAIT
+from .waits import WAIT
 
 HERE = Path(__file__).resolve().parent
 SCHEMA = HERE.parent / "schema" / "unitsync.capnp"

@@ -5,10 +5,8 @@ from __future__ import annotations
 import os
 import re
 import stat
-import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -464,52 +462,3 @@ def test_reopen_always_yields_the_durable_records(ops: list[tuple]) -> None:
             assert journal.pending == len(pending)
         journal.close()
         assert reopen(path) == durable
-
-
-# --- the cost of durability ----------------------------------------------------------------
-
-POLICIES = [  # (label, records per flush, fsync)
-    ("fdatasync per record", 1, True),
-    ("fdatasync per batch of 100", 100, True),
-    ("write only per record (no fsync)", 1, False),
-]
-
-
-def bench(directory: str, records: int) -> list[tuple[str, float, float]]:
-    """``(policy, µs per record, ms per flush)`` for appending and flushing ``records`` records
-    in a new journal in ``directory``."""
-    results = []
-    for label, batch, fsync in POLICIES:
-        with tempfile.TemporaryDirectory(dir=directory) as tmp:
-            journal, _ = Journal.open(Path(tmp) / "state", fsync=fsync)
-            with journal:
-                start = time.perf_counter()
-                for i in range(records):
-                    journal.append(StatusRecord(f"unit-{i}", S))
-                    if (i + 1) % batch == 0 or i + 1 == records:
-                        journal.flush()
-                elapsed = time.perf_counter() - start
-        results.append((label, elapsed / records * 1e6, elapsed / -(-records // batch) * 1e3))
-    return results
-
-
-def show(results: list[tuple[str, float, float]], where: str) -> None:
-    for label, per_record, per_flush in results:
-        print(f"  {label:>34}: {per_record:8.1f} µs/record {per_flush:8.3f} ms/flush  ({where})")
-
-
-def test_fsync_cost(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Prints what each flush policy costs here; `python -m tests.test_journal --bench DIR N`
-    measures with more records, anywhere (ext4 vs the tmpfs of $XDG_RUNTIME_DIR differ)."""
-    results = bench(str(tmp_path), records=200)
-    assert [label for label, *_ in results] == [label for label, *_ in POLICIES]
-    with capsys.disabled():
-        print()
-        show(results, str(tmp_path))
-
-
-if __name__ == "__main__":
-    if sys.argv[1:2] != ["--bench"]:
-        sys.exit("usage: python -m tests.test_journal --bench [DIR] [RECORDS]")
-    where = sys.argv[2] if len(sys.argv) > 2 else "."
-    show(bench(where, int(sys.argv[3]) if len(sys.argv) > 3 else 1000), where)

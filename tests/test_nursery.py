@@ -8,7 +8,7 @@ import trio.testing
 
 from coordinator._nursery import open_service_nursery
 
-from .conftest import WAIT
+from .waits import WAIT
 
 
 async def crash_when_cancelled() -> None:

@@ -17,7 +17,7 @@ from coordinator import (
     open_coordinator,
 )
 
-from .conftest import WAIT, settle
+from .waits import WAIT, settle
 
 
 async def test_finished_is_met_by_every_outcome_and_by_nothing_else(coord) -> None:

@@ -14,8 +14,8 @@ import trio
 from coordinator import LocalCoordinator, Status, connect, open_coordinator
 from coordinator.rpc import _client, _server
 
-from .conftest import WAIT
-from .test_rpc import raw_client, serving
+from .waits import WAIT
+from .rpc_support import raw_client, serving
 
 NAMES = [f"u{i:02d}" for i in range(20)]
 

@@ -32,7 +32,7 @@ from .cli_support import (
     reap,
     start_serve,
 )
-from .conftest import WAIT
+from .waits import WAIT
 
 
 class Coordinator:
@@ -219,8 +219,10 @@ async def test_a_run_that_died_with_its_coordinator_fails_after_the_grace(
                 assert run.stdout is not None
                 assert await read_line(run.stdout) == "ready\n"
                 await lines_until(start.stderr, "is waiting for dependencies")
+                # a crash takes both, the coordinator first: killed the other way round, a live
+                # coordinator could see run's connection drop and fail job at once
+                await coord.kill()
                 os.killpg(run.pid, signal.SIGKILL)
-                await coord.kill()  # a crash takes both: nothing told the coordinator
                 began = trio.current_time()
                 await coord.start()
                 assert await start.wait() == DEPENDENCY_FAILED

@@ -22,8 +22,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +32,6 @@ import trio.testing
 
 from coordinator import (
     CoordinatorClosed,
-    CoordinatorStatistics,
     CoordinatorUnreachable,
     DependencyFailed,
     InvalidName,
@@ -58,7 +55,8 @@ from coordinator.rpc._server import CoordinatorServer
 from coordinator.rpc._watch_server import REMOTE_WATCH_BUFFER
 from coordinator.rpc._socket import AddressInUse, connect_socket
 
-from .conftest import WAIT, settle
+from .rpc_support import park, raw_client, serving, until
+from .waits import WAIT, settle
 
 S = schema()
 CLIENTS = Path(__file__).parent / "rpc_clients"
@@ -67,50 +65,6 @@ HOLDER_GONE = "holder disconnected"
 
 
 # --- helpers --------------------------------------------------------------------------------
-
-
-@asynccontextmanager
-async def serving(coord: LocalCoordinator, path: Path) -> AsyncIterator[Path]:
-    """``serve(coord, path)`` for the block; yields the bound path."""
-    async with trio.open_nursery() as nursery:
-        bound = await nursery.start(serve, coord, path)
-        yield bound
-        nursery.cancel_scope.cancel()
-
-
-RawCall = Callable[[Callable[[dict[str, Any]], Awaitable[Any]]], Awaitable[Any]]
-
-
-@asynccontextmanager
-async def raw_client(path: Path) -> AsyncIterator[RawCall]:
-    """A plain pycapnp client on a KJ thread of its own. Yields ``run``: ``await run(fn)`` runs
-    the coroutine function ``fn(state)`` on that thread and returns its (plain) result.
-    ``state["coord"]`` is the bootstrap ``Coordinator`` capability; ``fn`` may keep capnp objects
-    in ``state`` between calls (they never leave the KJ thread, and die with it)."""
-    token = trio.lowlevel.current_trio_token()
-
-    async def amain(started: Callable[[Any], None]) -> None:
-        stream = await capnp.AsyncIoStream.create_unix_connection(sock=connect_socket(path))
-        client = capnp.TwoPartyClient(stream)
-        state: dict[str, Any] = {"coord": client.bootstrap().cast_as(S.Coordinator)}
-        try:
-            started((AsyncioPortal(token), state))
-            await asyncio.Event().wait()
-        finally:
-            state.clear()
-            client.close()
-            stream.close()
-
-    async with trio.open_nursery() as nursery:
-        portal, state = await nursery.start(
-            functools.partial(run_kj_thread, name="raw-client"), amain
-        )
-
-        async def run(fn: Callable[[dict[str, Any]], Awaitable[Any]]) -> Any:
-            return await portal.run(fn, state)
-
-        yield run
-        nursery.cancel_scope.cancel()
 
 
 async def assert_git_wakes_claude(client: Any, server: LocalCoordinator | None = None) -> None:
@@ -153,47 +107,6 @@ async def start_client(nursery: trio.Nursery, script: str, *args: str) -> trio.P
             trio.run_process, command, stdout=subprocess.PIPE, check=False, cwd=ROOT
         )
     )
-
-
-async def until(
-    server: LocalCoordinator, predicate: Callable[[CoordinatorStatistics], bool]
-) -> None:
-    """Poll the server's statistics until ``predicate`` holds (callers bound it with
-    ``fail_after``). Only for what happens in another process — a client killed, a client
-    parking itself — where there is nothing to round-trip through and no event to wait for."""
-    while not predicate(await server.statistics()):
-        await trio.sleep(0.01)
-
-
-async def park(
-    unit: Any,
-    results: list[object],
-    *,
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Call ``unit.ready()`` (a ``RemoteUnit``) and record what it returns or raises; returns
-    from ``nursery.start`` once the server has parked the call.
-
-    How: ``started()`` comes right before ``ready()``, which hands its call to the KJ thread
-    before its first checkpoint, so the ``info()`` the parent sends next on the same capability
-    leaves after it; calls on one capability reach the unit's actor in order (E-order, see
-    test_e_order...), so when that ``info()`` returns, ``ready()`` is parked (or answered)."""
-
-    async def wait() -> None:
-        try:
-            results.append(await unit.ready())
-        except UnitsyncError as exc:
-            results.append(exc)
-
-    async with trio.open_nursery() as nursery:
-        await nursery.start(_started_then, wait)
-        await unit.info()
-        task_status.started()
-
-
-async def _started_then(fn: Callable[[], Awaitable[None]], *, task_status: Any) -> None:
-    task_status.started()
-    await fn()  # no checkpoint in between: see park()
 
 
 # --- 1. promise pipelining ------------------------------------------------------------------
@@ -517,7 +430,11 @@ async def test_shutdown_with_200_parked_waiters_is_prompt(sock_dir: Path) -> Non
             await server_done.wait()
             elapsed = time.perf_counter() - t0
             assert not path.exists()
-    assert elapsed < 1.0, f"shutting down took {elapsed:.3f} s"
+    # prompt: the server waits for no client, and for its own last answers to leave at most 1 s
+    # (rpc/_server.py, _stop_after_coordinator). The bound is generous for a loaded runner: it
+    # only has to catch a shutdown that waits on the clients or on a timeout of theirs (the
+    # fail_after above stops one that hangs)
+    assert elapsed < WAIT / 2, f"shutting down took {elapsed:.3f} s"
     closed = [type(r[0]).__name__ for r in results.values() if len(r) == 1]
     assert closed == ["CoordinatorClosed"] * n
     print(f"\nshutdown with {n} parked waiters on {n} connections: {elapsed * 1e3:.0f} ms")
@@ -884,7 +801,8 @@ def test_connect_retries_while_the_listen_backlog_is_full(sock_dir: Path) -> Non
         began = time.monotonic()
         with pytest.raises(TimeoutError):
             connect_socket(path, timeout=0.2)
-        assert 0.15 <= time.monotonic() - began < 2.0
+        # gave up after its own 0.2 s, not the default 5 s (generous: a loaded runner may be slow)
+        assert 0.15 <= time.monotonic() - began < 4.0
 
         room = threading.Timer(0.05, lambda: listener.accept()[0].close())
         room.start()

@@ -32,7 +32,7 @@ import trio
 from coordinator import connect
 
 from .cli_support import ERROR, OK, UNITSYNC, UNREACHABLE, read_all, read_line
-from .conftest import WAIT
+from .waits import WAIT
 
 #: The other user: a client runs as this uid; a planted directory or symlink belongs to it.
 OTHER_USER = "nobody"

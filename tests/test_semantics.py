@@ -19,7 +19,7 @@ from coordinator import (
 )
 from coordinator._names import MAX_DEPENDENCIES
 
-from .conftest import WAIT, settle
+from .waits import WAIT, settle
 
 # --- "reached" requirements -----------------------------------------------------------------
 
@@ -122,6 +122,44 @@ async def test_ready_is_pushed_when_dependencies_complete(coord) -> None:
     (info,) = results
     assert info.ready and info.name == "claude"
     assert [d.current for d in info.dependencies] == [Status.COMPLETED, Status.COMPLETED]
+
+
+@pytest.mark.parametrize("outcome", ["complete", "fail"])
+async def test_ready_is_answered_the_moment_its_dependency_completes(
+    autojump_clock: trio.testing.MockClock, outcome: str
+) -> None:
+    """Pushed, not polled, timed without a wall clock: under the autojump clock (virtual time
+    jumps to the next deadline whenever every task waits), a parked ``ready()`` is answered at
+    the same instant as the ``complete`` (or ``fail``) that decides it; a poll or a timer of any
+    length between them would show as virtual time passing. (In-process only: over RPC the KJ
+    thread runs on real time. The CLI tests check the same wake-up through real processes, by
+    order.)"""
+    async with open_coordinator() as coord:
+        claude, git = coord.unit("claude"), coord.unit("git")
+        answered: list[tuple[object, float]] = []
+
+        async def waiter() -> None:
+            try:
+                answer: object = await claude.ready()
+            except DependencyFailed as failed:
+                answer = failed
+            answered.append((answer, trio.current_time()))
+
+        with trio.fail_after(WAIT):
+            await claude.want("git")
+            await git.start()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(waiter)
+                await trio.testing.wait_all_tasks_blocked()
+                assert (await coord.statistics()).ready_waiters == 1 and answered == []
+                decided = trio.current_time()
+                await (git.complete() if outcome == "complete" else git.fail("broken"))
+    ((answer, when),) = answered
+    assert when == decided
+    if outcome == "complete":
+        assert isinstance(answer, UnitInfo) and answer.ready, answer
+    else:
+        assert isinstance(answer, DependencyFailed) and answer.reason == "broken", answer
 
 
 async def test_ready_resolves_at_once_when_ready(coord) -> None:

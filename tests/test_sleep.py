@@ -26,7 +26,7 @@ from coordinator import _operations as operations
 from coordinator._messages import NOT_REGISTERED
 from coordinator._unit import IDLE_SECONDS
 
-from .conftest import WAIT
+from .waits import WAIT
 
 
 async def asleep(coord: LocalCoordinator) -> int:

@@ -3,37 +3,18 @@ server with exactly the state they were told about, no waiter and no extra task 
 
 A correctness test, not a benchmark: it fails if the server loses an acknowledged mutation,
 keeps a dead client's waiter, leaves a unit started whose holder has gone, or breaks an invariant
-(see stress/churn.py for the checker). The quick run is in the default suite; the chaos run
-(hundreds of client processes, a hundred and more of them SIGKILLed) is ``-m slow``.
+(see stress/churn.py for the checker). The quick run is ``-m bench`` (with the other stress
+scenarios' quick runs); the chaos run (hundreds of client processes, a hundred and more of them
+SIGKILLed) is ``-m slow``.
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).parent.parent
-#: The harness's own findings on stderr (the server's stderr is mixed in).
-FINDINGS = ("mismatch:", "invariant:", "anomaly:", "worker error:", "hung:", "probe:", "... and",
-            "logs kept", "the last server")
-
-
-def run_scenario(*args: str, timeout: float) -> tuple[dict[str, Any], str, int]:
-    """``python -m stress ARGS --json``: (its JSON figures, the findings it printed, its exit
-    status)."""
-    out = subprocess.run(
-        [sys.executable, "-m", "stress", *args, "--json"],
-        capture_output=True, text=True, timeout=timeout, cwd=ROOT,
-    )
-    lines = out.stdout.strip().splitlines()
-    assert lines, f"no output; stderr:\n{out.stderr[-3000:]}"
-    details = "\n".join(line for line in out.stderr.splitlines() if line.startswith(FINDINGS))
-    return json.loads(lines[-1]), details, out.returncode
+from .stress_support import run_scenario
 
 
 def assert_churn_held(result: dict[str, Any], details: str, returncode: int) -> None:
@@ -47,6 +28,7 @@ def assert_churn_held(result: dict[str, Any], details: str, returncode: int) -> 
     assert result["ok"] and returncode == 0, details
 
 
+@pytest.mark.bench
 def test_churn_quick() -> None:
     result, details, returncode = run_scenario("churn", "--quick", timeout=120)
     assert result["journal"] is True  # the default, as `unitsync serve`'s

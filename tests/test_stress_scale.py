@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.bench
+
 QUICK_UNITS = 500
 QUICK_EDGES = 2000
 

@@ -5,6 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.bench
 
 
 def run_stress(*args: str) -> dict[str, float]:
@@ -35,3 +40,17 @@ def test_cli_quick() -> None:
                 "complete_p90_ms"):
         assert result[key] > 0, key
     assert isinstance(result["complete_over_capnp_ms"], float)  # a difference; may be < 0
+
+
+def test_fsync_quick(tmp_path: Path) -> None:
+    result = run_stress("fsync", "--quick", "--dir", str(tmp_path))
+    assert (result["records"], result["rounds"], result["dir"]) == (50, 1, str(tmp_path))
+    assert result["filesystem"] != "?"
+    for policy in ("fdatasync_per_record", "fdatasync_per_batch", "write_only"):
+        assert result[f"{policy}_us_per_record"] > 0, policy
+        assert result[f"{policy}_ms_per_flush"] > 0, policy
+    # one flush per record: a flush costs as much as a record
+    for policy in ("fdatasync_per_record", "write_only"):
+        per_record, per_flush = result[f"{policy}_us_per_record"], result[f"{policy}_ms_per_flush"]
+        assert abs(per_record - per_flush * 1e3) <= 0.01 + per_record * 0.01, result
+    assert result["fdatasync_over_write_only"] > 0

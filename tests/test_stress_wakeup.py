@@ -7,7 +7,11 @@ import math
 import subprocess
 import sys
 
+import pytest
+
 from stress.wakeup import QUICK_POLLERS, QUICK_WAITERS
+
+pytestmark = pytest.mark.bench
 
 
 def test_wakeup_quick() -> None:
