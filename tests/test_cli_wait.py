@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 import trio
 
 from .cli_support import DEPENDENCY_FAILED, OK, USAGE, Served, background, read_all, read_line
@@ -33,18 +34,6 @@ async def test_wait_for_several_units(fresh_served: Served) -> None:
             assert await read_all(waiting.stdout) == "Units [a, b, c] reached completed\n"
 
 
-async def test_wait_for_several_stops_at_the_first_failure(fresh_served: Served) -> None:
-    with trio.fail_after(WAIT * 2):
-        await fresh_served.run("start", "b", check=True)
-        async with background(fresh_served, "wait", "a", "b") as waiting:
-            assert waiting.stderr is not None
-            await read_line(waiting.stderr)
-            await read_line(waiting.stderr)
-            await fresh_served.run("fail", "b", "--reason", "broke", check=True)
-            assert await waiting.wait() == DEPENDENCY_FAILED
-            assert "unit 'b' failed: broke" in await read_all(waiting.stderr)
-
-
 async def test_wait_all_waits_for_units_registered_meanwhile(fresh_served: Served) -> None:
     with trio.fail_after(WAIT * 2):
         await fresh_served.run("start", "x", check=True)
@@ -65,15 +54,19 @@ async def test_wait_all_waits_for_units_registered_meanwhile(fresh_served: Serve
             assert await read_all(waiting.stdout) == "All 3 units reached completed\n"
 
 
-async def test_wait_all_fails_at_the_first_failure(fresh_served: Served) -> None:
+@pytest.mark.parametrize(("args", "waiting_lines"), [(["a", "b"], 2), (["--all"], 1)])
+async def test_wait_stops_at_the_first_failure(
+    fresh_served: Served, args: list[str], waiting_lines: int
+) -> None:
     with trio.fail_after(WAIT * 2):
-        await fresh_served.run("start", "x", check=True)
-        async with background(fresh_served, "wait", "--all") as waiting:
+        await fresh_served.run("start", "b", check=True)
+        async with background(fresh_served, "wait", *args) as waiting:
             assert waiting.stderr is not None
-            await read_line(waiting.stderr)
-            await fresh_served.run("fail", "x", "--reason", "no key", check=True)
+            for _ in range(waiting_lines):  # a (not registered) and b, or the registered b
+                await read_line(waiting.stderr)
+            await fresh_served.run("fail", "b", "--reason", "broke", check=True)
             assert await waiting.wait() == DEPENDENCY_FAILED
-            assert "unit 'x' failed: no key" in await read_all(waiting.stderr)
+            assert "unit 'b' failed: broke" in await read_all(waiting.stderr)
 
 
 async def test_wait_needs_units_or_all_not_both(fresh_served: Served) -> None:
@@ -111,21 +104,14 @@ async def test_progress_lines_while_waiting(fresh_served: Served) -> None:
                 + PROGRESS, line
             ), line
 
-        async with background(fresh_served, "wait", "git", "--progress", "100ms") as wait:
-            assert wait.stderr is not None
-            await read_line(wait.stderr)
-            line = await read_line(wait.stderr)
-            assert re.fullmatch(
-                r'unitsync: Unit "git" still waiting to reach completed \(it is started\) '
-                + PROGRESS, line
-            ), line
-
-        async with background(fresh_served, "wait", "--all", "--progress", "100ms") as wait:
-            assert wait.stderr is not None
-            await read_line(wait.stderr)
-            await read_line(wait.stderr)
-            line = await read_line(wait.stderr)
-            assert re.fullmatch(
-                r"unitsync: 1 of 3 reached completed; waiting for: claude \(pending\), "
-                r"git \(started\) " + PROGRESS, line
-            ), line
+        for args, skipped, expected in (
+            (["git"], 1, r'unitsync: Unit "git" still waiting to reach completed \(it is started\) '),
+            (["--all"], 2, r"unitsync: 1 of 3 reached completed; waiting for: claude \(pending\), "
+                           r"git \(started\) "),
+        ):
+            async with background(fresh_served, "wait", *args, "--progress", "100ms") as wait:
+                assert wait.stderr is not None
+                for _ in range(skipped):  # the "is waiting" lines
+                    await read_line(wait.stderr)
+                line = await read_line(wait.stderr)
+                assert re.fullmatch(expected + PROGRESS, line), line
