@@ -12,47 +12,46 @@ from .waits import WAIT
 
 
 
-async def test_a_finished_requirement_runs_after_a_failure(fresh_served: Served) -> None:
+async def test_a_finished_requirement_runs_after_a_failure(served: Served) -> None:
     with trio.fail_after(WAIT * 2):
-        declared = await fresh_served.run("want", "report", "build", "--requires", "finished")
+        declared = await served.run("want", "report", "build", "--requires", "finished")
         assert declared.stdout == 'Unit "report" declared dependencies: [build]\n'
-        await fresh_served.run("start", "build", check=True)
-        status = await fresh_served.run("status", "report", check=True)
+        await served.run("start", "build", check=True)
+        status = await served.run("status", "report", check=True)
         assert table(status.stdout)[-2:] == [
             ["DEPENDS ON", "REQUIRED STATUS", "CURRENT STATUS", "SATISFIED"],
             ["build", "finished", "started", "false"],
         ]
-        await fresh_served.run("fail", "build", "--reason", "compile error", check=True)
-        started = await fresh_served.run("start", "report")
+        await served.run("fail", "build", "--reason", "compile error", check=True)
+        started = await served.run("start", "report")
         assert (started.returncode, started.stdout) == (
             OK, 'Unit "report" started immediately, dependencies already satisfied: [build]\n'
         )
-        waited = await fresh_served.run("wait", "build", "--for", "finished")
+        waited = await served.run("wait", "build", "--for", "finished")
         assert (waited.returncode, waited.stdout) == (OK, 'Unit "build" reached finished\n')
 
 
-async def test_skip_and_what_it_tells_dependents(fresh_served: Served) -> None:
+async def test_skip_and_what_it_tells_dependents(served: Served) -> None:
     with trio.fail_after(WAIT * 2):
-        await fresh_served.run("want", "claude", "lint", check=True)
-        await fresh_served.run("want", "lint", "fmt", check=True)
-        skipped = await fresh_served.run("skip", "lint", "--reason", "not on CI")
+        await served.run("want", "lint-user", "lint", check=True)
+        await served.run("want", "lint", "fmt", check=True)
+        skipped = await served.run("skip", "lint", "--reason", "not on CI")
         assert (skipped.returncode, skipped.stdout) == (OK, "Success\n")
-        data = json.loads((await fresh_served.run("status", "lint", "-o", "json", check=True)).stdout)
+        data = json.loads((await served.run("status", "lint", "-o", "json", check=True)).stdout)
         assert (data["status"], data["reason"]) == ("skipped", "not on CI")
-        again = await fresh_served.run("skip", "lint")
+        again = await served.run("skip", "lint")
         assert (again.returncode, again.stderr) == (
             ERROR, "unitsync: unit 'lint' is already skipped\n"
         )
-        claude = await fresh_served.run("start", "claude")
+        claude = await served.run("start", "lint-user")
         assert claude.returncode == DEPENDENCY_FAILED, claude
-        assert "unit 'lint' was skipped: not on CI (via claude -> lint)" in claude.stderr
-        assert 'Unit "claude" skipped: dependency "lint" was skipped: not on CI' in claude.stderr
-        listed = json.loads((await fresh_served.run("list", "-o", "json", check=True)).stdout)
-        assert {u["unit_name"]: u["status"] for u in listed} == {
-            "claude": "skipped", "lint": "skipped",
-        }
-        rerun = await fresh_served.run("start", "lint", "--timeout", "200ms")  # a re-run waits
+        assert "unit 'lint' was skipped: not on CI (via lint-user -> lint)" in claude.stderr
+        assert 'Unit "lint-user" skipped: dependency "lint" was skipped: not on CI' in claude.stderr
+        listed = json.loads((await served.run("list", "-o", "json", check=True)).stdout)
+        statuses = {u["unit_name"]: u["status"] for u in listed}
+        assert (statuses["lint-user"], statuses["lint"]) == ("skipped", "skipped")
+        rerun = await served.run("start", "lint", "--timeout", "200ms")  # a re-run waits
         assert rerun.returncode == TIMEOUT, rerun  # for fmt, like any start
-        await fresh_served.run("start", "fmt", check=True)
-        await fresh_served.run("complete", "fmt", check=True)
-        assert (await fresh_served.run("start", "lint")).returncode == OK
+        await served.run("start", "fmt", check=True)
+        await served.run("complete", "fmt", check=True)
+        assert (await served.run("start", "lint")).returncode == OK

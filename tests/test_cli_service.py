@@ -1,7 +1,8 @@
 """``unitsync run`` for services: readiness probes, and time limits on the command itself.
 
-Real console script, real ``unitsync serve``, real child processes, real listeners: a TCP
-socket, Python's own HTTP server, a file for a shell probe, a line printed late.
+Real console script, real ``unitsync serve`` (the session's shared one: unit names here are
+used by no other test), real child processes, real listeners: a TCP socket, Python's own HTTP
+server, a file for a shell probe, a line printed late.
 """
 
 from __future__ import annotations
@@ -49,111 +50,111 @@ def free_port() -> int:
 
 
 async def test_a_log_line_makes_the_unit_completed_while_the_service_runs(
-    fresh_served: Served,
+    served: Served,
 ) -> None:
     with trio.fail_after(WAIT * 2):
         async with background(
-            fresh_served, "run", "web", "--ready-log", "ready on", "--",
+            served, "run", "web", "--ready-log", "ready on", "--",
             sys.executable, "-c", SERVICE, "print", "0", stdin=-1,
         ) as run:
             assert run.stdout is not None and run.stdin is not None
             assert await read_line(run.stdout) == "starting\n"  # passed through, as it came
-            assert await state_of(fresh_served, "web") == ("started", "")  # not ready yet
+            assert await state_of(served, "web") == ("started", "")  # not ready yet
             await run.stdin.send_all(b"go\n")
             assert await read_line(run.stdout) == "noise\n"
             assert await read_line(run.stdout) == "ready on http\n"
-            await fresh_served.run("wait", "web", check=True)  # completed, pushed
+            await served.run("wait", "web", check=True)  # completed, pushed
             assert run.poll() is None  # the service still runs, under run
             await run.stdin.aclose()  # the service ends: exit 0 keeps it completed
             assert await run.wait() == OK
             assert await read_all(run.stdout) == ""
-        assert await state_of(fresh_served, "web") == ("completed", "")
+        assert await state_of(served, "web") == ("completed", "")
 
 
-async def test_a_tcp_probe_and_a_service_that_fails_after_it_was_ready(fresh_served: Served) -> None:
+async def test_a_tcp_probe_and_a_service_that_fails_after_it_was_ready(served: Served) -> None:
     port = free_port()
     with trio.fail_after(WAIT * 2):
         async with background(
-            fresh_served, "run", "db", "--ready-tcp", f"127.0.0.1:{port}", "--ready-interval", "20ms",
+            served, "run", "db", "--ready-tcp", f"127.0.0.1:{port}", "--ready-interval", "20ms",
             "--", sys.executable, "-c", SERVICE, str(port), "3", stdin=-1,
         ) as run:
             assert run.stdout is not None and run.stdin is not None
             assert await read_line(run.stdout) == "starting\n"
-            assert await state_of(fresh_served, "db") == ("started", "")
+            assert await state_of(served, "db") == ("started", "")
             await run.stdin.send_all(b"go\n")
-            await fresh_served.run("wait", "db", check=True)
+            await served.run("wait", "db", check=True)
             await run.stdin.aclose()
             assert await run.wait() == 3
-        assert await state_of(fresh_served, "db") == ("failed", "exit code 3 (after it was ready)")
+        assert await state_of(served, "db") == ("failed", "exit code 3 (after it was ready)")
 
 
-async def test_an_http_probe_against_a_real_server_and_a_dependent(fresh_served: Served) -> None:
+async def test_an_http_probe_against_a_real_server_and_a_dependent(served: Served) -> None:
     port = free_port()
     with trio.fail_after(WAIT * 2):
-        await fresh_served.run("want", "app", "api", check=True)
+        await served.run("want", "app", "api", check=True)
         async with background(
-            fresh_served, "run", "api", "--ready-http", f"http://127.0.0.1:{port}/",
+            served, "run", "api", "--ready-http", f"http://127.0.0.1:{port}/",
             "--ready-interval", "20ms", "--",
             sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
         ) as run:
-            started = await fresh_served.run("start", "app")  # waits until api answers 2xx
+            started = await served.run("start", "app")  # waits until api answers 2xx
             assert started.returncode == OK, started
-            assert await state_of(fresh_served, "api") == ("completed", "")
+            assert await state_of(served, "api") == ("completed", "")
             run.send_signal(signal.SIGTERM)  # forwarded: the server dies of it
             assert await run.wait() == 128 + signal.SIGTERM
-        assert await state_of(fresh_served, "api") == (
+        assert await state_of(served, "api") == (
             "failed", "killed by signal SIGTERM (after it was ready)"
         )
 
 
-async def test_a_command_probe(fresh_served: Served, tmp_path: Path) -> None:
+async def test_a_command_probe(served: Served, tmp_path: Path) -> None:
     flag = tmp_path / "up"
     with trio.fail_after(WAIT * 2):
         async with background(
-            fresh_served, "run", "svc", "--ready-cmd", f"test -e {flag}", "--ready-interval", "20ms",
+            served, "run", "svc", "--ready-cmd", f"test -e {flag}", "--ready-interval", "20ms",
             "--", "sleep", "30",
         ) as run:
-            await fresh_served.run("wait", "svc", "--for", "started", check=True)
-            assert await state_of(fresh_served, "svc") == ("started", "")
+            await served.run("wait", "svc", "--for", "started", check=True)
+            assert await state_of(served, "svc") == ("started", "")
             flag.touch()
-            await fresh_served.run("wait", "svc", check=True)
+            await served.run("wait", "svc", check=True)
             assert run.poll() is None
 
 
-async def test_not_ready_in_time_stops_the_command_and_fails_the_unit(fresh_served: Served) -> None:
+async def test_not_ready_in_time_stops_the_command_and_fails_the_unit(served: Served) -> None:
     with trio.fail_after(WAIT * 2):
-        result = await fresh_served.run(
-            "run", "db", "--ready-tcp", f"127.0.0.1:{free_port()}", "--ready-interval", "20ms",
+        result = await served.run(
+            "run", "slow-db", "--ready-tcp", f"127.0.0.1:{free_port()}", "--ready-interval", "20ms",
             "--ready-timeout", "300ms", "--", "sleep", "30",
         )
         assert result.returncode == 124, result
         assert "not ready within 0.3s; stopping the command" in result.stderr
-        assert await state_of(fresh_served, "db") == ("failed", "not ready within 0.3s")
+        assert await state_of(served, "slow-db") == ("failed", "not ready within 0.3s")
 
 
 async def test_the_run_timeout_stops_the_command_even_if_it_ignores_sigterm(
-    fresh_served: Served,
+    served: Served,
 ) -> None:
     with trio.fail_after(WAIT * 2):
-        result = await fresh_served.run("run", "job", "--run-timeout", "200ms", "--", "sleep", "30")
+        result = await served.run("run", "timed-job", "--run-timeout", "200ms", "--", "sleep", "30")
         assert result.returncode == 124, result
-        assert await state_of(fresh_served, "job") == ("failed", "timed out after 0.2s")
-        stubborn = await fresh_served.run(
+        assert await state_of(served, "timed-job") == ("failed", "timed out after 0.2s")
+        stubborn = await served.run(
             "run", "stubborn", "--run-timeout", "200ms", "--kill-after", "200ms", "--",
             "sh", "-c", "trap '' TERM; exec sleep 30",  # sleep inherits the ignored SIGTERM
         )
         assert stubborn.returncode == 124, stubborn
-        assert await state_of(fresh_served, "stubborn") == ("failed", "timed out after 0.2s")
+        assert await state_of(served, "stubborn") == ("failed", "timed out after 0.2s")
 
 
-async def test_a_service_that_exits_before_it_is_ready_fails(fresh_served: Served) -> None:
+async def test_a_service_that_exits_before_it_is_ready_fails(served: Served) -> None:
     with trio.fail_after(WAIT * 2):
-        result = await fresh_served.run("run", "web", "--ready-log", "never", "--", "echo", "bye")
+        result = await served.run("run", "early-web", "--ready-log", "never", "--", "echo", "bye")
         assert (result.returncode, result.stdout) == (1, "bye\n")
-        assert await state_of(fresh_served, "web") == ("failed", "exit code 0 before it was ready")
-        crashed = await fresh_served.run("run", "web", "--ready-log", "never", "--", "sh", "-c", "exit 5")
+        assert await state_of(served, "early-web") == ("failed", "exit code 0 before it was ready")
+        crashed = await served.run("run", "early-web", "--ready-log", "never", "--", "sh", "-c", "exit 5")
         assert crashed.returncode == 5
-        assert await state_of(fresh_served, "web") == ("failed", "exit code 5 before it was ready")
+        assert await state_of(served, "early-web") == ("failed", "exit code 5 before it was ready")
 
 
 @pytest.mark.parametrize(("options", "message"), [

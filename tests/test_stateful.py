@@ -396,7 +396,7 @@ CoordinatorMachine.TestCase.settings = settings(
 test_coordinator_agrees_with_model = CoordinatorMachine.TestCase
 
 UnitStateMachine.TestCase.settings = settings(
-    max_examples=400, stateful_step_count=25, deadline=None
+    max_examples=250, stateful_step_count=25, deadline=None
 )
 test_unit_states_agree_with_model = UnitStateMachine.TestCase
 
