@@ -35,7 +35,7 @@ from ._messages import (
 from ._names import validate_name
 from . import _operations as operations
 from ._operations import Operation
-from ._durable import JournalWriter, open_journal
+from ._journal_writer import JournalWriter, open_journal
 from ._registry import MAX_UNITS, REGISTRY_INBOX_SIZE, RegistryActor
 from ._reads import published_info, read_now
 from ._reply import Reply

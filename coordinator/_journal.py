@@ -24,8 +24,8 @@ Guarantees:
   ``write`` and one ``fdatasync`` (group commit). A record whose flush returned survives
   ``kill -9`` and power loss (``fsync=False``: only ``kill -9``, the page cache survives that).
   One fdatasync per batch, not per record: an fdatasync costs far more than appending a record,
-  so a sync per record would cap the mutations per second (figures: stress/README.md,
-  "Measured history").
+  so a sync per record would cap the mutations per second (``python -m stress fsync``
+  measures both; figures: stress/README.md).
 * Torn tail: a crash during a flush may leave the log's last line incomplete or failing its
   checksum. That batch was never acknowledged: :meth:`Journal.open` drops the line and truncates
   the log there. A bad line anywhere else (a hole inside a batch included), any bad snapshot

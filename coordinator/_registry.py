@@ -26,7 +26,7 @@ from ._messages import (
     Want,
     answer_closed,
 )
-from ._durable import JournalWriter
+from ._journal_writer import JournalWriter
 from ._journal import UnitRecord
 from ._lease import HOLD_GRACE, HOLDER_GONE
 from ._reply import Reply

@@ -16,7 +16,7 @@ import trio
 from ._api import UnitInfo
 from ._errors import CoordinatorClosed
 from ._events import EventHub
-from ._durable import JournalWriter
+from ._journal_writer import JournalWriter
 from ._journal import StatusRecord, UnitRecord, WantRecord
 from ._inbox import IDLE_CHECK, POKE, UNIT_INBOX_SIZE, Inbox
 from ._messages import (

@@ -16,7 +16,7 @@ import capnp
 import trio
 
 from coordinator import CoordinatorStatistics, LocalCoordinator, UnitsyncError, serve
-from coordinator.rpc._kj import AsyncioPortal, run_kj_thread
+from coordinator.rpc._bridge import AsyncioPortal, run_kj_thread
 from coordinator.rpc._schema import schema
 from coordinator.rpc._socket import connect_socket
 

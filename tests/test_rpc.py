@@ -49,7 +49,6 @@ from coordinator import (
 from coordinator.rpc._error_codec import error_from_wire
 from coordinator.rpc import _client
 from coordinator.rpc._convert import read_info
-from coordinator.rpc._kj import AsyncioPortal, run_kj_thread
 from coordinator.rpc._schema import schema
 from coordinator.rpc._server import CoordinatorServer
 from coordinator.rpc._watch_server import REMOTE_WATCH_BUFFER

@@ -107,9 +107,9 @@ def test_the_framing_is_followed_across_any_chunking(monkeypatch: pytest.MonkeyP
     chunks of every size from 1 byte to several frames, :class:`FrameDeadline` says "inside a
     frame" after a chunk exactly when the bytes so far do not end on a frame boundary, and its
     deadline clock runs exactly then. (No socket: pycapnp's part is stubbed out.)"""
-    from coordinator.rpc import _stream
+    from coordinator.rpc import _frame_deadline
 
-    monkeypatch.setattr(_stream, "_base_buffer_updated", lambda protocol, size: None)
+    monkeypatch.setattr(_frame_deadline, "_base_buffer_updated", lambda protocol, size: None)
     rng = random.Random(6)
 
     def a_frame() -> bytes:
@@ -122,7 +122,7 @@ def test_the_framing_is_followed_across_any_chunking(monkeypatch: pytest.MonkeyP
             frames = [a_frame() for _ in range(rng.randrange(1, 6))]
             data = b"".join(frames)
             boundaries = {sum(map(len, frames[:i])) for i in range(len(frames) + 1)}
-            protocol = _stream.FrameDeadline(FRAME_TIMEOUT)
+            protocol = _frame_deadline.FrameDeadline(FRAME_TIMEOUT)
             at = 0
             while at < len(data):
                 chunk = data[at:at + rng.choice([1, 2, 3, 5, 8, 13, 64, 1000])]

@@ -20,7 +20,7 @@ from .._nursery import open_service_nursery
 from .._paths import socket_path
 from .._status import Status
 from ._client import AsyncioClient, ClientWatch, wait_forever
-from ._kj import AsyncioPortal, run_kj_thread
+from ._bridge import AsyncioPortal, run_kj_thread
 
 __all__ = ["RemoteCoordinator", "RemoteUnit", "connect"]
 

@@ -22,10 +22,10 @@ from .._errors import Overloaded
 from .._paths import socket_path
 from .._version import __version__
 from ._convert import REVISION, fill_info, read_names, wire_errors
-from ._kj import TrioPortal, run_kj_thread
+from ._bridge import TrioPortal, run_kj_thread
 from ._schema import schema
 from ._socket import Listener, bind_listener, peer_uid
-from ._stream import DEFAULT_FRAME_TIMEOUT, open_stream
+from ._frame_deadline import DEFAULT_FRAME_TIMEOUT, open_stream
 from ._unit_server import Peer, UnitServer
 from ._watch_server import RemoteWatch, SubscriptionServer
 
@@ -281,7 +281,7 @@ async def _refuse(sock: Any, limits: ServerLimits) -> None:
 
 async def _run_connection(sock: Any, bootstrap: Any, limits: ServerLimits) -> None:
     """Serve ``bootstrap`` on ``sock`` until the client goes, its stream fails (bad input, a
-    frame incomplete for ``limits.frame_timeout``: see :mod:`._stream`) or we are cancelled."""
+    frame incomplete for ``limits.frame_timeout``: see :mod:`._frame_deadline`) or we are cancelled."""
     stream = await open_stream(sock, frame_timeout=limits.frame_timeout)
     server = capnp.TwoPartyServer(
         stream,

@@ -23,7 +23,7 @@ from .._names import check_dependency_count
 from .._operations import Operation
 from .._status import Status
 from ._convert import fill_info, read_names, read_reason, status_from_wire, wire_errors
-from ._kj import TrioPortal
+from ._bridge import TrioPortal
 from ._schema import schema
 
 __all__ = ["LeaseServer", "Peer", "UnitServer", "Waiters"]

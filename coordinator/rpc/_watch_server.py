@@ -14,7 +14,7 @@ from .._coordinator import LocalCoordinator
 from .._errors import Lagged, UnitsyncError
 from ._convert import fill_event
 from ._error_codec import error_to_wire
-from ._kj import TrioPortal
+from ._bridge import TrioPortal
 from ._schema import schema
 from ._unit_server import Peer
 
