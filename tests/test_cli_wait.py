@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 import trio
@@ -13,25 +14,25 @@ from .waits import WAIT
 
 
 
-async def test_wait_for_several_units(fresh_served: Served) -> None:
+async def test_wait_for_several_units(served: Served) -> None:
     with trio.fail_after(WAIT * 2):
-        for unit in ("a", "b"):
-            await fresh_served.run("start", unit, check=True)
-        await fresh_served.run("complete", "a", check=True)
-        async with background(fresh_served, "wait", "a", "b", "c", "--for", "completed") as waiting:
+        for unit in ("w-a", "w-b"):
+            await served.run("start", unit, check=True)
+        await served.run("complete", "w-a", check=True)
+        async with background(served, "wait", "w-a", "w-b", "w-c", "--for", "completed") as waiting:
             assert waiting.stderr is not None and waiting.stdout is not None
-            # a is there already; each other one says so once its wait is held
+            # w-a is there already; each other one says so once its wait is held
             lines = {await read_line(waiting.stderr), await read_line(waiting.stderr)}
             assert lines == {
-                'Unit "b" is waiting to reach completed (it is started)\n',
-                'Unit "c" is waiting to reach completed (it is not registered)\n',
+                'Unit "w-b" is waiting to reach completed (it is started)\n',
+                'Unit "w-c" is waiting to reach completed (it is not registered)\n',
             }
-            await fresh_served.run("complete", "b", check=True)
-            assert waiting.poll() is None  # c still missing
-            await fresh_served.run("start", "c", check=True)
-            await fresh_served.run("complete", "c", check=True)
+            await served.run("complete", "w-b", check=True)
+            assert waiting.poll() is None  # w-c still missing
+            await served.run("start", "w-c", check=True)
+            await served.run("complete", "w-c", check=True)
             assert await waiting.wait() == OK
-            assert await read_all(waiting.stdout) == "Units [a, b, c] reached completed\n"
+            assert await read_all(waiting.stdout) == "Units [w-a, w-b, w-c] reached completed\n"
 
 
 async def test_wait_all_waits_for_units_registered_meanwhile(fresh_served: Served) -> None:
@@ -69,10 +70,11 @@ async def test_wait_stops_at_the_first_failure(
             assert "unit 'b' failed: broke" in await read_all(waiting.stderr)
 
 
-async def test_wait_needs_units_or_all_not_both(fresh_served: Served) -> None:
+async def test_wait_needs_units_or_all_not_both(tmp_path: Path) -> None:
+    nobody = Served(tmp_path / "none.sock")  # usage errors come before anything is sent
     with trio.fail_after(WAIT * 2):
         for args in (["wait"], ["wait", "x", "--all"]):
-            result = await fresh_served.run(*args)
+            result = await nobody.run(*args)
             assert result.returncode == USAGE, result
             assert result.stderr.startswith("unitsync: wait needs units, or --all")
 

@@ -11,39 +11,46 @@ from .waits import WAIT
 
 
 
-async def test_why_follows_unmet_requirements_to_the_root_causes(fresh_served: Served) -> None:
+async def test_why_follows_unmet_requirements_to_the_root_causes(served: Served) -> None:
     with trio.fail_after(WAIT * 2):
         for args in (
-            ("want", "claude", "git", "db"), ("want", "git", "ssh-key"),
-            ("want", "db", "git", "--requires", "started"), ("want", "claude", "dotfiles"),
-            ("start", "ssh-key"), ("fail", "ssh-key", "--reason", "no key"),
-            ("start", "dotfiles"), ("complete", "dotfiles"),
+            ("want", "why-claude", "why-git", "why-db"), ("want", "why-git", "why-ssh-key"),
+            ("want", "why-db", "why-git", "--requires", "started"),
+            ("want", "why-claude", "why-dotfiles"),
+            ("start", "why-ssh-key"), ("fail", "why-ssh-key", "--reason", "no key"),
+            ("start", "why-dotfiles"), ("complete", "why-dotfiles"),
         ):
-            await fresh_served.run(*args, check=True)
-        result = await fresh_served.run("why", "claude")
+            await served.run(*args, check=True)
+        result = await served.run("why", "why-claude")
         assert result.returncode == OK, result
         assert result.stdout.splitlines() == [
-            "claude pending <- db pending <- git pending <- ssh-key failed: no key",
-            "claude pending <- git pending (see above)",
+            "why-claude pending <- why-db pending <- why-git pending <- why-ssh-key failed: no key",
+            "why-claude pending <- why-git pending (see above)",
         ]
-        tree = json.loads((await fresh_served.run("why", "claude", "-o", "json", check=True)).stdout)
-        assert (tree["unit_name"], tree["status"], tree["is_ready"]) == ("claude", "pending", False)
-        db, git = tree["waiting_for"]  # dotfiles is satisfied: not listed
-        assert (db["unit_name"], db["required_status"]) == ("db", "completed")
-        assert [n["unit_name"] for n in db["waiting_for"]] == ["git"]
+        tree = json.loads((await served.run("why", "why-claude", "-o", "json", check=True)).stdout)
+        assert (tree["unit_name"], tree["status"], tree["is_ready"]) == (
+            "why-claude", "pending", False
+        )
+        db, git = tree["waiting_for"]  # why-dotfiles is satisfied: not listed
+        assert (db["unit_name"], db["required_status"]) == ("why-db", "completed")
+        assert [n["unit_name"] for n in db["waiting_for"]] == ["why-git"]
         assert db["waiting_for"][0]["required_status"] == "started"
         root = db["waiting_for"][0]["waiting_for"][0]
-        assert (root["unit_name"], root["status"], root["reason"]) == ("ssh-key", "failed", "no key")
-        assert root["waiting_for"] == []
-        assert (git["unit_name"], git.get("see_above")) == ("git", True)
-
-
-async def test_why_of_a_unit_that_waits_for_nothing(fresh_served: Served) -> None:
-    with trio.fail_after(WAIT * 2):
-        await fresh_served.run("start", "git", check=True)
-        result = await fresh_served.run("why", "git")
-        assert (result.returncode, result.stdout) == (
-            OK, 'Unit "git" is not waiting for anything (it is started, ready)\n'
+        assert (root["unit_name"], root["status"], root["reason"]) == (
+            "why-ssh-key", "failed", "no key"
         )
-        nobody = await fresh_served.run("why", "nobody")
-        assert nobody.stdout == 'Unit "nobody" is not waiting for anything (it is not registered, ready)\n'
+        assert root["waiting_for"] == []
+        assert (git["unit_name"], git.get("see_above")) == ("why-git", True)
+
+
+async def test_why_of_a_unit_that_waits_for_nothing(served: Served) -> None:
+    with trio.fail_after(WAIT * 2):
+        await served.run("start", "why-alone", check=True)
+        result = await served.run("why", "why-alone")
+        assert (result.returncode, result.stdout) == (
+            OK, 'Unit "why-alone" is not waiting for anything (it is started, ready)\n'
+        )
+        nobody = await served.run("why", "why-nobody")
+        assert nobody.stdout == (
+            'Unit "why-nobody" is not waiting for anything (it is not registered, ready)\n'
+        )
