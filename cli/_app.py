@@ -8,6 +8,7 @@ place where errors become a diagnostic line and an exit code.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 
 from cyclopts import App, CycloptsError
 
@@ -50,10 +51,12 @@ for _name, (_target, _help) in _COMMANDS.items():
     app.command(_target, name=_name, help=_help)
 
 
-def main() -> None:
-    """Console-script entry point: run the command, exit with its code."""
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point: run the command (``argv``, else ``sys.argv[1:]``), exit with
+    its code."""
+    tokens = list(sys.argv[1:] if argv is None else argv)
     try:
-        result = app(result_action="return_value", print_error=False, exit_on_error=False)
+        result = app(tokens, result_action="return_value", print_error=False, exit_on_error=False)
     except CycloptsError as error:  # bad arguments: one line, like every other diagnostic
         say(str(error).strip().replace("\n", " "))
         result = USAGE

@@ -62,6 +62,29 @@ class Served:
         return await trio.lowlevel.open_process(UNITSYNC + list(args), env=self.env, **kwargs)
 
 
+def usage(*args: str) -> Result:
+    """``unitsync ARGS`` through the console script's own entry point (``cli.main``), in this
+    process: for usage errors, which are decided before anything is sent. The socket named in
+    the environment has nothing behind it, so a call that did reach for a coordinator would
+    exit 69, not 2."""
+    import contextlib
+    import io
+    from unittest import mock
+
+    import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    code: object = None
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+            mock.patch.dict(os.environ, {"UNITSYNC_SOCKET": "/nonexistent/unitsync.sock"}):
+        try:
+            cli.main(args)
+        except SystemExit as exit_:
+            code = exit_.code
+    assert isinstance(code, int), code
+    return Result(code, out.getvalue(), err.getvalue())
+
+
 @asynccontextmanager
 async def background(served: Served, *args: str, **kwargs: object) -> AsyncIterator[trio.Process]:
     """``unitsync ARGS`` running in the background; killed and reaped on the way out."""
@@ -172,5 +195,5 @@ def have(tool: str) -> bool:
 __all__: Sequence[str] = [
     "CYCLE", "DEPENDENCY_FAILED", "ERROR", "OK", "Result", "Served", "TIMEOUT", "UNITSYNC",
     "UNREACHABLE", "USAGE", "background", "env_for", "have", "read_all", "read_line", "reap",
-    "serve_process", "start_serve", "table",
+    "serve_process", "start_serve", "table", "usage",
 ]
