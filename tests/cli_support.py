@@ -165,8 +165,13 @@ def serve_process(
 
 
 def env_for(path: Path) -> dict[str, str]:
+    """The environment of a ``unitsync`` subprocess talking to ``path``. Without
+    PYTHONDONTWRITEBYTECODE: the suite starts hundreds of them, and with it set (as on a fresh
+    CI machine) each one compiled every module of ours again (a fresh clone's fast suite took
+    70 s instead of 56)."""
     env = {**os.environ, "UNITSYNC_SOCKET": str(path)}
     env.pop("XDG_RUNTIME_DIR", None)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
 
 
