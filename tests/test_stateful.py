@@ -391,7 +391,7 @@ class UnitStateMachine(ModelMachine):
 
 
 CoordinatorMachine.TestCase.settings = settings(
-    max_examples=60, stateful_step_count=30, deadline=None
+    max_examples=40, stateful_step_count=30, deadline=None
 )
 test_coordinator_agrees_with_model = CoordinatorMachine.TestCase
 
