@@ -8,7 +8,6 @@ runs (signals, limits, readiness probes, restarts) is in ``_supervise.py``.
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Annotated
 
 from cyclopts import Parameter
@@ -20,7 +19,7 @@ from ._format import names
 from ._options import Common, Duration, Requirement
 from ._probes import CommandProbe, HttpProbe, LogProbe, Probe, TcpProbe
 from ._probes import parse_address, parse_regex, parse_url
-from ._supervise import Limits, launch, supervise
+from ._supervise import RECONNECT_SECONDS, Limits, launch, supervise
 from ._sync import start_when_ready
 
 if TYPE_CHECKING:
@@ -28,10 +27,6 @@ if TYPE_CHECKING:
 
 __all__ = ["run"]
 
-#: The default of ``--reconnect-timeout``: how long ``run`` tries to reach a coordinator that is
-#: away when CMD ends, to record the outcome (a restarted coordinator restores the unit from its
-#: journal, still started).
-RECONNECT_SECONDS = 10.0
 
 
 def run(

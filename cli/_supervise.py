@@ -25,7 +25,7 @@ from ._probes import LogProbe, Probe, pass_through, poll_until_ready
 if TYPE_CHECKING:
     from coordinator.rpc import AsyncioClient
 
-__all__ = ["FORWARDED", "TIMED_OUT", "Launched", "Limits", "launch", "outcome", "supervise"]
+__all__ = ["FORWARDED", "RECONNECT_SECONDS", "TIMED_OUT", "Launched", "Limits", "launch", "outcome", "supervise"]
 
 #: Signals passed on to CMD while it runs. CMD stays in our process group, so an interactive
 #: CMD keeps its terminal.
@@ -34,6 +34,11 @@ FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 #: ``run``'s exit code when CMD was stopped by ``--run-timeout`` or ``--ready-timeout`` (as
 #: GNU ``timeout`` does).
 TIMED_OUT = 124
+
+#: The default of ``--reconnect-timeout``: how long ``run`` tries to reach a coordinator that is
+#: away when CMD ends, to record the outcome (a restarted coordinator restores the unit from its
+#: journal, still started).
+RECONNECT_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -45,7 +50,7 @@ class Limits:
     probes: tuple[Probe, ...] = ()
     ready_interval: float = 0.5
     ready_timeout: float = 0.0
-    reconnect_timeout: float | None = 10.0  # None: until the coordinator is back
+    reconnect_timeout: float | None = RECONNECT_SECONDS  # None: until the coordinator is back
 
 
 def outcome(returncode: int) -> tuple[int, str]:

@@ -125,7 +125,8 @@ async def _reach_all(
 
 def _there(info: UnitInfo, target: Status) -> bool:
     """Nothing to say "waiting" about: there already, or about to be answered with a failure."""
-    return info.status.reaches(target) or info.status is Status.FAILED or bool(info.blocked_by)
+    failed = info.status in (Status.FAILED, Status.SKIPPED)
+    return info.status.reaches(target) or failed or bool(info.blocked_by)
 
 
 def _what(units: Sequence[str], for_: str) -> str:

@@ -28,7 +28,6 @@ from ._messages import (
     RegistryMessage,
     SleepIdle,
     Snapshot,
-    ToUnit,
     UnitStatistics,
     answer_closed,
 )

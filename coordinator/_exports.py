@@ -67,9 +67,7 @@ def _publish(package: str, exports: dict[str, str], namespace: dict[str, Any]) -
         if name in namespace or module not in sys.modules:
             continue
         value = getattr(sys.modules[module], name)
-        if getattr(value, "__module__", None) == module and (
-            isinstance(value, type) or callable(value)
-        ):
+        if callable(value) and getattr(value, "__module__", None) == module:
             try:
                 value.__module__ = package
             except (AttributeError, TypeError):

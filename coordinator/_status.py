@@ -34,11 +34,6 @@ class Status(enum.Enum):
         """Human spelling: ``not registered`` for :attr:`NOT_REGISTERED`, else the value."""
         return self.value or "not registered"
 
-    @property
-    def is_outcome(self) -> bool:
-        """True for the end of a run: completed, failed or skipped."""
-        return self in _OUTCOMES
-
     def reaches(self, target: Status) -> bool:
         """True when a unit in this status has *reached* ``target``.
 
@@ -53,7 +48,7 @@ class Status(enum.Enum):
             return self in _OUTCOMES
         if self is Status.FINISHED:  # not a unit's status: reaches only itself
             return False
-        if self in _FAILURES or target in _FAILURES:
+        if self in FAILURES or target in FAILURES:
             return self is target
         return _RANK[self] >= _RANK[target]
 
@@ -75,7 +70,8 @@ _RANK = {
 }
 
 _OUTCOMES = frozenset({Status.COMPLETED, Status.FAILED, Status.SKIPPED})
-_FAILURES = frozenset({Status.FAILED, Status.SKIPPED})
+#: The outcomes that meet no requirement but ``FINISHED`` (and block the others).
+FAILURES = (Status.FAILED, Status.SKIPPED)
 
 #: The statuses a dependency edge may require.
 REQUIREMENTS = (Status.STARTED, Status.COMPLETED, Status.FINISHED)

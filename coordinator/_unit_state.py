@@ -36,7 +36,7 @@ from ._errors import (
     UnitNotFound,
 )
 from ._messages import NOT_REGISTERED, Blocker, Published
-from ._status import Status
+from ._status import FAILURES, Status
 
 __all__ = ["ORPHAN", "REFUSALS", "Change", "UnitState"]
 
@@ -60,9 +60,6 @@ class Change(NamedTuple):
 
 #: What the mutations raise when they refuse (nothing changed then).
 REFUSALS: Final = (AlreadyInStatus, AlreadyRegistered, NotHeld, NotReady, UnitNotFound)
-
-#: The outcomes that meet no requirement but ``finished``, and block the others.
-_FAILURES: Final = (Status.FAILED, Status.SKIPPED)
 
 
 class UnitState(Generic[W]):
@@ -247,7 +244,7 @@ class UnitState(Generic[W]):
             self._unmet.add(dependency)
             if self._requirements[dependency] is Status.FINISHED:
                 pass  # any outcome meets it, and a blocked unit still gets one: it waits
-            elif state.status in _FAILURES or state.blocker is not None:
+            elif state.status in FAILURES or state.blocker is not None:
                 if blocking is None:
                     self._blocking = {dependency}
                 else:
@@ -316,7 +313,7 @@ class UnitState(Generic[W]):
                 if self.status.reaches(target):
                     del self._reached_waiters[waiter]
                     ok(waiter, None)
-                elif self.status in _FAILURES:
+                elif self.status in FAILURES:
                     del self._reached_waiters[waiter]
                     fail(waiter, DependencyFailed(self.name, self.reason, (self.name,), self.status))
                 elif blocker is not None and target is not Status.FINISHED:

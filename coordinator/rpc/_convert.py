@@ -48,9 +48,14 @@ _FROM_WIRE = {wire: status for status, wire in _TO_WIRE.items()}
 _REVISION_1 = {**_TO_WIRE, Status.SKIPPED: "failed", Status.FINISHED: "completed"}
 
 
+def _wire(revision: int) -> dict[Status, str]:
+    """The wire values for a peer speaking ``revision`` (see :data:`REVISION`)."""
+    return _TO_WIRE if revision >= 2 else _REVISION_1
+
+
 def status_to_wire(status: Status, revision: int = REVISION) -> str:
-    """The wire value of ``status`` for a peer speaking ``revision`` (see :data:`REVISION`)."""
-    return (_TO_WIRE if revision >= 2 else _REVISION_1)[status]
+    """The wire value of ``status`` for a peer speaking ``revision``."""
+    return _wire(revision)[status]
 
 
 def status_from_wire(value: Any) -> Status:
@@ -65,7 +70,7 @@ def status_from_wire(value: Any) -> Status:
 
 def fill_info(builder: Any, info: UnitInfo, revision: int = REVISION) -> None:
     """Write ``info`` for a peer speaking ``revision``."""
-    wire = _TO_WIRE if revision >= 2 else _REVISION_1
+    wire = _wire(revision)
     builder.name = info.name
     builder.status = wire[info.status]
     builder.ready = info.ready
@@ -100,7 +105,7 @@ def read_info(reader: Any) -> UnitInfo:
 
 def fill_event(builder: Any, event: Event, revision: int = REVISION) -> None:
     """Write ``event`` for a peer speaking ``revision``."""
-    wire = _TO_WIRE if revision >= 2 else _REVISION_1
+    wire = _wire(revision)
     builder.seq = event.seq
     builder.timeNs = int(event.time * 1e9)
     builder.unit = event.unit
