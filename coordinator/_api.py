@@ -48,8 +48,15 @@ class UnitInfo:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Event:
-    """One status change. ``seq`` increases by one per event, coordinator-wide; ``time`` is the
-    wall-clock time of the change in seconds since the epoch."""
+    """One change in the coordinator's history: a status change, or an edge added.
+
+    ``seq`` increases with every event, coordinator-wide, and survives a restart with the
+    journal; ``time`` is the wall-clock time of the change in seconds since the epoch.
+
+    A status change: ``unit`` went from ``old`` to ``new`` (``reason``: the new status's
+    reason). An edge added (:attr:`is_edge`): ``unit`` now requires ``depends_on`` to reach
+    ``requires``; ``old`` and ``new`` are both the unit's status at that moment.
+    """
 
     seq: int
     time: float
@@ -57,6 +64,13 @@ class Event:
     old: Status
     new: Status
     reason: str = ""
+    depends_on: str = ""
+    requires: Status = Status.NOT_REGISTERED
+
+    @property
+    def is_edge(self) -> bool:
+        """True for an edge added (``unit`` requires ``depends_on``), False for a status change."""
+        return bool(self.depends_on)
 
 
 class UnitHandle(Protocol):
