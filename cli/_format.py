@@ -112,7 +112,8 @@ def graph_json(units: Sequence[UnitInfo]) -> str:
 
 
 def event_json(event: Event) -> str:
-    """One line: ``{"seq", "time", "unit_name", "old_status", "new_status", "reason"}``."""
+    """One line: ``{"seq", "time", "unit_name", "old_status", "new_status", "reason",
+    "depends_on", "requires"}``; the last two are "" except for an edge added."""
     return json.dumps({
         "seq": event.seq,
         "time": event.time,
@@ -120,12 +121,18 @@ def event_json(event: Event) -> str:
         "old_status": event.old.value,
         "new_status": event.new.value,
         "reason": event.reason,
+        "depends_on": event.depends_on,
+        "requires": event.requires.value,
     }, ensure_ascii=False)
 
 
 def event_text(event: Event) -> str:
-    """``2026-11-25T02:38:26.123Z git: pending -> started`` (`` (reason)`` if there is one)."""
+    """``2026-11-25T02:38:26.123Z git: pending -> started`` (`` (reason)`` if there is one), or
+    for an edge added ``... claude: depends on git (completed)``."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(event.time))
     millis = int(event.time % 1 * 1000)
+    if event.depends_on:
+        return (f"{stamp}.{millis:03d}Z {event.unit}: depends on {event.depends_on}"
+                f" ({event.requires.label})")
     line = f"{stamp}.{millis:03d}Z {event.unit}: {event.old.label} -> {event.new.label}"
     return f"{line} ({event.reason})" if event.reason else line

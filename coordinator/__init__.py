@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from ._api import Coordinator as Coordinator
     from ._api import Dependency as Dependency
     from ._api import Event as Event
+    from ._api import HistoryPage as HistoryPage
     from ._api import UnitHandle as UnitHandle
     from ._api import UnitInfo as UnitInfo
     from ._coordinator import CoordinatorStatistics as CoordinatorStatistics

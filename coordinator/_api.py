@@ -16,7 +16,7 @@ from ._status import Status
 if TYPE_CHECKING:
     from ._lease import Lease
 
-__all__ = ["Coordinator", "Dependency", "Event", "UnitHandle", "UnitInfo"]
+__all__ = ["Coordinator", "Dependency", "Event", "HistoryPage", "UnitHandle", "UnitInfo"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,6 +73,22 @@ class Event:
         return bool(self.depends_on)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HistoryPage:
+    """A page of kept events, in seq order.
+
+    ``more``: events of the request remain beyond this page (after its last event; with
+    ``newest``, before its first). ``oldest``: the seq of the oldest event kept (0: none kept),
+    so a reader can tell whether events it wants were dropped. ``last``: the seq of the newest
+    event published (kept or not), where a watch that replays from it would go live.
+    """
+
+    events: tuple[Event, ...]
+    more: bool
+    oldest: int
+    last: int
+
+
 class UnitHandle(Protocol):
     """A unit, by name. Creating a handle registers nothing."""
 
@@ -114,4 +130,10 @@ class Coordinator(Protocol):
 
     async def graph(self) -> str: ...
 
-    def watch(self) -> AbstractAsyncContextManager[AsyncIterator[Event]]: ...
+    async def history(
+        self, *, after: int = 0, limit: int = 0, unit: str = "", newest: bool = False
+    ) -> HistoryPage: ...
+
+    def watch(
+        self, *, after: int | None = None
+    ) -> AbstractAsyncContextManager[AsyncIterator[Event]]: ...

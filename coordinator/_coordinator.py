@@ -6,6 +6,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 import contextlib
 import os
+import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,10 +15,11 @@ from typing import Any, Final, TypeVar
 import outcome
 import trio
 
-from ._api import UnitInfo
-from ._errors import CoordinatorClosed, Overloaded, UnitsyncError
+from ._api import HistoryPage, UnitInfo
+from ._errors import CoordinatorClosed, InvalidArgument, Overloaded, UnitsyncError
 from ._events import WATCH_BUFFER, EventHub, Subscription
 from ._graph import units_to_dot
+from ._history import DEFAULT_HISTORY, History
 from ._inbox import Inbox
 from ._lease import HOLD_GRACE, HOLDER_GONE, Lease
 from ._nursery import open_service_nursery
@@ -115,18 +117,37 @@ class LocalCoordinator:
         return units_to_dot(await self.list())
 
     @asynccontextmanager
-    async def watch(self, *, buffer: int = WATCH_BUFFER) -> AsyncIterator[Subscription]:
-        """Subscribe to status changes: ``async with coord.watch() as events: async for e in events``.
+    async def watch(
+        self, *, after: int | None = None, buffer: int = WATCH_BUFFER
+    ) -> AsyncIterator[Subscription]:
+        """Subscribe to events (status changes, edges added):
+        ``async with coord.watch() as events: async for e in events``.
 
-        Every change published after entering is delivered, in order. The coordinator never waits
-        for a watcher: one more than ``buffer`` events behind is cut off, and iterating then
-        raises :class:`Lagged` (after the buffered events). Leaving the block unsubscribes.
+        Every event published after entering is delivered, in order. With ``after`` (a seq),
+        first every kept event after it, then live ones: no gap, no duplicate (events no longer
+        kept: :class:`Lagged` with ``oldest``). The coordinator never waits for a watcher: one
+        more than ``buffer`` events behind is cut off, and iterating then raises
+        :class:`Lagged` (after the buffered events). Leaving the block unsubscribes.
         """
-        subscription = self._events.subscribe(buffer)
+        subscription = self._events.subscribe(buffer, after=after)
         try:
             yield subscription
         finally:
             self._events.unsubscribe(subscription)
+
+    async def history(
+        self, *, after: int = 0, limit: int = 0, unit: str = "", newest: bool = False
+    ) -> HistoryPage:
+        """A page of the kept history, in seq order: the events after seq ``after`` (of
+        ``unit`` only, if given), the first ``limit`` of them or with ``newest`` the last
+        (0 or more than :data:`MAX_HISTORY_PAGE`: that many). Page on with the last event's
+        seq as ``after`` while ``more``. Read in this task, at once: it includes every
+        change acknowledged before the call."""
+        if unit:
+            validate_name(unit)
+        if limit < 0 or after < 0:
+            raise InvalidArgument(f"history: after and limit are 0 or more, not {after}, {limit}")
+        return self._events.history.page(after=after, limit=limit, unit=unit, newest=newest)
 
     async def statistics(self) -> CoordinatorStatistics:
         snapshot = await self._request(lambda reply: Snapshot(True, reply))
@@ -362,6 +383,8 @@ async def open_coordinator(
     max_units: int = MAX_UNITS,
     state: str | os.PathLike[str] | None = None,
     hold_grace: float = HOLD_GRACE,
+    history: int = DEFAULT_HISTORY,
+    clock: Callable[[], float] = time.time,
 ) -> AsyncIterator[LocalCoordinator]:
     """Run a coordinator in a nursery nested in the caller's task, for the ``async with`` block.
 
@@ -375,6 +398,10 @@ async def open_coordinator(
     ``hold_grace`` seconds, for their holders to take over (``hold(resume=True)``); the others
     then fail with ``"holder disconnected"``.
 
+    ``history``: the events to keep (status changes and edges added, see :meth:`~LocalCoordinator.history`):
+    the newest ``history`` of them, in memory and in the journal (0: none; ``watch`` still
+    works). ``clock``: the wall clock the events are stamped with (tests pass a fake one).
+
     On leaving the block — normally, by an exception, or by cancellation — every actor stops and
     every caller still waiting (``ready()`` from a task outside the block, say) gets
     :class:`CoordinatorClosed`. An exception raised in the body propagates **unchanged** (not
@@ -382,12 +409,17 @@ async def open_coordinator(
     body's exception is the only one). A crash of the coordinator's own tasks (a bug) propagates
     as the ExceptionGroup the nursery raises, and cancels the body.
     """
-    events = EventHub()
+    kept = History(history)
     inbox: Inbox[RegistryMessage] = Inbox(REGISTRY_INBOX_SIZE)
     writer, restored = None, None
     if state is not None:
         journal, restored = await open_journal(Path(state))
-        writer = JournalWriter(journal, dict(restored))
+        for event in journal.history:
+            kept.append(event)
+        kept.last = max(kept.last, journal.last_seq)
+        journal.history = []
+        writer = JournalWriter(journal, dict(restored), kept)
+    events = EventHub(kept, clock=clock, record=writer.record_event if writer else None)
     async with open_service_nursery() as nursery:
         if writer is not None:
             nursery.start_soon(writer.run, name="unitsync:journal")

@@ -196,20 +196,28 @@ class CoordinatorClosed(UnitsyncError):
 
 
 class Lagged(UnitsyncError):
-    """A watch subscriber fell more than its buffer behind and was cut off.
+    """A watch subscriber fell more than its buffer behind and was cut off, or asked to replay
+    history that is no longer kept.
 
-    ``seq`` is the sequence number of the last event it was given (0 if none). The coordinator
-    never waits for a slow watcher; it drops the subscription instead of dropping events silently.
+    ``seq`` is the sequence number of the last event it was given (or asked to start after; 0
+    if none). The coordinator never waits for a slow watcher; it drops the subscription instead
+    of dropping events silently. ``oldest`` (non-zero only for a replay): the oldest seq the
+    history still keeps; events between ``seq`` and it were dropped.
     """
 
     code = "unitsync.lagged"
 
-    def __init__(self, seq: int, buffer: int) -> None:
+    def __init__(self, seq: int, buffer: int, oldest: int = 0) -> None:
         self.seq = seq
         self.buffer = buffer
-        super().__init__(
-            f"watcher fell more than {buffer} events behind after event {seq} and was cut off"
-        )
+        self.oldest = oldest
+        if oldest:
+            message = (f"the history no longer keeps the events after {seq}: the oldest kept"
+                       f" is {oldest}")
+        else:
+            message = (f"watcher fell more than {buffer} events behind after event {seq} and"
+                       " was cut off")
+        super().__init__(message)
 
 
 class Overloaded(UnitsyncError):

@@ -6,8 +6,9 @@ dependency is not stored). Records are state *assignments*, replayed in order.
 
 Files, in the socket's 0700 directory, each created 0600::
 
-    PATH       {"op":"snapshot","generation":G,"records":K}, then K records (per unit, sorted:
-               its status record, then its want record if it has requirements)
+    PATH       {"op":"snapshot","generation":G,"records":K,"seq":S}, then K records (per unit,
+               sorted: its status record, then its want record if it has requirements; then
+               the kept history's event records, oldest first); S: the last event's seq
     PATH.log   {"op":"log","generation":G}, then one record per mutation, in order
     PATH.lock  flock'ed while open: a second process gets JournalError
 
@@ -17,6 +18,12 @@ Every line is ``<crc32 of the JSON bytes: 8 hex digits> <compact UTF-8 JSON>\\n`
                                                                       fail/skip
     {"op":"status","unit":"git","status":"started","reason":"","held":true}   hold (a lease)
     {"op":"want","unit":"claude","requires":[["git","completed"]]}    add/replace edges; registers
+    {"op":"event","seq":7,"t":1764932594.29,"unit":"git","old":"pending","new":"started",
+     "reason":""}                                                     history: a status change
+    {"op":"event","seq":8,"t":...,"unit":"claude","old":"pending","new":"pending","reason":"",
+     "dep":"git","requires":"completed"}                              history: an edge added
+
+Event records only feed the history (:attr:`Journal.history`); the state comes from the others.
 
 Guarantees:
 
@@ -52,11 +59,12 @@ import json
 import os
 import threading
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._api import Event
 from ._errors import UnitsyncError
 from ._status import REQUIREMENTS, UNIT_STATUSES, Status
 
@@ -148,9 +156,11 @@ def apply(state: dict[str, UnitRecord], record: Record) -> None:
             )
 
 
-def encode(record: Record | dict[str, Any]) -> bytes:
-    """The framed line for ``record`` (or for a header dict): ``<crc32 hex> <json>\\n``."""
+def encode(record: Record | Event | dict[str, Any]) -> bytes:
+    """The framed line for ``record`` (or an event, or a header dict): ``<crc32 hex> <json>\\n``."""
     match record:
+        case Event():
+            record = _event_object(record)
         case StatusRecord(unit, status, reason, held):
             record = {"op": "status", "unit": unit, "status": status.value, "reason": reason}
             if held:
@@ -159,6 +169,27 @@ def encode(record: Record | dict[str, Any]) -> bytes:
             record = {"op": "want", "unit": unit, "requires": [[d, r.value] for d, r in requires]}
     payload = json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
     return b"%08x %s\n" % (zlib.crc32(payload), payload)
+
+
+def _event_object(event: Event) -> dict[str, Any]:
+    obj = {"op": "event", "seq": event.seq, "t": event.time, "unit": event.unit,
+           "old": event.old.value, "new": event.new.value, "reason": event.reason}
+    if event.depends_on:
+        obj["dep"], obj["requires"] = event.depends_on, event.requires.value
+    return obj
+
+
+def _read_event(obj: dict[str, Any]) -> Event | None:
+    """The event an ``"op":"event"`` object holds, None if it is not a valid one."""
+    match obj:
+        case {"seq": int(seq), "t": float(t) | int(t), "unit": str(unit), "old": str(old),
+              "new": str(new), "reason": str(reason)} if seq > 0:
+            dep, requires = obj.get("dep", ""), Status(obj.get("requires", ""))
+            if not isinstance(dep, str) or (dep and requires not in REQUIREMENTS):
+                return None
+            return Event(seq=seq, time=float(t), unit=unit, old=Status(old), new=Status(new),
+                         reason=reason, depends_on=dep, requires=requires)
+    return None
 
 
 class _BadLine(Exception):
@@ -203,11 +234,18 @@ def _parse(path: str, data: bytes, *, torn_tail_ok: bool) -> tuple[list[dict[str
     return objs, offset
 
 
-def _replay(path: str, state: dict[str, UnitRecord], objs: list[dict[str, Any]]) -> None:
-    """Apply the records after the header line."""
+def _replay(
+    path: str, state: dict[str, UnitRecord], objs: list[dict[str, Any]], history: list[Event]
+) -> None:
+    """Apply the records after the header line; event records go to ``history``."""
     for number, obj in enumerate(objs[1:], start=2):
         try:
             match obj:
+                case {"op": "event"}:
+                    event = _read_event(obj)
+                    if event is not None:
+                        history.append(event)
+                        continue
                 case {"op": "status", "unit": str(u), "status": str(s), "reason": str(reason)}:
                     held, status = obj.get("held", False), Status(s)
                     if isinstance(held, bool) and status in STORED_STATUSES:
@@ -251,7 +289,11 @@ class Journal:
         self._lock, self._io_lock = threading.Lock(), threading.Lock()  # buffer; files
         self._pending: list[bytes] = []  # encoded records durable+1 .. appended
         self._appended = self._durable = self._flushes = 0
-        self._generation = self._log_records = self._snapshot_units = 0
+        self._generation = self._log_records = self._snapshot_units = self._snapshot_events = 0
+        #: The events the journal holds (snapshot, then log), oldest first, and the seq of the
+        #: last event ever journaled: what a restarted coordinator's history starts from.
+        self.history: list[Event] = []
+        self.last_seq = 0
         self._log_fd: int | None = None
         self._lock_fd: int | None = None
         self._unusable: str | None = None
@@ -288,19 +330,19 @@ class Journal:
             objs, _ = _parse(self.path, Path(self.path).read_bytes(), torn_tail_ok=False)
             match objs[:1]:
                 case [{"op": "snapshot", "generation": int(gen), "records": int(count)}] if (
-                    count == len(objs) - 1
+                    count == len(objs) - 1 and isinstance(objs[0].get("seq", 0), int)
                 ):
-                    self._generation = gen
+                    self._generation, self.last_seq = gen, objs[0].get("seq", 0)
                 case _:
                     raise JournalCorrupt(self.path, 1, "bad snapshot header or record count")
-            _replay(self.path, state, objs)
-            self._snapshot_units = len(state)
+            _replay(self.path, state, objs, self.history)
+            self._snapshot_units, self._snapshot_events = len(state), len(self.history)
         log = Path(self._log_path)
         data = log.read_bytes() if os.path.lexists(log) else b""
         objs, good = _parse(self._log_path, data, torn_tail_ok=True)
         match objs[:1]:
             case [{"op": "log", "generation": int(gen)}] if gen == self._generation:
-                _replay(self._log_path, state, objs)
+                _replay(self._log_path, state, objs, self.history)
                 self._log_records = len(objs) - 1
                 self._log_fd = os.open(self._log_path, _APPEND)
                 if good < len(data):  # a torn tail, never acknowledged: cut it off
@@ -313,9 +355,11 @@ class Journal:
                 self._reset_log()
             case _:
                 raise JournalCorrupt(self._log_path, 1, "bad log header")
+        if self.history:
+            self.last_seq = max(self.last_seq, self.history[-1].seq)
         return state
 
-    def append(self, record: Record) -> int:
+    def append(self, record: Record | Event) -> int:
         """Buffer ``record`` (encoded now, no I/O) and return its sequence number; it is durable
         once :attr:`durable` reaches that number."""
         line = encode(record)
@@ -347,16 +391,22 @@ class Journal:
 
     def should_compact(self) -> bool:
         """True when the log has more than ``compact_min_records`` records and more than twice
-        the units of the last snapshot."""
-        return self._log_records > max(self._compact_min, 2 * self._snapshot_units)
+        the units and events of the last snapshot (so the files stay within about three times
+        the state and the kept history)."""
+        snapshot = self._snapshot_units + self._snapshot_events
+        return self._log_records > max(self._compact_min, 2 * snapshot)
 
-    def compact(self, state: Mapping[str, UnitRecord], through: int | None = None) -> int:
-        """Replace snapshot and log by a snapshot of ``state``; return how many buffered records
-        that made durable. Blocking (use a worker thread).
+    def compact(
+        self, state: Mapping[str, UnitRecord], through: int | None = None,
+        events: Sequence[Event] = (), last_seq: int = 0,
+    ) -> int:
+        """Replace snapshot and log by a snapshot of ``state`` and the kept history ``events``
+        (oldest first; ``last_seq``: the seq of the last event published, kept or not); return
+        how many buffered records that made durable. Blocking (use a worker thread).
 
-        ``state`` is the result of the records up to sequence number ``through`` (default: all
-        appended so far) and must not change during the call: capture ``dict(state)`` and
-        ``journal.appended`` together, after the last flush (``durable <= through <= appended``,
+        ``state`` and ``events`` are the result of the records up to sequence number ``through``
+        (default: all appended so far) and must not change during the call: capture
+        ``dict(state)``, the kept events and ``journal.appended`` together, after the last flush (``durable <= through <= appended``,
         else ValueError). Later records stay buffered for the next flush. Any other failure makes
         the journal unusable; reopening then finds the old state or the new one, never a mix."""
         lines: list[bytes] = []  # encoded before taking the file lock: flushes need not wait
@@ -365,6 +415,7 @@ class Journal:
             lines.append(encode(StatusRecord(unit, stored.status, stored.reason, stored.held)))
             if stored.requirements:
                 lines.append(encode(WantRecord(unit, tuple(sorted(stored.requirements.items())))))
+        lines.extend(encode(event) for event in events)
         with self._io_lock:
             with self._lock:
                 self._check_usable()
@@ -372,10 +423,12 @@ class Journal:
                 if not self._durable <= through <= self._appended:
                     raise ValueError(f"through={through} is outside [durable, appended]"
                                      f" = [{self._durable}, {self._appended}]")
-            header = {"op": "snapshot", "generation": self._generation + 1, "records": len(lines)}
+            header = {"op": "snapshot", "generation": self._generation + 1, "records": len(lines),
+                      "seq": last_seq}
             try:
                 self._replace(self.path, b"".join([encode(header), *lines]))
                 self._generation, self._snapshot_units = self._generation + 1, len(state)
+                self._snapshot_events = len(events)
                 with self._lock:
                     covered = through - self._durable
                     del self._pending[:covered]

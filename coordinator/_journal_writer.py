@@ -20,6 +20,8 @@ from pathlib import Path
 
 import trio
 
+from ._api import Event
+from ._history import History
 from ._journal import Journal, Record, UnitRecord, apply
 
 __all__ = ["JournalWriter", "open_journal"]
@@ -34,12 +36,16 @@ class JournalWriter:
     """Group commit for one :class:`Journal`; run :meth:`run` as a task, use the rest from
     actors (all in the Trio thread)."""
 
-    __slots__ = ("_journal", "_state", "_waiting", "_work", "_limiter")
+    __slots__ = ("_journal", "_state", "_history", "_waiting", "_work", "_limiter")
 
-    def __init__(self, journal: Journal, state: dict[str, UnitRecord]) -> None:
+    def __init__(
+        self, journal: Journal, state: dict[str, UnitRecord], history: History | None = None
+    ) -> None:
         self._journal = journal
-        #: The journaled state, kept up to date record by record: what compaction writes.
+        #: The journaled state, kept up to date record by record, and the kept history (the
+        #: hub appends to it as it hands us each event): what compaction writes.
         self._state = state
+        self._history = history
         self._waiting: collections.deque[tuple[int, Callable[[], object]]] = collections.deque()
         self._work = trio.Event()
         self._limiter = trio.CapacityLimiter(1)
@@ -48,6 +54,12 @@ class JournalWriter:
         """An accepted mutation, in the order it was applied (synchronous, no I/O)."""
         self._journal.append(record)
         apply(self._state, record)
+        self._work.set()
+
+    def record_event(self, event: Event) -> None:
+        """An event of the history, in seq order (synchronous, no I/O). Nobody waits for it:
+        it becomes durable with the next flush, with the mutation that made it."""
+        self._journal.append(event)
         self._work.set()
 
     def then(self, answer: Callable[[], object]) -> None:
@@ -68,8 +80,10 @@ class JournalWriter:
                 self._answer_durable()
                 if journal.should_compact():
                     snapshot, through = dict(self._state), journal.appended
+                    history = self._history
+                    events, last = (history.events(), history.last) if history else ([], 0)
                     await trio.to_thread.run_sync(
-                        journal.compact, snapshot, through, limiter=self._limiter
+                        journal.compact, snapshot, through, events, last, limiter=self._limiter
                     )
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(2.0):

@@ -181,7 +181,11 @@ class UnitActor:
                 case Register(reply):
                     self._apply(reply, state.register())
                 case AddRequirements(requirements, reply):
+                    had = state.requirements
+                    added = [(d, r) for d, r, _ in requirements if had.get(d) is not r]
                     self._apply(reply, state.add_requirements(requirements))
+                    for dependency, required in added:
+                        self._events.publish_edge(self.name, state.status, dependency, required)
                     if self._writer is not None:
                         self._writer.record(
                             WantRecord(self.name, tuple((d, r) for d, r, _ in requirements))

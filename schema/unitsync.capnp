@@ -42,12 +42,19 @@ struct UnitInfo {
 }
 
 struct Event {
-  seq @0 :UInt64;          # coordinator-wide, +1 per status change
+  # One change in the coordinator's history: a status change (unit went old -> new), or, from
+  # revision 3, an edge added (dependsOn is set: unit now requires dependsOn to reach requires;
+  # old and new are both the unit's status then). Connections speaking revision 1 or 2 are
+  # sent status changes only.
+  seq @0 :UInt64;          # coordinator-wide, increasing (edges take seqs too: a revision-1/2
+                           # watcher sees gaps); kept across restarts with the journal
   timeNs @1 :Int64;        # wall clock, nanoseconds since the Unix epoch
   unit @2 :Text;
   old @3 :Status;
   new @4 :Status;
   reason @5 :Text;
+  dependsOn @6 :Text;      # revision 3: "" for a status change
+  requires @7 :Status;     # revision 3: started | completed | finished, for an edge
 }
 
 interface Coordinator {
@@ -60,13 +67,23 @@ interface Coordinator {
     # limit (~50,000 units). Paged: at most `limit` and ~4 MiB of them; `more` is true when
     # units remain after the last (ask again with its name as `after`).
   graph @3 () -> (dot :Text);                    # Graphviz DOT
-  watch @4 (watcher :Watcher) -> (subscription :Subscription);   # dropping the subscription ends it
+  watch @4 (watcher :Watcher, replay :Bool, after :UInt64) -> (subscription :Subscription);
+    # Dropping the subscription ends it. Events from now on; revision 3: with replay, first
+    # every kept event after seq `after`, then live ones, with no gap and no duplicate (the
+    # history no longer keeps those events: the stream ends with unitsync.lagged).
   hello @5 (revision :UInt32) -> (revision :UInt32);
-    # Call it first with the revision of this file your client was built from (2 here). The
+    # Call it first with the revision of this file your client was built from (3 here). The
     # connection then speaks the lower of yours and the server's, which it answers. Without a
     # hello a connection speaks revision 1, the first contract: a skipped unit is sent as
     # failed, a finished requirement as completed (so old clients never see a value they do
     # not know). An old server answers hello with Cap'n Proto's "unimplemented": revision 1.
+  history @6 (after :UInt64, limit :UInt32, unit :Text, newest :Bool)
+      -> (events :List(Event), more :Bool, oldest :UInt64, last :UInt64);
+    # revision 3: the kept history (the newest `serve --history N` events), in seq order: the
+    # events after seq `after` (of `unit` only, unless ""), the first `limit` of them, or with
+    # `newest` the last `limit` (0, or more than 10,000: 10,000). more: events remain beyond
+    # this page (after it; with newest, before it): page on with the last seq as `after`.
+    # oldest: the oldest kept seq (0: none); last: the seq of the newest event published.
 }
 
 interface Unit {

@@ -41,7 +41,8 @@ from .cli_support import (
 from .waits import WAIT
 
 STATUS_KEYS = {"unit_name", "status", "is_ready", "dependencies", "reason", "blocked_by"}
-EVENT_KEYS = {"seq", "time", "unit_name", "old_status", "new_status", "reason"}
+EVENT_KEYS = {"seq", "time", "unit_name", "old_status", "new_status", "reason", "depends_on",
+              "requires"}
 
 
 def waiting_for(unit: str, dependency: str) -> str:
@@ -402,6 +403,7 @@ async def test_wait_times_out(served: Served) -> None:
 async def test_watch_json_streams_every_change_in_order(fresh_served: Served) -> None:
     expected = [
         ("claude", "", "pending", ""),
+        ("claude", "pending", "pending", ""),  # the edge: see depends_on below
         ("git", "", "started", ""),
         ("git", "started", "completed", ""),
         ("claude", "pending", "started", ""),
@@ -422,7 +424,7 @@ async def test_watch_json_streams_every_change_in_order(fresh_served: Served) ->
             events = [json.loads(await read_line(watch.stdout)) for _ in expected]
             watch.send_signal(signal.SIGTERM)
             assert await watch.wait() == OK
-            assert await read_all(watch.stdout) == ""  # nothing past the five events
+            assert await read_all(watch.stdout) == ""  # nothing past the six events
 
     for event in events:
         assert set(event) == EVENT_KEYS, event
@@ -432,6 +434,8 @@ async def test_watch_json_streams_every_change_in_order(fresh_served: Served) ->
     assert seqs == list(range(seqs[0], seqs[0] + len(expected))), seqs
     changes = [(e["unit_name"], e["old_status"], e["new_status"], e["reason"]) for e in events]
     assert changes == expected
+    edges = [(e["depends_on"], e["requires"]) for e in events]
+    assert edges == [("", ""), ("git", "completed")] + [("", "")] * 4
 
 
 async def test_watch_text_one_line_per_change(fresh_served: Served) -> None:
@@ -445,12 +449,13 @@ async def test_watch_text_one_line_per_change(fresh_served: Served) -> None:
             await fresh_served.run("start", "git", check=True)
             await fresh_served.run("complete", "git", check=True)
             await fresh_served.run("fail", "setup", "--reason", "disk full", check=True)
-            lines = [await read_line(watch.stdout) for _ in range(3)]
+            await fresh_served.run("want", "setup", "lint", "--requires", "finished", check=True)
+            lines = [await read_line(watch.stdout) for _ in range(4)]
             watch.send_signal(signal.SIGINT)
             assert await watch.wait() == OK
 
     expected = ["git: pending -> started", "git: started -> completed",
-                "setup: started -> failed (disk full)"]
+                "setup: started -> failed (disk full)", "setup: depends on lint (finished)"]
     for line, text in zip(lines, expected, strict=True):
         assert re.fullmatch(f"{stamp} {re.escape(text)}\n", line), (line, text)
 

@@ -170,8 +170,9 @@ async def test_cxx_client(cxx_client: Path, server: LocalCoordinator, sock_dir: 
     assert code_of(seen["cycle"]) == "unitsync.cycle"
     assert "unitsync.cycle: dependency cycle refused: git -> claude -> git\n" in seen["cycle"]
     assert seen["cycleType"] == "failed"
-    # revision 2, said with hello: finished and skipped, as they are
-    assert seen["revision"] == 2
+    # the client says hello(2) and the server its own revision: the connection speaks 2,
+    # so finished and skipped arrive as they are
+    assert seen["revision"] == 3  # the server's
     assert seen["report"] == {
         "name": "report", "status": "pending", "ready": True,
         "dependencies": [

@@ -453,13 +453,16 @@ async def test_remote_watch_in_order_and_slow_watcher_cut_off(
                         await other.unit(f"u{i}").want("git")
                     await other.unit("git").start()
                     await other.unit("git").complete()
-                    seen = [await anext(events) for _ in range(52)]
-                    assert [(e.unit, e.old, e.new) for e in seen] == [
-                        *((f"u{i}", Status.NOT_REGISTERED, Status.PENDING) for i in range(50)),
-                        ("git", Status.NOT_REGISTERED, Status.STARTED),
-                        ("git", Status.STARTED, Status.COMPLETED),
+                    seen = [await anext(events) for _ in range(102)]
+                    assert [(e.unit, e.old, e.new, e.depends_on) for e in seen] == [
+                        *(event for i in range(50) for event in (
+                            (f"u{i}", Status.NOT_REGISTERED, Status.PENDING, ""),
+                            (f"u{i}", Status.PENDING, Status.PENDING, "git"),  # the edge
+                        )),
+                        ("git", Status.NOT_REGISTERED, Status.STARTED, ""),
+                        ("git", Status.STARTED, Status.COMPLETED, ""),
                     ]
-                    assert [e.seq for e in seen] == list(range(seen[0].seq, seen[0].seq + 52))
+                    assert [e.seq for e in seen] == list(range(seen[0].seq, seen[0].seq + 102))
 
                     # the slow one read nothing: it keeps what fitted its buffer, then Lagged
                     got = [await anext(slow) for _ in range(4)]

@@ -337,15 +337,17 @@ async def test_watch_delivers_every_change_in_order(coord) -> None:
             await coord.unit("git").fail("boom")
             await coord.unit("git").start()
             await coord.unit("git").complete()
-            seen = [await anext(events) for _ in range(5)]
-    assert [(e.unit, e.old, e.new, e.reason) for e in seen] == [
-        ("claude", Status.NOT_REGISTERED, Status.PENDING, ""),
-        ("git", Status.NOT_REGISTERED, Status.STARTED, ""),
-        ("git", Status.STARTED, Status.FAILED, "boom"),
-        ("git", Status.FAILED, Status.STARTED, ""),
-        ("git", Status.STARTED, Status.COMPLETED, ""),
+            seen = [await anext(events) for _ in range(6)]
+    assert [(e.unit, e.old, e.new, e.reason, e.depends_on, e.requires) for e in seen] == [
+        ("claude", Status.NOT_REGISTERED, Status.PENDING, "", "", Status.NOT_REGISTERED),
+        ("claude", Status.PENDING, Status.PENDING, "", "git", Status.COMPLETED),  # an edge
+        ("git", Status.NOT_REGISTERED, Status.STARTED, "", "", Status.NOT_REGISTERED),
+        ("git", Status.STARTED, Status.FAILED, "boom", "", Status.NOT_REGISTERED),
+        ("git", Status.FAILED, Status.STARTED, "", "", Status.NOT_REGISTERED),
+        ("git", Status.STARTED, Status.COMPLETED, "", "", Status.NOT_REGISTERED),
     ]
-    assert [e.seq for e in seen] == list(range(seen[0].seq, seen[0].seq + 5))
+    assert [e.is_edge for e in seen] == [False, True, False, False, False, False]
+    assert [e.seq for e in seen] == list(range(seen[0].seq, seen[0].seq + 6))
     assert all(a.time <= b.time for a, b in zip(seen, seen[1:]))
 
 

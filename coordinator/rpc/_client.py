@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import capnp
 
-from .._api import Event, UnitInfo
+from .._api import Event, HistoryPage, UnitInfo
 from .._errors import CoordinatorClosed, CoordinatorUnreachable, UnitsyncError
 from .._graph import units_to_dot
 from .._names import validate_dependencies, validate_name
@@ -267,12 +267,26 @@ class AsyncioClient:
         ``graph()`` sends one message, which fails past ~50,000 units."""
         return units_to_dot(await self.list())
 
-    async def watch(self) -> ClientWatch:
+    async def history(
+        self, *, after: int = 0, limit: int = 0, unit: str = "", newest: bool = False
+    ) -> HistoryPage:
+        """A page of the kept history (as ``LocalCoordinator.history``)."""
+        if unit:
+            validate_name(unit)
+        page = await self._call(self._coord.history(after, limit, unit, newest))
+        return HistoryPage(
+            events=tuple(read_event(e) for e in page.events), more=page.more,
+            oldest=page.oldest, last=page.last,
+        )
+
+    async def watch(self, *, after: int | None = None) -> ClientWatch:
         """Subscribe to the coordinator's events (see :class:`ClientWatch`); the events are
-        those after this returns. ``close()`` the watch when done."""
+        those after this returns, or with ``after`` (a seq) every kept one after it first.
+        ``close()`` the watch when done."""
         watch_id = next(self._ids)
         watch = ClientWatch(functools.partial(self._unwatch, watch_id))
-        result = await self._call(self._coord.watch(_Watcher(watch)))
+        replay = after is not None
+        result = await self._call(self._coord.watch(_Watcher(watch), replay, after or 0))
         self._subscriptions[watch_id] = result.subscription
         self._watches[watch_id] = watch
         return watch

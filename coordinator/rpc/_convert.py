@@ -30,8 +30,9 @@ __all__ = [
 ]
 
 #: The revision of ``unitsync.capnp`` this code speaks (see ``Coordinator.hello``): 1 is the
-#: first contract, 2 adds the status ``skipped``, the requirement ``finished`` and ``skip``.
-REVISION = 2
+#: first contract, 2 adds the status ``skipped``, the requirement ``finished`` and ``skip``,
+#: 3 the history (``history``, ``watch`` replaying from a seq, events for edges added).
+REVISION = 3
 
 _TO_WIRE = {
     Status.NOT_REGISTERED: "notRegistered",
@@ -112,6 +113,9 @@ def fill_event(builder: Any, event: Event, revision: int = REVISION) -> None:
     builder.old = wire[event.old]
     builder.new = wire[event.new]
     builder.reason = event.reason
+    if event.depends_on:  # only sent to revision 3 and later (see RemoteWatch)
+        builder.dependsOn = event.depends_on
+        builder.requires = wire[event.requires]
 
 
 def read_event(reader: Any) -> Event:
@@ -122,6 +126,8 @@ def read_event(reader: Any) -> Event:
         old=_FROM_WIRE[str(reader.old)],
         new=_FROM_WIRE[str(reader.new)],
         reason=reader.reason,
+        depends_on=reader.dependsOn,
+        requires=_FROM_WIRE[str(reader.requires)],
     )
 
 

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import trio
 
-from .._api import Event, UnitInfo
+from .._api import Event, HistoryPage, UnitInfo
 from .._errors import CoordinatorClosed, Lagged
 from .._events import WATCH_BUFFER, Subscription
 from .._lease import Lease
@@ -87,11 +87,22 @@ class RemoteCoordinator:
     async def graph(self) -> str:
         return await self._run(self._core.graph)
 
+    async def history(
+        self, *, after: int = 0, limit: int = 0, unit: str = "", newest: bool = False
+    ) -> HistoryPage:
+        """As ``LocalCoordinator.history``: a page of the kept history."""
+        return await self._run(functools.partial(
+            self._core.history, after=after, limit=limit, unit=unit, newest=newest
+        ))
+
     @asynccontextmanager
-    async def watch(self, *, buffer: int = WATCH_BUFFER) -> AsyncIterator[Subscription]:
-        """As ``LocalCoordinator.watch``: events after entering, in order; ``Lagged`` when this
-        watcher (here, or the server's stream to it) falls behind; ``CoordinatorClosed`` when
-        the coordinator goes away."""
+    async def watch(
+        self, *, after: int | None = None, buffer: int = WATCH_BUFFER
+    ) -> AsyncIterator[Subscription]:
+        """As ``LocalCoordinator.watch``: events after entering (with ``after``: the kept ones
+        after that seq first), in order; ``Lagged`` when this watcher (here, or the server's
+        stream to it) falls behind or asked for events no longer kept; ``CoordinatorClosed``
+        when the coordinator goes away."""
         subscription = Subscription(buffer)
         token = trio.lowlevel.current_trio_token()
         portal, core = self._portal, self._core
@@ -111,10 +122,10 @@ class RemoteCoordinator:
                 async for event in watch:
                     in_trio(functools.partial(offer, watch, event))
             except (Lagged, CoordinatorClosed) as end:
-                in_trio(functools.partial(subscription.end, type(end)))
+                in_trio(functools.partial(subscription.end, end))
 
         async def subscribe() -> ClientWatch:  # KJ thread
-            watch = await core.watch()
+            watch = await core.watch(after=after)
             task = asyncio.ensure_future(forward(watch))
             self._forwarders.add(task)
             task.add_done_callback(self._forwarders.discard)

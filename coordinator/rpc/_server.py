@@ -21,7 +21,7 @@ from .._coordinator import LocalCoordinator
 from .._errors import Overloaded
 from .._paths import socket_path
 from .._version import __version__
-from ._convert import REVISION, fill_info, read_names, wire_errors
+from ._convert import REVISION, fill_event, fill_info, read_names, wire_errors
 from ._bridge import TrioPortal, run_kj_thread
 from ._schema import schema
 from ._socket import Listener, bind_listener, peer_uid
@@ -79,7 +79,7 @@ class _RefusingCoordinator(S.Coordinator.Server):  # type: ignore[name-defined,m
     async def _refuse(self, *args: Any, **kwargs: Any) -> None:
         raise self._error
 
-    ping = unit = list = graph = watch = hello = _refuse
+    ping = unit = list = graph = watch = hello = history = _refuse
 
 
 #: A page of ``list`` stops before its units take more than this (an estimate): well under the
@@ -149,8 +149,27 @@ class CoordinatorServer(S.Coordinator.Server):  # type: ignore[name-defined,misc
         _context.results.dot = await self._portal.run(self._coord.graph)
 
     @wire_errors
-    async def watch(self, watcher: Any, _context: Any, **kwargs: Any) -> None:
-        forward = RemoteWatch(self._coord, self._portal, watcher, self._peer)
+    async def history_context(self, context: Any) -> None:
+        params = context.params
+        unit = read_names(lambda: params.unit)
+        page = await self._portal.run(functools.partial(
+            self._coord.history, after=params.after, limit=params.limit, unit=unit,
+            newest=params.newest,
+        ))
+        revision = self._peer.revision
+        results = context.results
+        events = results.init("events", len(page.events))
+        for slot, event in zip(events, page.events):
+            fill_event(slot, event, revision)
+        results.more, results.oldest, results.last = page.more, page.oldest, page.last
+
+    @wire_errors
+    async def watch(
+        self, watcher: Any, replay: bool, after: int, _context: Any, **kwargs: Any
+    ) -> None:
+        forward = RemoteWatch(
+            self._coord, self._portal, watcher, self._peer, after if replay else None
+        )
         try:
             await forward.start()
         except asyncio.CancelledError:  # the caller went away: no Subscription will stop it

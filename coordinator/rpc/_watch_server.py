@@ -43,9 +43,11 @@ class RemoteWatch:
     """
 
     def __init__(
-        self, coord: LocalCoordinator, portal: TrioPortal, watcher: Any, peer: Peer
+        self, coord: LocalCoordinator, portal: TrioPortal, watcher: Any, peer: Peer,
+        after: int | None = None,
     ) -> None:
         self._coord = coord
+        self._after = after  # replay the kept history after this seq first (None: live only)
         self._peer = peer
         self._portal = portal
         self._watcher = watcher
@@ -60,7 +62,8 @@ class RemoteWatch:
         """Subscribe (in Trio) and start sending; returns once subscribed."""
         loop = asyncio.get_running_loop()
         subscribed: asyncio.Future[None] = loop.create_future()
-        portal, coord = self._portal, self._coord
+        portal, coord, after = self._portal, self._coord, self._after
+        edges = self._peer.revision >= 3  # older peers know status changes only
 
         def set_subscribed(error: BaseException | None) -> None:  # KJ thread
             if not subscribed.done():
@@ -72,11 +75,13 @@ class RemoteWatch:
                 if self._stopped:  # the caller went away before we got here
                     return
                 try:
-                    async with coord.watch() as events:
+                    async with coord.watch(after=after) as events:
                         portal.to_loop(set_subscribed, None)
                         async for event in events:
-                            portal.to_loop(self._deliver, event)
-                except UnitsyncError as exc:  # Lagged (cannot happen: we drain), CoordinatorClosed
+                            if edges or not event.depends_on:
+                                portal.to_loop(self._deliver, event)
+                except UnitsyncError as exc:  # CoordinatorClosed; Lagged: replay from too old
+                    # (a live one cannot happen: we drain)
                     portal.to_loop(set_subscribed, exc)
                     portal.to_loop(self._end, exc)
 
