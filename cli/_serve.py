@@ -29,6 +29,7 @@ def serve(
     state: Path | None = None,
     no_state: Annotated[bool, Parameter(name="--no-state", negative=())] = False,
     hold_grace: Duration = 10.0,
+    history: int = 100_000,
     common: Common = Common(),
 ) -> int:
     """Run the coordinator in the foreground, serving on the socket until SIGINT or SIGTERM.
@@ -60,6 +61,10 @@ def serve(
         After a restart, how long a unit that was held by `unitsync run` stays started for
         that run to reconnect and take it over; then it fails with "holder disconnected".
         Default 10s.
+    history
+        Events to keep for `status`'s History, `timeline`, `blame`, `critical-chain` and
+        `watch --since`: every status change and edge added, the newest N (the oldest are
+        dropped first), journaled with the state. 0: none. Default 100000.
     """
     import functools
 
@@ -73,6 +78,8 @@ def serve(
                         ("--max-waiters", max_waiters)):
         if value < 1:
             raise CommandError(f"{name} must be at least 1, not {value}", USAGE)
+    if history < 0:
+        raise CommandError(f"--history must be 0 or more, not {history}", USAGE)
     limits = ServerLimits(max_connections=max_connections, max_waiters_per_connection=max_waiters,
                           frame_timeout=frame_timeout)
     if no_state and state is not None:
@@ -90,7 +97,7 @@ def serve(
     async def main() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with open_coordinator(
-                max_units=max_units, state=journal, hold_grace=hold_grace
+                max_units=max_units, state=journal, hold_grace=hold_grace, history=history
             ) as coord, \
                     trio.open_nursery() as nursery:
                 path = await nursery.start(

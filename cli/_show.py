@@ -11,7 +11,7 @@ from cyclopts import Parameter
 
 from coordinator import validate_name
 
-from ._connect import OK, say
+from ._connect import OK, USAGE, CommandError, say
 from ._connect import call
 from ._format import event_json, event_text, graph_json, list_json, list_table, status_json
 from ._format import status_table
@@ -95,24 +95,33 @@ def graph(
 def watch(
     *,
     output: Annotated[Literal["text", "json"], Parameter(name=["--output", "-o"])] = "text",
+    since: int | None = None,
     common: Common = Common(),
 ) -> int:
-    """Print every status change as it happens, until SIGINT/SIGTERM (exit 0).
+    """Print every change (status changes, edges added) as it happens, until SIGINT/SIGTERM
+    (exit 0).
 
     Prints `unitsync: watching PATH` on stderr once subscribed. Exits 1 if this watcher falls
-    too far behind and the coordinator cuts it off, 69 if the coordinator goes away (shuts
-    down, or the connection is lost).
+    too far behind and the coordinator cuts it off (or --since asks for events no longer
+    kept), 69 if the coordinator goes away (shuts down, or the connection is lost).
 
     Parameters
     ----------
     output
-        text (`TIME UNIT: OLD -> NEW (reason)`) or json (one object per line: seq, time,
-        unit_name, old_status, new_status, reason).
+        text (`TIME UNIT: OLD -> NEW (reason)`, `TIME UNIT: depends on DEP (REQUIREMENT)`) or
+        json (one object per line: seq, time, unit_name, old_status, new_status, reason,
+        depends_on, requires).
+    since
+        First print the kept events after this seq (0: all of them), then go on live, with
+        no gap and no duplicate: a watcher that stopped after seq N resumes with --since N.
     """
     render = event_json if output == "json" else event_text
+    if since is not None and since < 0:
+        raise CommandError(f"--since must be a seq, 0 or more, not {since}", USAGE)
 
     async def body(core: AsyncioClient) -> int:
-        watch = await core.watch()  # a lost connection ends it too (CoordinatorClosed)
+        # a lost connection ends it too (CoordinatorClosed)
+        watch = await core.watch(after=since)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, watch.close)

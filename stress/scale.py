@@ -70,6 +70,7 @@ import trio
 import trio.testing
 
 from coordinator import CycleError, LocalCoordinator, Status, open_coordinator
+from coordinator._history import DEFAULT_HISTORY
 from coordinator._graph import DependencyGraph  # the bare cycle check, for comparison
 from stress import chain
 
@@ -98,6 +99,7 @@ class Config:
     settle: float  #: seconds memory must hold still before it is read (see idle_unit_memory)
     waves: int  #: the idle units are made in this many waves, ``settle`` apart
     seed: int
+    history: int = DEFAULT_HISTORY  #: events the coordinators keep (0: none)
 
 
 # --- workloads ------------------------------------------------------------------------------
@@ -277,7 +279,7 @@ async def build_shape(
     register, pairs = workload(shape, config.units, config.edges, rng)
     probes = back_edges(pairs, config.probes, rng) if shape == "dag" and config.probes else []
     result: dict[str, Any] = {}
-    async with open_coordinator() as coord:
+    async with open_coordinator(history=config.history) as coord:
         t0 = time.perf_counter()
         for name in register:
             await coord.unit(name).register()
@@ -640,6 +642,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--memory-waves", type=int, default=1,
                         help="make the idle units in this many waves, --settle apart (1)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--history", type=int, default=DEFAULT_HISTORY,
+                        help="events the coordinator building the shapes keeps (0: none)")
     parser.add_argument("--quick", action="store_true", help="small sizes, seconds (smoke test)")
     parser.add_argument("--json", action="store_true", help="print only one JSON object")
     parser.add_argument("--raw", type=Path, help="write the curves and breakdowns here (JSON)")
@@ -651,7 +655,7 @@ def main(argv: list[str]) -> int:
         batch=args.batch or size[2], probes=size[3] if args.probes is None else args.probes,
         idle_units=args.idle_units or size[4], seed=args.seed,
         settle=(0.0 if args.quick else SETTLE_SECONDS) if args.settle is None else args.settle,
-        waves=max(1, args.memory_waves),
+        waves=max(1, args.memory_waves), history=args.history,
     )
     if config.units < 2:
         parser.error("--units must be at least 2")

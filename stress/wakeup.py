@@ -236,7 +236,7 @@ async def drive(
 
 def run_size(
     waiters: int, clients: int, pollers: int, rounds: int, interval: float, timeout: float,
-    journal: bool = True,
+    journal: bool = True, history: int | None = None,
 ) -> Run:
     """One size on a fresh ``unitsync serve`` (its journal in the run's temp dir, or none);
     workers and server are stopped whatever happens."""
@@ -250,6 +250,8 @@ def run_size(
     # one connection per waiter and poller, the driver's, and room: past serve's default limit
     # (1,024) at 1,000 waiters
     limit = ["--max-connections", str(max(1024, waiters + pollers + 64))]
+    if history is not None:
+        limit += ["--history", str(history)]
     server = start([sys.executable, "-m", "cli", "serve", "--socket", str(path), *state, *limit],
                    env, "serving on")
     server_tail: deque[str] = deque(maxlen=20)
@@ -360,6 +362,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--state", action=argparse.BooleanOptionalAction, default=True,
                         help="the server keeps its journal (in the run's temp dir, as `unitsync "
                              "serve` does by default) or, --no-state, memory only")
+    parser.add_argument("--history", type=int,
+                        help="serve --history N: events the coordinator keeps (default: serve's)")
     parser.add_argument("--raw", type=Path, help="write per-waiter latencies (JSON) here")
     parser.add_argument("--quick", action="store_true",
                         help=f"{QUICK_WAITERS} waiters, {QUICK_POLLERS} pollers (smoke test)")
@@ -389,7 +393,8 @@ def main(argv: list[str]) -> int:
     for n in sizes:
         clients = min(n, args.clients or default_clients(n))
         pollers = args.pollers or (QUICK_POLLERS if args.quick else default_pollers(n))
-        run = run_size(n, clients, pollers, args.rounds, args.interval, args.timeout, args.state)
+        run = run_size(n, clients, pollers, args.rounds, args.interval, args.timeout, args.state,
+                       args.history)
         for error in run.errors[:10]:
             print(f"wakeup: {n} waiters: {error}", file=sys.stderr)
         runs.append(run)
