@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ._api import Event
 from ._status import REQUIREMENTS, Status
@@ -30,6 +31,7 @@ __all__ = [
     "BlameRow",
     "Link",
     "Met",
+    "PastRun",
     "Run",
     "Start",
     "TimelineRow",
@@ -82,6 +84,15 @@ class Start:
         return critical
 
 
+class PastRun(NamedTuple):
+    """A run that ended before the unit's last one: when, and how (outcome and reason)."""
+
+    started: float
+    ended: float
+    outcome: Status
+    reason: str
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Run:
     """A unit's last run, as the window shows it.
@@ -96,6 +107,8 @@ class Run:
     wait began (a skip, or a fail/complete while pending); None while running or waiting.
     ``status``/``reason``: the unit's status after the window's last event.
     ``start``: the last :class:`Start` (requirements and critical dependency), if any.
+    ``earlier``: the window's runs before the last, oldest first (a re-run's history: the
+    failure it followed, say).
     """
 
     unit: str
@@ -106,6 +119,7 @@ class Run:
     status: Status
     reason: str
     start: Start | None
+    earlier: tuple[PastRun, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -165,11 +179,13 @@ class _Track:
     run_since: float | None = None
     started: float | None = None
     ended: float | None = None
+    outcome: Status = Status.NOT_REGISTERED  # the status the run ended with
     #: requirement -> (time, seq) it was met at, None (before the window), or absent (unmet);
     #: None as a whole until the unit's first own event (unknown: a mention only)
     met: dict[Status, tuple[float, int] | None] | None = None
     edges: dict[str, Status] = field(default_factory=dict)
     starts: list[Start] = field(default_factory=list)
+    earlier: list[PastRun] = field(default_factory=list)
 
     def see(self, event: Event, origin: float) -> None:
         """Its first own event: the status before it is the event's ``old``, held since the
@@ -191,17 +207,19 @@ class _Track:
                 self.met.pop(requirement, None)
             elif requirement not in self.met:
                 self.met[requirement] = (event.time, event.seq)
-        self.status, self.reason = event.new, event.reason
         if event.new is Status.STARTED:
+            if self.started is not None and self.ended is not None:
+                self.earlier.append(PastRun(self.started, self.ended, self.outcome, self.reason))
             self.run_since, self.started, self.ended = self.since, event.time, None
         elif event.new in _OUTCOMES:
             if self.ended is None:
                 if self.started is None:
                     self.run_since = self.since
-                self.ended = event.time
+                self.ended, self.outcome = event.time, event.new
             self.since = event.time
         elif event.new is Status.PENDING:
             self.since = event.time
+        self.status, self.reason = event.new, event.reason
 
     def met_at(self, requirement: Status) -> tuple[float, int] | None | bool:
         """When ``requirement`` was met: (time, seq), None (before the window), False (unmet)."""
@@ -220,6 +238,7 @@ class _Track:
             status=self.status,
             reason=self.reason,
             start=self.starts[-1] if self.starts and self.started is not None else None,
+            earlier=tuple(self.earlier),
         )
 
 
