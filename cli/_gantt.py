@@ -29,8 +29,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from coordinator import Event
-from coordinator._timeline import Run, critical_chain, runs
+from coordinator import Event, Run, critical_chain, runs
 
 from ._history_text import duration
 

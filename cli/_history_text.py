@@ -2,7 +2,7 @@
 
 ``status UNIT``'s History section (coder's layout), ``timeline``, ``blame`` and
 ``critical-chain`` (``systemd-analyze``'s layouts). The analysis is
-:mod:`coordinator._timeline`'s; this module only lays it out.
+:mod:`coordinator._timeline`'s (public as ``coordinator.blame`` ...); this module only lays it out.
 
 JSON: ``time`` is the event's wall-clock time in seconds since the epoch (a float, as in
 ``watch -o json``); durations (``elapsed``, ``waiting``, ``at``, ...) are float seconds
@@ -18,10 +18,11 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from coordinator import Event, Status
-from coordinator._timeline import (
+from coordinator import (
     BlameRow,
+    Event,
     Link,
+    Status,
     TimelineRow,
     blame,
     critical_chain,
