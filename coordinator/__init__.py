@@ -44,6 +44,17 @@ if TYPE_CHECKING:
     from ._paths import default_state_path as default_state_path
     from ._paths import socket_path as socket_path
     from ._status import Status as Status
+    from ._timeline import BlameRow as BlameRow
+    from ._timeline import Link as Link
+    from ._timeline import Met as Met
+    from ._timeline import PastRun as PastRun
+    from ._timeline import Run as Run
+    from ._timeline import Start as Start
+    from ._timeline import TimelineRow as TimelineRow
+    from ._timeline import blame as blame
+    from ._timeline import critical_chain as critical_chain
+    from ._timeline import runs as runs
+    from ._timeline import timeline as timeline
     from ._version import __version__ as __version__
     from .rpc._remote import connect as connect
     from .rpc._server import serve as serve
