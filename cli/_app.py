@@ -43,7 +43,14 @@ _COMMANDS = {
     "wait": ("cli._wait:wait",
              "Wait until each UNIT (or --all units) has reached a status, without being a unit."),
     "why": ("cli._why:why", "Show what UNIT is waiting for, down to the root causes."),
-    "watch": ("cli._show:watch", "Print status changes as they happen, until interrupted."),
+    "watch": ("cli._show:watch",
+              "Print changes (status, edges) as they happen, until interrupted."),
+    "timeline": ("cli._history:timeline",
+                 "Show every kept event in time order (or draw it: -o svg / -o html)."),
+    "blame": ("cli._history:blame",
+              "Show how long each unit ran and waited, slowest first."),
+    "critical-chain": ("cli._history:critical_chain",
+                       "Show the chain of waits that decided when a unit could run."),
     "run": ("cli._run:run",
             "Run a command as UNIT: wait for its dependencies, complete or fail it on exit."),
 }
@@ -64,4 +71,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         result = report(error)
     except KeyboardInterrupt:
         result = 130
+    except BrokenPipeError:  # `unitsync timeline | head`: the reader has what it wanted
+        result = 0
+    _quiet_stdout()
     sys.exit(result if isinstance(result, int) else 0)
+
+
+def _quiet_stdout() -> None:
+    """Flush stdout now, and if the reader has gone, keep Python's exit flush from complaining."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -74,15 +74,19 @@ def status_table(info: UnitInfo) -> str:
     return "\n".join(lines)
 
 
-def status_json(info: UnitInfo) -> str:
-    return _dump({
+def status_json(info: UnitInfo, history: list[dict[str, Any]] | None = None) -> str:
+    """coder's keys, plus reason, blocked_by and (given) the unit's ``history``."""
+    shown = {
         "unit_name": info.name,
         "status": info.status.value,
         "is_ready": info.ready,
         "dependencies": [_dependency_json(d) for d in info.dependencies],
         "reason": info.reason,
         "blocked_by": info.blocked_by,
-    })
+    }
+    if history is not None:
+        shown["history"] = history
+    return _dump(shown)
 
 
 def _unit_json(info: UnitInfo) -> dict[str, Any]:
@@ -129,8 +133,8 @@ def event_json(event: Event) -> str:
 def event_text(event: Event) -> str:
     """``2026-11-25T02:38:26.123Z git: pending -> started`` (`` (reason)`` if there is one), or
     for an edge added ``... claude: depends on git (completed)``."""
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(event.time))
-    millis = int(event.time % 1 * 1000)
+    seconds, millis = divmod(round(event.time * 1000), 1000)  # .010, never .009
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
     if event.depends_on:
         return (f"{stamp}.{millis:03d}Z {event.unit}: depends on {event.depends_on}"
                 f" ({event.requires.label})")

@@ -39,8 +39,12 @@ __all__ = [
     "duration",
     "event_summary",
     "history_json",
+    "history_objects",
     "history_text",
+    "timeline_header",
     "timeline_json",
+    "timeline_line",
+    "timeline_object",
     "timeline_text",
 ]
 
@@ -141,12 +145,17 @@ def history_text(events: Sequence[Event], unit: str) -> str:
     return "History:\n" + table
 
 
-def history_json(events: Sequence[Event], unit: str) -> str:
-    """The History section as a JSON list, one object per event (``elapsed`` since the
-    unit's first event; the keys of :func:`timeline_json`)."""
+def history_objects(events: Sequence[Event], unit: str) -> list[dict[str, Any]]:
+    """The History section as JSON objects, one per event (``elapsed`` since the unit's
+    first event; the keys of :func:`timeline_json`): ``status -o json``'s ``"history"``."""
     rows = _unit_rows(events, unit)
     first = rows[0].event.time if rows else 0.0
-    return _dump([_event_json(r, r.event.time - first) for r in rows])
+    return [_event_json(r, r.event.time - first) for r in rows]
+
+
+def history_json(events: Sequence[Event], unit: str) -> str:
+    """:func:`history_objects` as a JSON list."""
+    return _dump(history_objects(events, unit))
 
 
 def timeline_text(events: Sequence[Event]) -> str:
@@ -157,6 +166,31 @@ def timeline_text(events: Sequence[Event]) -> str:
     return _table(("TIME", "ELAPSED", "UNIT", "EVENT"), (
         (_clock(r.event.time), _elapsed(r.elapsed), r.event.unit, _row_text(r)) for r in rows
     ))
+
+
+TIMELINE_HEADER = ("TIME", "ELAPSED", "UNIT", "EVENT")
+
+
+def timeline_line(row: TimelineRow, unit_width: int) -> str:
+    """One row of :func:`timeline_text` with fixed widths, for a stream (``--watch``), whose
+    later names are not known yet: the UNIT column is ``unit_width`` wide (longer names
+    push the line)."""
+    cells = (_clock(row.event.time), _elapsed(row.elapsed), row.event.unit, _row_text(row))
+    return _fixed(cells, unit_width)
+
+
+def timeline_header(unit_width: int) -> str:
+    return _fixed(TIMELINE_HEADER, unit_width)
+
+
+def _fixed(cells: Sequence[str], unit_width: int) -> str:
+    time_, elapsed, unit, text = cells
+    return f"{time_:<12}  {elapsed:>9}  {unit:<{unit_width}}  {text}".rstrip()
+
+
+def timeline_object(row: TimelineRow) -> str:
+    """One row of :func:`timeline_json` as a line of compact JSON (JSON Lines: ``--watch``)."""
+    return json.dumps(_event_json(row, row.elapsed), ensure_ascii=False)
 
 
 def timeline_json(events: Sequence[Event]) -> str:

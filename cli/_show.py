@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 from typing import TYPE_CHECKING, Annotated, Literal
 
 from cyclopts import Parameter
@@ -18,6 +17,7 @@ from ._format import status_table
 from ._options import Common
 
 if TYPE_CHECKING:
+    from coordinator import Event
     from coordinator.rpc import AsyncioClient
 
 __all__ = ["graph", "list_", "status", "watch"]
@@ -30,21 +30,37 @@ def status(
     output: Annotated[Literal["table", "json"], Parameter(name=["--output", "-o"])] = "table",
     common: Common = Common(),
 ) -> int:
-    """Show UNIT: its status, whether it is ready, and each dependency with its required and
-    current status. An unregistered unit shows `not registered` (`""` in JSON).
+    """Show UNIT: its status, whether it is ready, each dependency with its required and
+    current status, and its History (coder's layout: `TIME ELAPSED EVENT`, one row per kept
+    event of the unit: registered, each edge added, each status change with its reason). An
+    unregistered unit shows `not registered` (`""` in JSON).
 
     Parameters
     ----------
     unit
         Any unit name.
     output
-        table (coder's layout) or json (coder's keys plus reason and blocked_by).
+        table (coder's layout) or json (coder's keys plus reason, blocked_by and history: one
+        object per event, as `timeline -o json`).
     """
     validate_name(unit)
 
     async def body(core: AsyncioClient) -> None:
+        from ._history import read_history
+        from ._history_text import history_objects, history_text
+
         info = await core.info(unit)
-        print(status_json(info) if output == "json" else status_table(info))
+        events: list[Event] = []
+        if core.revision >= 3:  # a coordinator from before the history has none to give
+            # the unit's events, and its dependencies' (what each start waited for)
+            names = (unit, *(d.depends_on for d in info.dependencies))
+            for found, _ in await asyncio.gather(*(read_history(core, unit=n) for n in names)):
+                events.extend(found)
+            events.sort(key=lambda event: event.seq)
+        if output == "json":
+            print(status_json(info, history_objects(events, unit)))
+        else:
+            print(status_table(info) + "\n\n" + history_text(events, unit))
 
     return call(common, body)
 
@@ -133,17 +149,4 @@ def watch(
                 break
         return OK
 
-    code = call(common, body)
-    if code == OK:
-        _quiet_stdout()
-    return code
-
-
-def _quiet_stdout() -> None:
-    """Flush stdout now, and if the reader has gone, keep Python's exit flush from complaining."""
-    try:
-        sys.stdout.flush()
-    except BrokenPipeError:
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return call(common, body)

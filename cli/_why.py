@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from cyclopts import Parameter
@@ -11,7 +12,8 @@ from cyclopts import Parameter
 from coordinator import validate_name
 
 from ._connect import call
-from ._options import Common
+from ._history import last_changes
+from ._options import Common, format_duration
 
 if TYPE_CHECKING:
     from coordinator import UnitInfo
@@ -31,9 +33,11 @@ def why(
     turn, down to the root causes (a failed unit and its reason, a unit nobody has started, a
     unit still running, a name nobody registered).
 
-    Text: one line per chain, `claude pending <- git started <- ssh-key failed: no key`; a unit
-    reached by several chains is followed once (`(see above)`). JSON: the tree, each node with
-    `unit_name`, `status`, `reason`, `is_ready`, `required_status` (below the top) and
+    Each unit shows how long it has been in its status (from the kept history: `serve
+    --history`). Text: one line per chain, `claude pending 2m <- git started 1m30s <- ssh-key
+    failed 1m30s: no key`; a unit reached by several chains is followed once (`(see above)`).
+    JSON: the tree, each node with `unit_name`, `status`, `reason`, `is_ready`,
+    `in_status_for` (seconds, null if unknown), `required_status` (below the top) and
     `waiting_for` (its unmet requirements).
 
     Parameters
@@ -47,10 +51,14 @@ def why(
 
     async def body(core: AsyncioClient) -> None:
         infos = await _unmet_closure(core, unit)
+        changed = await last_changes(core, list(infos)) if core.revision >= 3 else {}
+        now = time.time()
+        since = {name: now - moment for name, moment in changed.items()}
         if output == "json":
-            print(json.dumps(_tree(infos, unit, None, set()), indent=2, ensure_ascii=False))
+            tree = _tree(infos, since, unit, None, set())
+            print(json.dumps(tree, indent=2, ensure_ascii=False))
         else:
-            print(_text(infos, unit))
+            print(_text(infos, since, unit))
 
     return call(common, body)
 
@@ -74,13 +82,16 @@ def _unmet(info: UnitInfo) -> list[Any]:
     return [d for d in info.dependencies if not d.satisfied]
 
 
-def _state(info: UnitInfo) -> str:
-    """``git started``, ``ssh-key failed: no key``."""
+def _state(info: UnitInfo, since: dict[str, float]) -> str:
+    """``git started 1m30s``, ``ssh-key failed 12.5s: no key`` (how long: if known)."""
     text = f"{info.name} {info.status.label}"
+    if info.name in since:
+        seconds = since[info.name]  # 12.5s, 1m30s, 1h2m
+        text += f" {format_duration(round(seconds, 1) if seconds < 60 else round(seconds))}"
     return f"{text}: {info.reason}" if info.reason else text
 
 
-def _text(infos: dict[str, UnitInfo], unit: str) -> str:
+def _text(infos: dict[str, UnitInfo], since: dict[str, float], unit: str) -> str:
     top = infos[unit]
     if not _unmet(top):
         return (f'Unit "{unit}" is not waiting for anything (it is {top.status.label}'
@@ -89,7 +100,7 @@ def _text(infos: dict[str, UnitInfo], unit: str) -> str:
     shown: set[str] = set()
 
     def walk(chain: list[str], info: UnitInfo) -> None:
-        chain = [*chain, _state(info)]
+        chain = [*chain, _state(info, since)]
         unmet = _unmet(info)
         if not unmet:
             lines.append(" <- ".join(chain))
@@ -106,14 +117,17 @@ def _text(infos: dict[str, UnitInfo], unit: str) -> str:
 
 
 def _tree(
-    infos: dict[str, UnitInfo], unit: str, required: str | None, shown: set[str]
+    infos: dict[str, UnitInfo], since: dict[str, float], unit: str, required: str | None,
+    shown: set[str],
 ) -> dict[str, Any]:
     info = infos[unit]
+    seconds = since.get(unit)
     node: dict[str, Any] = {
         "unit_name": info.name,
         "status": info.status.value,
         "reason": info.reason,
         "is_ready": info.ready,
+        "in_status_for": None if seconds is None else round(seconds, 3),
     }
     if required is not None:
         node["required_status"] = required
@@ -123,6 +137,6 @@ def _tree(
         return node
     shown.add(info.name)
     node["waiting_for"] = [
-        _tree(infos, d.depends_on, d.required.value, shown) for d in _unmet(info)
+        _tree(infos, since, d.depends_on, d.required.value, shown) for d in _unmet(info)
     ]
     return node

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from ._paths import default_state_path as default_state_path
     from ._paths import socket_path as socket_path
     from ._status import Status as Status
+    from ._timeline import Analysis as Analysis
     from ._timeline import BlameRow as BlameRow
     from ._timeline import Link as Link
     from ._timeline import Met as Met

@@ -28,6 +28,7 @@ from ._api import Event
 from ._status import REQUIREMENTS, Status
 
 __all__ = [
+    "Analysis",
     "BlameRow",
     "Link",
     "Met",
@@ -242,42 +243,53 @@ class _Track:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class _Analysis:
-    origin: float  # the window's first event
-    last: float  # the window's last event
-    tracks: dict[str, _Track]  # in order of first appearance (own event or mention)
-    rows: list[TimelineRow]
+class Analysis:
+    """The analysis built one event at a time, for a reader that follows a live stream
+    (``timeline --watch``): :meth:`add` each event in seq order and get its row at once. The
+    functions below build one over a whole list."""
 
+    __slots__ = ("origin", "last", "tracks", "rows")
 
-def _analyse(events: Iterable[Event]) -> _Analysis:
-    ordered = sorted(events, key=lambda e: e.seq)
-    if not ordered:
-        return _Analysis(0.0, 0.0, {}, [])
-    origin = ordered[0].time
-    tracks: dict[str, _Track] = {}
-    rows: list[TimelineRow] = []
+    def __init__(self) -> None:
+        self.origin: float | None = None  # the window's first event
+        self.last = 0.0  # the window's last event
+        #: in order of first appearance (own event or mention)
+        self.tracks: dict[str, _Track] = {}
+        self.rows: list[TimelineRow] = []
 
-    def track(name: str) -> _Track:
-        found = tracks.get(name)
+    def _track(self, name: str) -> _Track:
+        found = self.tracks.get(name)
         if found is None:
-            found = tracks[name] = _Track(name)
+            found = self.tracks[name] = _Track(name)
         return found
 
-    for event in ordered:
-        unit = track(event.unit)
+    def add(self, event: Event) -> TimelineRow:
+        """Take the next event (seq order) and return its row."""
+        if self.origin is None:
+            self.origin = event.time
+        origin = self.origin
+        unit = self._track(event.unit)
         unit.see(event, origin)
         start = None
         if event.is_edge:
-            track(event.depends_on)
+            self._track(event.depends_on)
             unit.edges[event.depends_on] = event.requires
         else:
             if event.new is Status.STARTED:
-                start = _start(event, unit, tracks)
+                start = _start(event, unit, self.tracks)
                 unit.starts.append(start)
             unit.change(event)
-        rows.append(TimelineRow(event=event, elapsed=event.time - origin, start=start))
-    return _Analysis(origin, ordered[-1].time, tracks, rows)
+        row = TimelineRow(event=event, elapsed=event.time - origin, start=start)
+        self.rows.append(row)
+        self.last = event.time
+        return row
+
+
+def _analyse(events: Iterable[Event]) -> Analysis:
+    analysis = Analysis()
+    for event in sorted(events, key=lambda e: e.seq):
+        analysis.add(event)
+    return analysis
 
 
 def _start(event: Event, unit: _Track, tracks: dict[str, _Track]) -> Start:
@@ -349,10 +361,12 @@ def critical_chain(events: Sequence[Event], unit: str | None = None) -> list[Lin
     top = analysis.tracks.get(unit)
     if top is None:
         raise ValueError(f"no event of unit {unit!r} in the history")
+    origin = analysis.origin
+    assert origin is not None  # there are tracks: there was an event
     run = top.run()
     moment = run.ended if run.ended is not None else run.started
     took = None if moment is None or run.started is None else moment - run.started
-    chain = [Link(unit=unit, at=_since(moment, analysis.origin), took=took)]
+    chain = [Link(unit=unit, at=_since(moment, origin), took=took)]
     start = run.start
     # each step goes to an earlier seq (met before the start, the next start before the met)
     while start is not None and start.critical is not None:
@@ -361,7 +375,7 @@ def critical_chain(events: Sequence[Event], unit: str | None = None) -> list[Lin
         dependency = analysis.tracks[met.depends_on]
         start = next((s for s in reversed(dependency.starts) if s.seq <= met.seq), None)
         chain.append(Link(
-            unit=met.depends_on, at=met.at - analysis.origin, requires=met.requires,
+            unit=met.depends_on, at=met.at - origin, requires=met.requires,
             took=None if start is None else met.at - start.time,
         ))
     return chain

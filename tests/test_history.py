@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Callable
 from pathlib import Path
@@ -9,9 +10,10 @@ from pathlib import Path
 import pytest
 import trio
 
-from coordinator import Coordinator, Event, Lagged, Status, connect, open_coordinator, serve
+from coordinator import Coordinator, Event, Lagged, Status, connect, open_coordinator
 from coordinator._history import MAX_HISTORY_PAGE, History
 from coordinator._journal import Journal
+from coordinator.rpc._schema import schema
 
 from .rpc_support import raw_client, serving
 from .waits import WAIT
@@ -272,10 +274,6 @@ async def test_peers_of_revision_2_are_not_sent_edges(sock_dir: Path) -> None:
             async with serving(server, sock_dir / "s.sock") as path, raw_client(path) as run:
                 async def old_watch(state: dict) -> None:
                     await state["coord"].hello(2)
-                    import asyncio
-
-                    from coordinator.rpc._schema import schema
-
                     got: list[tuple[int, str, str]] = []
                     done = asyncio.Event()
 
