@@ -64,6 +64,8 @@ async def read_history(
     after = since.seq
     while True:
         page = await core.history(after=after, unit=unit)
+        if after == since.seq > 0 and page.oldest > after + 1:
+            say(f"events {after + 1} to {page.oldest - 1} are no longer kept (serve --history)")
         events.extend(page.events)
         if not page.more or not page.events:
             break

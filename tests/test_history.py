@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -296,3 +297,43 @@ async def test_peers_of_revision_2_are_not_sent_edges(sock_dir: Path) -> None:
 
                 got = await run(result)
     assert got == [(1, "claude", "pending"), (3, "end", "pending")]  # seq 2 was the edge
+
+
+# --- the analysis of a scripted run, with a fake clock --------------------------------------
+
+
+async def test_a_scripted_run_reads_back_as_timeline_blame_and_critical_chain() -> None:
+    """The library's history, stamped by a fake clock (0.25 s a tick), through the same
+    analysis and layouts the CLI prints."""
+    from cli._history_text import blame_text, chain_json, timeline_json
+
+    with trio.fail_after(WAIT):
+        async with open_coordinator(clock=fake_clock(start=0.0)) as coord:
+            await scripted(coord)
+            await coord.unit("claude").start()
+            await coord.unit("claude").complete()
+            events = list((await coord.history()).events)
+    rows = json.loads(timeline_json(events))
+    assert [(r["elapsed"], r["unit_name"], r["event"]) for r in rows] == [
+        (0.0, "claude", "registered (pending)"),
+        (0.25, "claude", "depends on git (completed)"),
+        (0.5, "git", "not registered -> started"),
+        (0.75, "git", "started -> failed: exit code 1"),
+        (1.0, "report", "registered (pending)"),
+        (1.25, "report", "depends on claude (finished)"),
+        (1.5, "claude", "pending -> skipped: git failed"),
+        (1.75, "git", "failed -> started"),
+        (2.0, "git", "started -> completed"),
+        (2.25, "claude", "skipped -> started"),
+        (2.5, "claude", "started -> completed"),
+    ]
+    assert (rows[9]["waited"], rows[9]["waited_for"]) == (0.75, "git")  # since its skip
+    assert blame_text(events).splitlines() == [
+        "RUNNING  WAITING   TOTAL  UNIT    STATUS",
+        " 0.250s   1.000s  1.250s  git     completed",  # its re-run waited from its failure
+        " 0.250s   0.750s  1.000s  claude  completed",
+        "      -   1.500s  1.500s  report  still pending",
+    ]
+    assert [(l["unit_name"], l["at"], l["took"]) for l in json.loads(chain_json(events))] == [
+        ("claude", 2.5, 0.25), ("git", 2.0, 0.25),
+    ]
