@@ -6,7 +6,7 @@ Code written against :class:`Coordinator` / :class:`UnitHandle` runs unchanged a
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -129,6 +129,8 @@ class Coordinator(Protocol):
     async def list(self) -> list[UnitInfo]: ...
 
     async def graph(self) -> str: ...
+
+    async def apply(self, graph: Mapping[str, Mapping[str, Status]]) -> None: ...
 
     async def history(
         self, *, after: int = 0, limit: int = 0, unit: str = "", newest: bool = False

@@ -111,6 +111,14 @@ class LocalCoordinator:
             found.extend(info for info in infos if info.status is not Status.NOT_REGISTERED)
         return found
 
+    async def apply(self, graph: Mapping[str, Mapping[str, Status]]) -> None:
+        """Declare several units and their edges as one step: ``{"claude": {"git":
+        Status.COMPLETED}, "git": {}}`` registers claude and git (as pending, if they are not
+        registered) and links claude to git. All or nothing: an edge that would close a cycle
+        (with the graph or with each other) raises :class:`CycleError` and nothing changes.
+        Applying the same graph again changes nothing. At most 10,000 units per call."""
+        await self.call(operations.apply(graph))
+
     async def graph(self) -> str:
         """The dependency graph as Graphviz DOT: units (registered, or mentioned as a
         dependency) labelled by status, edges labelled by requirement."""

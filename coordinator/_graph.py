@@ -14,7 +14,7 @@ Pure data structure: no I/O, no locking; the coordinator owns the single instanc
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ._api import UnitInfo
@@ -97,6 +97,30 @@ class DependencyGraph:
             self._edges += 1
             added.append(dep)
         deps.update(replaced)
+
+    def add_all(self, units: Sequence[tuple[str, Mapping[str, Status]]]) -> None:
+        """:meth:`add` for several units as one step: if any new edge would close a cycle
+        (with the graph or with each other), :class:`CycleError` names it and the graph's
+        nodes, edges and requirements are exactly as before the call."""
+        undo: list[tuple[str, set[str], dict[str, Status], set[str]]] = []
+        try:
+            for unit, requirements in units:
+                created = {n for n in (unit, *requirements) if n not in self._ord}
+                deps = self._deps.get(unit, {})
+                old = {d: deps[d] for d in requirements if d in deps}
+                self.add(unit, requirements)
+                undo.append((unit, set(requirements) - set(old), old, created))
+        except CycleError:
+            for unit, added, old, created in reversed(undo):  # later edges go first
+                deps = self._deps[unit]
+                for dep in added:
+                    del deps[dep]
+                    self._rdeps[dep].discard(unit)
+                self._edges -= len(added)
+                deps.update(old)
+                for name in created:  # by now nothing else points at or from them
+                    del self._deps[name], self._rdeps[name], self._ord[name]
+            raise
 
     def _insert(self, u: str, d: str) -> tuple[str, ...] | None:
         """Make room in the order for a new edge ``u -> d``; the whole cycle if it would close one.

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AddRequirements",
+    "Apply",
     "Blocker",
     "Complete",
     "Fail",
@@ -201,6 +202,15 @@ class Want:
     reply: Reply[None] = _reply()
 
 
+@dataclass(frozen=True, slots=True)
+class Apply:
+    """:class:`Want` for several units as one step: one cycle check for every edge, then
+    each unit linked (and registered, with or without edges); all or nothing."""
+
+    units: tuple[tuple[str, tuple[tuple[str, Status], ...]], ...]
+    reply: Reply[None] = _reply()
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RegistrySnapshot:
     inboxes: dict[str, Inbox]
@@ -228,7 +238,7 @@ class SleepIdle:
     reply: Reply[None] = _reply()
 
 
-RegistryMessage = ToUnit | Want | Snapshot | Ping | SleepIdle
+RegistryMessage = ToUnit | Want | Apply | Snapshot | Ping | SleepIdle
 
 
 def answer_closed(message: Any) -> None:

@@ -10,6 +10,7 @@ from ._errors import InvalidArgument, InvalidName
 from ._status import REQUIREMENTS, Status
 
 __all__ = [
+    "MAX_APPLY_UNITS",
     "MAX_DEPENDENCIES",
     "MAX_NAME_BYTES",
     "MAX_REASON_BYTES",
@@ -53,6 +54,11 @@ def validate_name(name: object) -> str:
             if unicodedata.category(char) == "Cc":
                 raise InvalidName(name, f"contains control character U+{ord(char):04X}")
     return name
+
+
+#: Units one ``apply`` may declare (a workspace file, not a graph of a million nodes: a bigger
+#: one is applied in several calls, each atomic).
+MAX_APPLY_UNITS = 10_000
 
 
 def validate_dependencies(dependencies: Iterable[str], requires: Status) -> tuple[str, ...]:

@@ -13,13 +13,14 @@ gets one function here; README "How it is built" lists every place a verb touche
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from ._api import UnitInfo
 from ._errors import InvalidArgument
 from ._messages import (
+    Apply,
     Complete,
     Fail,
     Hold,
@@ -33,12 +34,19 @@ from ._messages import (
     ToUnit,
     Want,
 )
-from ._names import limit_reason, validate_dependencies
+from ._names import (
+    MAX_APPLY_UNITS,
+    check_dependency_count,
+    limit_reason,
+    validate_dependencies,
+    validate_name,
+)
 from ._reply import Reply
 from ._status import Status
 
 __all__ = [
     "Operation",
+    "apply",
     "complete",
     "fail",
     "hold",
@@ -72,6 +80,24 @@ def want(unit: str, dependencies: Iterable[str], requires: Status) -> Operation[
     ``MAX_DEPENDENCIES``, STARTED or COMPLETED; duplicates dropped)."""
     requirements = tuple((d, requires) for d in validate_dependencies(dependencies, requires))
     return Operation(lambda reply: Want(unit, requirements, reply))
+
+
+def apply(graph: Mapping[str, Mapping[str, Status]]) -> Operation[None]:
+    """Register every unit of ``graph`` and link each to its dependencies with their
+    requirements, as one step (one cycle check: all or nothing). Checked: names, at most
+    ``MAX_APPLY_UNITS`` units and ``MAX_DEPENDENCIES`` per unit, requirements."""
+    if len(graph) > MAX_APPLY_UNITS:
+        raise InvalidArgument(f"apply declares {len(graph)} units; at most {MAX_APPLY_UNITS}")
+    units = []
+    for unit, requirements in graph.items():
+        checked = []
+        for dependency, required in requirements.items():
+            (name,) = validate_dependencies((dependency,), required)
+            checked.append((name, required))
+        check_dependency_count(len(checked))
+        units.append((validate_name(unit), tuple(checked)))
+    frozen = tuple(units)
+    return Operation(lambda reply: Apply(frozen, reply))
 
 
 def start(unit: str) -> Operation[None]:

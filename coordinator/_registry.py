@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+import outcome
 import trio
 
 from ._errors import CycleError, Overloaded
@@ -13,6 +14,7 @@ from ._inbox import POKE, Inbox
 from ._messages import (
     NOT_REGISTERED,
     AddRequirements,
+    Apply,
     Fail,
     Published,
     Ping,
@@ -31,6 +33,7 @@ from ._journal import UnitRecord
 from ._lease import HOLD_GRACE, HOLDER_GONE
 from ._reply import Reply
 from ._reads import answer_absent
+from ._status import Status
 from ._unit import IDLE_SECONDS, UnitActor
 from ._unit_state import ORPHAN
 
@@ -136,17 +139,19 @@ class RegistryActor:
                 except CycleError as exc:
                     reply.error(exc)
                     return
-                dependent = self._inboxes.get(unit) or self._spawn(unit)
-                states = self._states
-                await dependent.send(
-                    AddRequirements(
-                        tuple((d, req, states.get(d, NOT_REGISTERED)) for d, req in requirements),
-                        reply,
-                    )
-                )
-                for dependency, _ in requirements:
-                    inbox = self._inboxes.get(dependency) or self._spawn(dependency)
-                    await inbox.send(Subscribe(unit, dependent))
+                await self._link(unit, requirements, reply)
+            case Apply(units, reply):
+                names = {name for unit, reqs in units for name in (unit, *(d for d, _ in reqs))}
+                if self._full(len(names.difference(self._inboxes)), reply):
+                    return
+                try:
+                    self._graph.add_all([(unit, dict(reqs)) for unit, reqs in units])
+                except CycleError as exc:
+                    reply.error(exc)
+                    return
+                each = _AllAnswered(len(units), reply)
+                for unit, reqs in units:
+                    await self._link(unit, reqs, Reply(each.answer))
             case Snapshot(edges, reply):
                 reply.ok(
                     RegistrySnapshot(
@@ -160,6 +165,24 @@ class RegistryActor:
                 for inbox in list(self._candidates):
                     inbox.check_idle()
                 reply.ok(None)
+
+    async def _link(
+        self, unit: str, requirements: tuple[tuple[str, Status], ...], reply: Reply[None]
+    ) -> None:
+        """After the cycle check: ``unit``'s actor takes the requirements (registering it),
+        with the registry's copy of each dependency's state, and answers ``reply``; each
+        dependency's actor learns its new dependent."""
+        dependent = self._inboxes.get(unit) or self._spawn(unit)
+        states = self._states
+        await dependent.send(
+            AddRequirements(
+                tuple((d, req, states.get(d, NOT_REGISTERED)) for d, req in requirements),
+                reply,
+            )
+        )
+        for dependency, _ in requirements:
+            inbox = self._inboxes.get(dependency) or self._spawn(dependency)
+            await inbox.send(Subscribe(unit, dependent))
 
     def lookup(self, unit: str) -> Inbox[UnitRequest] | None:
         """The inbox of ``unit``'s actor, None if the unit was never mentioned. (Entries are
@@ -257,3 +280,25 @@ class RegistryActor:
         for inbox in self._inboxes.values():
             if inbox.asleep:
                 inbox.close()
+
+
+class _AllAnswered:
+    """Answers ``reply`` once ``count`` answers came in: ok if all were, else the first error."""
+
+    __slots__ = ("_left", "_reply", "_error")
+
+    def __init__(self, count: int, reply: Reply[None]) -> None:
+        self._left, self._reply = count, reply
+        self._error: BaseException | None = None
+        if not count:
+            reply.ok(None)
+
+    def answer(self, result: outcome.Outcome[None]) -> None:
+        if isinstance(result, outcome.Error) and self._error is None:
+            self._error = result.error
+        self._left -= 1
+        if not self._left:
+            if self._error is None:
+                self._reply.ok(None)
+            else:
+                self._reply.error(self._error)

@@ -57,6 +57,18 @@ struct Event {
   requires @7 :Status;     # revision 3: started | completed | finished, for an edge
 }
 
+struct Requirement {
+  # revision 3: one edge of an `apply`: the unit needs dependsOn to reach requires.
+  dependsOn @0 :Text;
+  requires @1 :Status;     # started | completed | finished (left out: completed)
+}
+
+struct UnitSpec {
+  # revision 3: one unit of an `apply` and its edges.
+  name @0 :Text;
+  requires @1 :List(Requirement);
+}
+
 interface Coordinator {
   # The bootstrap capability.
   ping @0 () -> (version :Text);
@@ -84,6 +96,11 @@ interface Coordinator {
     # `newest` the last `limit` (0, or more than 10,000: 10,000). more: events remain beyond
     # this page (after it; with newest, before it): page on with the last seq as `after`.
     # oldest: the oldest kept seq (0: none); last: the seq of the newest event published.
+  apply @7 (units :List(UnitSpec)) -> ();
+    # revision 3: register every unit (pending, if it is not registered) and add every edge,
+    # as one step: a cycle anywhere (unitsync.cycle) or too many units (unitsync.overloaded)
+    # changes nothing. Applying the same units again changes nothing. At most 10,000 units
+    # and 1,000 requirements per unit (unitsync.invalid-argument).
 }
 
 interface Unit {

@@ -465,3 +465,22 @@ def test_timing_sanity() -> None:
         print(f"{label}: total {total:.3f} s, last 1000 mean {mean_last * 1e6:.1f} us")
     for label, (_, mean_last) in figures.items():
         assert mean_last < 1e-3, f"{label}: {mean_last * 1e3:.3f} ms per insertion"
+
+
+def test_add_all_is_all_or_nothing() -> None:
+    graph = DependencyGraph()
+    graph.add("git", {"ssh": Status.COMPLETED})
+    graph.add("claude", {"git": Status.STARTED})
+    before = (sorted(graph.nodes()), sorted(graph.edges()))
+    with pytest.raises(CycleError) as caught:
+        graph.add_all([
+            ("new", {"git": Status.COMPLETED, "other": Status.STARTED}),
+            ("claude", {"git": Status.COMPLETED, "docs": Status.STARTED}),  # replaced, added
+            ("ssh", {"new": Status.COMPLETED}),  # ssh -> new -> git -> ssh
+        ])
+    assert caught.value.path == ("ssh", "new", "git", "ssh")
+    assert (sorted(graph.nodes()), sorted(graph.edges())) == before
+    graph.check_invariants()
+    graph.add_all([("new", {"git": Status.COMPLETED}), ("ssh", {"base": Status.STARTED})])
+    assert ("new", "git", Status.COMPLETED) in graph.edges()
+    graph.check_invariants()

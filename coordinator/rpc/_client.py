@@ -13,7 +13,7 @@ import asyncio
 import collections
 import functools
 import itertools
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -266,6 +266,18 @@ class AsyncioClient:
         """DOT, rendered here from :meth:`list` (as the coordinator renders it): the server's
         ``graph()`` sends one message, which fails past ~50,000 units."""
         return units_to_dot(await self.list())
+
+    async def apply(self, graph: Mapping[str, Mapping[str, Status]]) -> None:
+        """Declare several units and their edges as one step (as ``LocalCoordinator.apply``)."""
+        request = self._coord.apply_request()
+        units = request.init("units", len(graph))
+        for slot, (unit, requirements) in zip(units, graph.items()):
+            slot.name = validate_name(unit)
+            edges = slot.init("requires", len(requirements))
+            for edge, (dependency, required) in zip(edges, requirements.items()):
+                edge.dependsOn = validate_name(dependency)
+                edge.requires = status_to_wire(required, self.revision)
+        await self._call(request.send())
 
     async def history(
         self, *, after: int = 0, limit: int = 0, unit: str = "", newest: bool = False

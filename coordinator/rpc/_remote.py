@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -86,6 +86,10 @@ class RemoteCoordinator:
 
     async def graph(self) -> str:
         return await self._run(self._core.graph)
+
+    async def apply(self, graph: Mapping[str, Mapping[str, Status]]) -> None:
+        """As ``LocalCoordinator.apply``: several units and their edges, as one step."""
+        await self._run(self._core.apply, graph)
 
     async def history(
         self, *, after: int = 0, limit: int = 0, unit: str = "", newest: bool = False

@@ -21,7 +21,11 @@ from .._coordinator import LocalCoordinator
 from .._errors import Overloaded
 from .._paths import socket_path
 from .._version import __version__
-from ._convert import REVISION, fill_event, fill_info, read_names, wire_errors
+from .. import _operations as operations
+from .._errors import InvalidArgument
+from .._names import MAX_APPLY_UNITS, check_dependency_count
+from .._status import Status
+from ._convert import REVISION, fill_event, fill_info, read_names, status_from_wire, wire_errors
 from ._bridge import TrioPortal, run_kj_thread
 from ._schema import schema
 from ._socket import Listener, bind_listener, peer_uid
@@ -79,7 +83,7 @@ class _RefusingCoordinator(S.Coordinator.Server):  # type: ignore[name-defined,m
     async def _refuse(self, *args: Any, **kwargs: Any) -> None:
         raise self._error
 
-    ping = unit = list = graph = watch = hello = history = _refuse
+    ping = unit = list = graph = watch = hello = history = apply = _refuse
 
 
 #: A page of ``list`` stops before its units take more than this (an estimate): well under the
@@ -162,6 +166,24 @@ class CoordinatorServer(S.Coordinator.Server):  # type: ignore[name-defined,misc
         for slot, event in zip(events, page.events):
             fill_event(slot, event, revision)
         results.more, results.oldest, results.last = page.more, page.oldest, page.last
+
+    @wire_errors
+    async def apply_context(self, context: Any) -> None:
+        specs = context.params.units
+        if len(specs) > MAX_APPLY_UNITS:  # before decoding their names
+            raise InvalidArgument(f"apply declares {len(specs)} units; at most {MAX_APPLY_UNITS}")
+        graph: dict[str, dict[str, Status]] = {}
+        for spec in specs:
+            check_dependency_count(len(spec.requires))
+            requirements = graph.setdefault(read_names(lambda: spec.name), {})
+            for edge in spec.requires:
+                required = status_from_wire(edge.requires)
+                if required is Status.NOT_REGISTERED:  # the enum's default: left out
+                    required = Status.COMPLETED
+                requirements[read_names(lambda: edge.dependsOn)] = required
+        operation = operations.apply(graph)
+        coord = self._coord
+        await self._portal.submit(lambda on_answer: coord.submit(operation, on_answer))
 
     @wire_errors
     async def watch(
