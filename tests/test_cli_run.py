@@ -3,6 +3,10 @@
 the session's (``served``; each test uses unit names of its own), or one of the test's own
 (``fresh_served``) for ``watch`` and ``graph``, which see every unit.
 
+The scene around the command under test is set, and its outcome read, through the library's
+RPC client on the same socket (``served.client()``, ``served.state()``): what ``start`` and
+``status`` print is test_cli.py's business, and each console script costs ~0.15 s of CPU.
+
 Order comes from lines the processes print (``ready`` from a child, the waiting line on stderr,
 ``unitsync: watching ...``), never from sleeping; every wait is bounded by ``fail_after``, and
 every process started here is killed in a ``finally``.
@@ -19,10 +23,10 @@ import sys
 import time
 from contextlib import suppress
 from pathlib import Path
-from typing import Any
-
 import pytest
 import trio
+
+from coordinator import Dependency, DependencyFailed, Status, UnitInfo
 
 from .cli_support import (
     CYCLE,
@@ -40,7 +44,6 @@ from .cli_support import (
 )
 from .waits import WAIT
 
-STATUS_KEYS = {"unit_name", "status", "is_ready", "dependencies", "reason", "blocked_by"}
 EVENT_KEYS = {"seq", "time", "unit_name", "old_status", "new_status", "reason", "depends_on",
               "requires"}
 
@@ -70,18 +73,14 @@ while True:
 # --- helpers ---------------------------------------------------------------------------------
 
 
-async def status_of(served: Served, unit: str) -> dict[str, Any]:
-    result = await served.run("status", unit, "-o", "json", check=True)
-    data = json.loads(result.stdout)
-    assert set(data) == STATUS_KEYS, data
-    assert data["unit_name"] == unit
-    return data
+async def info_of(served: Served, unit: str) -> UnitInfo:
+    async with served.client() as client:
+        return await client.unit(unit).info()
 
 
 async def state_of(served: Served, unit: str) -> tuple[str, str]:
-    """(status, reason) of ``unit``, from ``status UNIT -o json``."""
-    data = await status_of(served, unit)
-    return data["status"], data["reason"]
+    """(status, reason) of ``unit``, as ``status UNIT -o json`` spells them."""
+    return await served.state(unit)
 
 
 def kill_pid(pid: int | None) -> None:
@@ -97,8 +96,8 @@ async def test_run_exit_zero_completes_the_unit(served: Served) -> None:
     with trio.fail_after(WAIT):
         result = await served.run("run", "exit-zero", "--", "sh", "-c", "exit 0")
         assert (result.returncode, result.stdout) == (OK, "")
-        data = await status_of(served, "exit-zero")
-        assert (data["status"], data["reason"], data["is_ready"]) == ("completed", "", True)
+        info = await info_of(served, "exit-zero")
+        assert (info.status, info.reason, info.ready) == (Status.COMPLETED, "", True)
 
 
 async def test_run_nonzero_exit_fails_the_unit_with_the_code(served: Served) -> None:
@@ -152,8 +151,7 @@ async def test_run_forwards_signals_to_the_child(served: Served, signum: signal.
             assert run.stdout is not None
             assert await read_line(run.stdout) == "ready\n"
             # while run holds the unit, it is started
-            data = await status_of(served, unit)
-            assert (data["status"], data["reason"]) == ("started", "")
+            assert await state_of(served, unit) == ("started", "")
 
             run.send_signal(signum)
             assert await read_line(run.stdout) == f"got-{signum.name}\n"
@@ -186,8 +184,9 @@ async def test_run_killed_itself_fails_the_unit_holder_disconnected(served: Serv
                 run.kill()
                 assert await run.wait() == -signal.SIGKILL
 
-            waited = await served.run("wait", "orphan", "--for", "completed", "--timeout", "5s")
-            assert (waited.returncode, waited.stdout) == (DEPENDENCY_FAILED, "")
+            async with served.client() as client:  # pushed once the coordinator sees run gone
+                with pytest.raises(DependencyFailed):
+                    await client.unit("orphan").reached(Status.COMPLETED)
             assert await state_of(served, "orphan") == ("failed", "holder disconnected")
     finally:
         kill_pid(child_pid)
@@ -199,8 +198,9 @@ async def test_run_killed_itself_fails_the_unit_holder_disconnected(served: Serv
 async def test_run_after_a_dependency_that_already_failed(served: Served, tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     with trio.fail_after(WAIT):
-        await served.run("start", "failed-a", check=True)
-        await served.run("fail", "failed-a", "--reason", "broken", check=True)
+        async with served.client() as client:
+            await client.unit("failed-a").start()
+            await client.unit("failed-a").fail("broken")
 
         result = await served.run(
             "run", "failed-x", "--after", "failed-a", "--", "touch", str(marker)
@@ -208,11 +208,9 @@ async def test_run_after_a_dependency_that_already_failed(served: Served, tmp_pa
         assert (result.returncode, result.stdout) == (DEPENDENCY_FAILED, "")
         assert result.stderr.startswith("unitsync: "), result.stderr
         assert not marker.exists()
-        data = await status_of(served, "failed-x")
-        assert (data["status"], data["blocked_by"], data["is_ready"]) == (
-            "skipped", "failed-a", False
-        )
-        assert data["reason"] == 'dependency "failed-a" failed: broken'
+        info = await info_of(served, "failed-x")
+        assert (info.status, info.blocked_by, info.ready) == (Status.SKIPPED, "failed-a", False)
+        assert info.reason == 'dependency "failed-a" failed: broken'
         assert 'unitsync: Unit "failed-x" skipped: dependency "failed-a" failed: broken\n' in (
             result.stderr
         )
@@ -223,19 +221,20 @@ async def test_run_after_a_dependency_that_fails_while_waiting(
 ) -> None:
     marker = tmp_path / "ran"
     with trio.fail_after(WAIT):
-        await served.run("start", "failing-a", check=True)
-        async with background(
-            served, "run", "failing-x", "--after", "failing-a", "--", "touch", str(marker)
-        ) as run:
-            assert run.stderr is not None
-            line = await read_line(run.stderr)
-            assert line.endswith(waiting_for("failing-x", "failing-a")), line
+        async with served.client() as client:
+            await client.unit("failing-a").start()
+            async with background(
+                served, "run", "failing-x", "--after", "failing-a", "--", "touch", str(marker)
+            ) as run:
+                assert run.stderr is not None
+                line = await read_line(run.stderr)
+                assert line.endswith(waiting_for("failing-x", "failing-a")), line
 
-            await served.run("fail", "failing-a", "--reason", "broken", check=True)
-            assert await run.wait() == DEPENDENCY_FAILED
-            assert await read_all(run.stdout) == ""
-        assert not marker.exists()
-        assert (await status_of(served, "failing-x"))["blocked_by"] == "failing-a"
+                await client.unit("failing-a").fail("broken")
+                assert await run.wait() == DEPENDENCY_FAILED
+                assert await read_all(run.stdout) == ""
+            assert not marker.exists()
+            assert (await client.unit("failing-x").info()).blocked_by == "failing-a"
 
 
 async def test_run_after_waits_until_the_dependency_completes(
@@ -244,17 +243,20 @@ async def test_run_after_waits_until_the_dependency_completes(
     marker = tmp_path / "ran"
     child = ["sh", "-c", 'touch "$1"; echo ran', "sh", str(marker)]
     with trio.fail_after(WAIT):
-        async with background(served, "run", "waits-x", "--after", "waits-a", "--", *child) as run:
+        async with (
+            served.client() as client,
+            background(served, "run", "waits-x", "--after", "waits-a", "--", *child) as run,
+        ):
             assert run.stderr is not None
             line = await read_line(run.stderr)
             assert line.endswith(waiting_for("waits-x", "waits-a")), line
-            assert await state_of(served, "waits-x") == ("pending", "")
+            assert (await client.unit("waits-x").info()).status == Status.PENDING
 
-            await served.run("start", "waits-a", check=True)  # started does not meet `completed`
+            await client.unit("waits-a").start()  # started does not meet `completed`
             assert not marker.exists()
             assert run.poll() is None
 
-            await served.run("complete", "waits-a", check=True)
+            await client.unit("waits-a").complete()
             assert await read_all(run.stdout) == "ran\n"
             assert await run.wait() == OK
         assert marker.exists()
@@ -263,19 +265,22 @@ async def test_run_after_waits_until_the_dependency_completes(
 
 async def test_run_after_requires_started(served: Served) -> None:
     with trio.fail_after(WAIT):
-        async with background(
-            served, "run", "started-x", "--after", "started-a", "--requires", "started",
-            "--", "echo", "ran",
-        ) as run:
+        async with (
+            served.client() as client,
+            background(
+                served, "run", "started-x", "--after", "started-a", "--requires", "started",
+                "--", "echo", "ran",
+            ) as run,
+        ):
             assert run.stderr is not None
             line = await read_line(run.stderr)
             assert line.endswith(waiting_for("started-x", "started-a")), line
-            await served.run("start", "started-a", check=True)
+            await client.unit("started-a").start()
             assert await read_all(run.stdout) == "ran\n"
             assert await run.wait() == OK
-        edge = (await status_of(served, "started-x"))["dependencies"]
-        assert edge == [{"depends_on": "started-a", "required_status": "started",
-                         "current_status": "started", "is_satisfied": True}]
+            edges = (await client.unit("started-x").info()).dependencies
+        assert edges == (Dependency(depends_on="started-a", required=Status.STARTED,
+                                    current=Status.STARTED, satisfied=True),)
 
 
 async def test_run_after_times_out_without_running(served: Served, tmp_path: Path) -> None:
@@ -293,7 +298,8 @@ async def test_run_after_times_out_without_running(served: Served, tmp_path: Pat
 async def test_run_after_refuses_a_cycle(served: Served, tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     with trio.fail_after(WAIT):
-        await served.run("want", "cycle-b", "cycle-a", check=True)
+        async with served.client() as client:
+            await client.unit("cycle-b").want("cycle-a")
         result = await served.run(
             "run", "cycle-a", "--after", "cycle-b", "--", "touch", str(marker)
         )
@@ -301,7 +307,7 @@ async def test_run_after_refuses_a_cycle(served: Served, tmp_path: Path) -> None
         cycle = "dependency cycle refused: cycle-a -> cycle-b -> cycle-a"
         assert cycle in result.stderr, result.stderr
         assert not marker.exists()
-        assert (await status_of(served, "cycle-a"))["dependencies"] == []
+        assert (await info_of(served, "cycle-a")).dependencies == ()
 
 
 # --- the coordinator going away while the child runs ----------------------------------------
@@ -357,8 +363,9 @@ async def test_wait_for_completed(served: Served) -> None:
             assert await read_line(waiting.stderr) == (
                 'Unit "wait-completed" is waiting to reach completed (it is not registered)\n'
             )
-            await served.run("start", "wait-completed", check=True)
-            await served.run("complete", "wait-completed", check=True)
+            async with served.client() as client:
+                await client.unit("wait-completed").start()
+                await client.unit("wait-completed").complete()
             assert await read_all(waiting.stdout) == 'Unit "wait-completed" reached completed\n'
             assert await waiting.wait() == OK
 
@@ -370,7 +377,8 @@ async def test_wait_for_completed(served: Served) -> None:
 async def test_wait_for_started(served: Served) -> None:
     with trio.fail_after(WAIT):
         async with background(served, "wait", "wait-started", "--for", "started") as waiting:
-            await served.run("start", "wait-started", check=True)
+            async with served.client() as client:
+                await client.unit("wait-started").start()
             assert await read_all(waiting.stdout) == 'Unit "wait-started" reached started\n'
             assert await waiting.wait() == OK
         assert await state_of(served, "wait-started") == ("started", "")
@@ -379,15 +387,17 @@ async def test_wait_for_started(served: Served) -> None:
 async def test_wait_exits_4_when_the_unit_fails(served: Served) -> None:
     with trio.fail_after(WAIT):
         async with background(served, "wait", "wait-fails", "--for", "completed") as waiting:
-            await served.run("start", "wait-fails", check=True)
-            await served.run("fail", "wait-fails", "--reason", "boom", check=True)
+            async with served.client() as client:
+                await client.unit("wait-fails").start()
+                await client.unit("wait-fails").fail("boom")
             assert await read_all(waiting.stdout) == ""
             assert await waiting.wait() == DEPENDENCY_FAILED
 
 
 async def test_wait_times_out(served: Served) -> None:
     with trio.fail_after(WAIT):
-        await served.run("start", "wait-timeout", check=True)
+        async with served.client() as client:
+            await client.unit("wait-timeout").start()
         started = time.monotonic()
         result = await served.run(
             "wait", "wait-timeout", "--for", "completed", "--timeout", "250ms"
@@ -413,13 +423,15 @@ async def test_watch_json_streams_every_change_in_order(fresh_served: Served) ->
         async with background(fresh_served, "watch", "-o", "json") as watch:
             assert watch.stdout is not None and watch.stderr is not None
             assert await read_line(watch.stderr) == f"unitsync: watching {fresh_served.path}\n"
-            before = time.time()
-            await fresh_served.run("want", "claude", "git", check=True)
-            await fresh_served.run("start", "git", check=True)
-            await fresh_served.run("complete", "git", check=True)
-            await fresh_served.run("start", "claude", check=True)
-            await fresh_served.run("fail", "claude", "--reason", "agent crashed", check=True)
-            after = time.time()
+            async with fresh_served.client() as client:
+                claude, git = client.unit("claude"), client.unit("git")
+                before = time.time()
+                await claude.want("git")
+                await git.start()
+                await git.complete()
+                await claude.start()
+                await claude.fail("agent crashed")
+                after = time.time()
 
             events = [json.loads(await read_line(watch.stdout)) for _ in expected]
             watch.send_signal(signal.SIGTERM)
@@ -441,18 +453,22 @@ async def test_watch_json_streams_every_change_in_order(fresh_served: Served) ->
 async def test_watch_text_one_line_per_change(fresh_served: Served) -> None:
     stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
     with trio.fail_after(WAIT * 2):
-        await fresh_served.run("want", "git", "setup", "--requires", "started", check=True)
-        await fresh_served.run("start", "setup", check=True)
-        async with background(fresh_served, "watch") as watch:
-            assert watch.stdout is not None and watch.stderr is not None
-            assert await read_line(watch.stderr) == f"unitsync: watching {fresh_served.path}\n"
-            await fresh_served.run("start", "git", check=True)
-            await fresh_served.run("complete", "git", check=True)
-            await fresh_served.run("fail", "setup", "--reason", "disk full", check=True)
-            await fresh_served.run("want", "setup", "lint", "--requires", "finished", check=True)
-            lines = [await read_line(watch.stdout) for _ in range(4)]
-            watch.send_signal(signal.SIGINT)
-            assert await watch.wait() == OK
+        async with fresh_served.client() as client:
+            git, setup = client.unit("git"), client.unit("setup")
+            await git.want("setup", requires=Status.STARTED)
+            await setup.start()
+            async with background(fresh_served, "watch") as watch:
+                assert watch.stdout is not None and watch.stderr is not None
+                assert await read_line(watch.stderr) == (
+                    f"unitsync: watching {fresh_served.path}\n"
+                )
+                await git.start()
+                await git.complete()
+                await setup.fail("disk full")
+                await setup.want("lint", requires=Status.FINISHED)
+                lines = [await read_line(watch.stdout) for _ in range(4)]
+                watch.send_signal(signal.SIGINT)
+                assert await watch.wait() == OK
 
     expected = ["git: pending -> started", "git: started -> completed",
                 "setup: started -> failed (disk full)", "setup: depends on lint (finished)"]
@@ -464,9 +480,10 @@ async def test_watch_text_one_line_per_change(fresh_served: Served) -> None:
 
 
 async def declare_graph(served: Served) -> None:
-    await served.run("want", "claude", "git", "setup", check=True)
-    await served.run("want", "setup", "base", "--requires", "started", check=True)
-    await served.run("start", "git", check=True)
+    async with served.client() as client:
+        await client.unit("claude").want("git", "setup")
+        await client.unit("setup").want("base", requires=Status.STARTED)
+        await client.unit("git").start()
 
 
 @pytest.mark.skipif(not have("dot"), reason="graphviz `dot` is not installed")

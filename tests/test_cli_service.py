@@ -2,12 +2,13 @@
 
 Real console script, real ``unitsync serve`` (the session's shared one: unit names here are
 used by no other test), real child processes, real listeners: a TCP socket, Python's own HTTP
-server, a file for a shell probe, a line printed late.
+server, a file for a shell probe, a line printed late. The units' states are read, and
+readiness awaited, through the library's RPC client on the same socket (``served.client()``):
+each console script costs ~0.15 s of CPU, and ``status``/``wait`` have tests of their own.
 """
 
 from __future__ import annotations
 
-import json
 import signal
 import socket
 import sys
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import pytest
 import trio
+
+from coordinator import Status
 
 from .cli_support import OK, USAGE, Served, background, read_all, read_line, usage
 from .waits import WAIT
@@ -39,8 +42,13 @@ sys.exit(int(sys.argv[2]))
 
 
 async def state_of(served: Served, unit: str) -> tuple[str, str]:
-    data = json.loads((await served.run("status", unit, "-o", "json", check=True)).stdout)
-    return data["status"], data["reason"]
+    return await served.state(unit)
+
+
+async def reached(served: Served, unit: str, status: Status = Status.COMPLETED) -> None:
+    """Until ``unit`` has reached ``status`` (pushed by the coordinator, as ``wait`` is)."""
+    async with served.client() as client:
+        await client.unit(unit).reached(status)
 
 
 def free_port() -> int:
@@ -63,7 +71,7 @@ async def test_a_log_line_makes_the_unit_completed_while_the_service_runs(
             await run.stdin.send_all(b"go\n")
             assert await read_line(run.stdout) == "noise\n"
             assert await read_line(run.stdout) == "ready on http\n"
-            await served.run("wait", "web", check=True)  # completed, pushed
+            await reached(served, "web")  # completed, pushed
             assert run.poll() is None  # the service still runs, under run
             await run.stdin.aclose()  # the service ends: exit 0 keeps it completed
             assert await run.wait() == OK
@@ -82,7 +90,7 @@ async def test_a_tcp_probe_and_a_service_that_fails_after_it_was_ready(served: S
             assert await read_line(run.stdout) == "starting\n"
             assert await state_of(served, "db") == ("started", "")
             await run.stdin.send_all(b"go\n")
-            await served.run("wait", "db", check=True)
+            await reached(served, "db")
             await run.stdin.aclose()
             assert await run.wait() == 3
         assert await state_of(served, "db") == ("failed", "exit code 3 (after it was ready)")
@@ -91,7 +99,8 @@ async def test_a_tcp_probe_and_a_service_that_fails_after_it_was_ready(served: S
 async def test_an_http_probe_against_a_real_server_and_a_dependent(served: Served) -> None:
     port = free_port()
     with trio.fail_after(WAIT * 2):
-        await served.run("want", "app", "api", check=True)
+        async with served.client() as client:
+            await client.unit("app").want("api")
         async with background(
             served, "run", "api", "--ready-http", f"http://127.0.0.1:{port}/",
             "--ready-interval", "20ms", "--",
@@ -114,10 +123,10 @@ async def test_a_command_probe(served: Served, tmp_path: Path) -> None:
             served, "run", "svc", "--ready-cmd", f"test -e {flag}", "--ready-interval", "20ms",
             "--", "sleep", "30",
         ) as run:
-            await served.run("wait", "svc", "--for", "started", check=True)
+            await reached(served, "svc", Status.STARTED)
             assert await state_of(served, "svc") == ("started", "")
             flag.touch()
-            await served.run("wait", "svc", check=True)
+            await reached(served, "svc")
             assert run.poll() is None
 
 

@@ -5,6 +5,8 @@ The real console script against a real ``unitsync serve`` with its journal, kill
 goes on waiting within its own timeout; a ``run`` whose command outlives the coordinator takes
 its hold over again, so the unit still fails at once if that ``run`` then dies; a ``run`` that
 died together with the coordinator has its unit failed once the hold grace period is over.
+The scene is set, and the outcome read, through the library's RPC client
+(``served.client()``, ``served.state()``): the scripts under test are the waiting ones.
 """
 
 from __future__ import annotations
@@ -82,8 +84,9 @@ async def test_waiting_start_and_wait_survive_a_restart(sock_dir: Path) -> None:
     with trio.fail_after(WAIT * 4):
         async with coordinator(sock_dir) as coord:
             served = coord.served
-            assert (await served.run("want", "claude", "git")).returncode == OK
-            assert (await served.run("start", "git")).returncode == OK
+            async with served.client() as client:
+                await client.unit("claude").want("git")
+                await client.unit("git").start()
             start = await served.open("start", "claude", "--timeout", "30s")
             wait = await served.open("wait", "git", "--timeout", "30s")
             try:
@@ -101,7 +104,8 @@ async def test_waiting_start_and_wait_survive_a_restart(sock_dir: Path) -> None:
                 await lines_until(start.stderr, "is waiting for dependencies to be satisfied")
                 await lines_until(wait.stderr, "reconnected to the coordinator")
                 await lines_until(wait.stderr, "is waiting to reach")
-                assert (await served.run("complete", "git")).returncode == OK
+                async with served.client() as client:
+                    await client.unit("git").complete()
                 assert await start.wait() == OK
                 assert await wait.wait() == OK
                 assert start.stdout is not None and wait.stdout is not None
@@ -112,8 +116,7 @@ async def test_waiting_start_and_wait_survive_a_restart(sock_dir: Path) -> None:
             finally:
                 await reap(start)
                 await reap(wait)
-            status = await served.run("status", "claude", "-o", "json")
-            assert '"status": "started"' in status.stdout, status
+            assert await served.state("claude") == ("started", "")
     print(f"\nreconnected {reconnected * 1000:.0f} ms after the restarted coordinator served")
     assert reconnected < RECONNECT_INTERVAL + 1.0  # retried at least every RECONNECT_INTERVAL
 
@@ -131,15 +134,15 @@ async def test_a_run_waiting_for_its_dependencies_survives_a_restart(sock_dir: P
                 await coord.start()
                 await lines_until(run.stderr, "reconnected to the coordinator")
                 await lines_until(run.stderr, "is waiting for dependencies")  # parked again
-                assert (await served.run("start", "dep")).returncode == OK
-                assert (await served.run("complete", "dep")).returncode == OK
+                async with served.client() as client:
+                    await client.unit("dep").start()
+                    await client.unit("dep").complete()
                 assert await run.wait() == OK
                 assert run.stdout is not None
                 assert await read_all(run.stdout) == "ran\n"
             finally:
                 await reap(run)
-            status = await served.run("status", "job", "-o", "json")
-            assert '"status": "completed"' in status.stdout, status
+            assert await served.state("job") == ("completed", "")
 
 
 async def test_a_listener_that_hangs_up_is_not_a_coordinator_back(sock_dir: Path) -> None:
@@ -166,8 +169,9 @@ async def test_a_listener_that_hangs_up_is_not_a_coordinator_back(sock_dir: Path
                 assert [line for line in said if "unitsync:" in line] == [
                     f"unitsync: reconnected to the coordinator at {coord.path}\n"
                 ], said
-                assert (await coord.served.run("start", "git")).returncode == OK
-                assert (await coord.served.run("complete", "git")).returncode == OK
+                async with coord.served.client() as client:
+                    await client.unit("git").start()
+                    await client.unit("git").complete()
                 assert await wait.wait() == OK
             finally:
                 await reap(wait)
@@ -179,7 +183,8 @@ async def test_a_run_takes_its_hold_back_after_a_restart(sock_dir: Path) -> None
     with trio.fail_after(WAIT * 4):
         async with coordinator(sock_dir, "--hold-grace", "60s") as coord:
             served = coord.served
-            assert (await served.run("want", "next", "job")).returncode == OK
+            async with served.client() as client:
+                await client.unit("next").want("job")
             run = await served.open(
                 "run", "job", "--", "sh", "-c", "echo ready; read line", stdin=subprocess.PIPE,
                 start_new_session=True,
@@ -210,7 +215,8 @@ async def test_a_run_that_died_with_its_coordinator_fails_after_the_grace(
     with trio.fail_after(WAIT * 4):
         async with coordinator(sock_dir, "--hold-grace", "0.5s") as coord:
             served = coord.served
-            assert (await served.run("want", "next", "job")).returncode == OK
+            async with served.client() as client:
+                await client.unit("next").want("job")
             run = await served.open(
                 "run", "job", "--", "sh", "-c", "echo ready; sleep 60", start_new_session=True
             )
@@ -229,9 +235,7 @@ async def test_a_run_that_died_with_its_coordinator_fails_after_the_grace(
                 failed_after = trio.current_time() - began
                 said = await read_all(start.stderr)
                 assert "reconnected" in said and "holder disconnected" in said, said
-                status = await served.run("status", "job", "-o", "json")
-                assert '"status": "failed"' in status.stdout, status
-                assert '"reason": "holder disconnected"' in status.stdout, status
+                assert await served.state("job") == ("failed", "holder disconnected")
             finally:
                 await reap(run)
                 await reap(start)
@@ -302,9 +306,8 @@ async def test_a_request_applied_but_never_answered_is_taken_as_ours(
                                'Unit "job" started with no dependencies\n'), out
             finally:
                 await reap(client)
-            status = await coord.served.run("status", "job", "-o", "json")
             expected = "completed" if command == "run" else "started"
-            assert f'"status": "{expected}"' in status.stdout, status
+            assert await coord.served.state("job") == (expected, "")
         finally:
             if coord.process is not None:
                 await reap(coord.process)
