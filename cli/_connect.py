@@ -28,13 +28,16 @@ if TYPE_CHECKING:
     from coordinator.rpc import AsyncioClient
 
 __all__ = [
+    "CYCLE",
     "EXIT_CODES",
+    "OK",
+    "USAGE",
     "CommandError",
     "across_restarts",
     "call",
+    "elapsed",
     "exit_code",
     "report",
-    "elapsed",
     "say",
     "wait_across_restarts",
     "with_progress",
@@ -44,8 +47,9 @@ OK, ERROR, USAGE, TIMEOUT, DEPENDENCY_FAILED, CYCLE, UNREACHABLE = 0, 1, 2, 3, 4
 
 #: The exit codes, as ``--help`` and the README give them.
 EXIT_CODES = """\
-Exit codes: 0 ok; 1 error (request refused); 2 usage (bad arguments, duration or unit name);
-3 timeout; 4 dependency failed; 5 cycle refused; 69 coordinator unreachable.
+Exit codes: 0 ok; 1 error (request refused); 2 usage (bad arguments, duration or unit name;
+an invalid workspace file); 3 timeout; 4 dependency failed; 5 cycle refused (or found by
+`check`); 69 coordinator unreachable.
 `run` exits with its command's code once the command has run (128+N if killed by signal N)."""
 
 

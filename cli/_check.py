@@ -1,0 +1,73 @@
+"""``unitsync check [-f FILE]``: is the workspace file usable? No coordinator is asked.
+
+Also the workspace commands' shared steps: finding the file (:func:`workspace_path`) and
+reporting its problems with the right exit code (:func:`report_problems`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from cyclopts import Parameter
+
+from ._connect import CYCLE, OK, USAGE, CommandError, say
+from ._workspace import WORKSPACE_FILE, Workspace, WorkspaceError, load
+
+__all__ = ["check", "load_workspace", "report_problems", "summary", "workspace_path"]
+
+#: ``-f FILE``, shared by the commands that read the workspace file.
+File = Annotated[Path | None, Parameter(name=["--file", "-f"])]
+
+
+def check(*, file: File = None) -> int:
+    """Check the workspace file (unitsync.toml in the current directory, or FILE): its syntax,
+    keys and values, that every name in after, before and the groups is known, and that the
+    units' order has no cycle. Needs no coordinator.
+
+    Prints `6 units, 7 edges, 1 group: ok` and exits 0 when it is usable. Otherwise every
+    problem is printed on stderr (`unitsync: unitsync.toml:7: unit "git": unknown key "aftr"
+    (did you mean "after"?)`) and it exits 2 — or 5 when the only problems are dependency
+    cycles (`dependency cycle refused: a -> b -> a`).
+
+    Parameters
+    ----------
+    file
+        The workspace file. Default: unitsync.toml in the current directory.
+    """
+    try:
+        workspace = load_workspace(file)
+    except WorkspaceError as error:
+        return report_problems(error)
+    print(summary(workspace))
+    return OK
+
+
+def workspace_path(file: Path | None) -> Path:
+    """``file``, else ``unitsync.toml`` in the current directory: :class:`CommandError` (exit 2)
+    if that is missing, saying where it looked."""
+    if file is not None:
+        return file
+    path = Path(WORKSPACE_FILE)
+    if not path.exists():
+        raise CommandError(f"no {WORKSPACE_FILE} in {Path.cwd()} (use -f FILE)", USAGE)
+    return path
+
+
+def load_workspace(file: Path | None) -> Workspace:
+    """The checked workspace of ``-f FILE`` (see :func:`workspace_path`); WorkspaceError."""
+    return load(workspace_path(file))
+
+
+def report_problems(error: WorkspaceError) -> int:
+    """Say each problem on stderr; the exit code: 5 if all are cycles, else 2."""
+    for problem in error.problems:
+        say(str(problem))
+    return CYCLE if error.only_cycles else USAGE
+
+
+def summary(workspace: Workspace) -> str:
+    """``6 units, 7 edges, 1 group: ok``."""
+    counts = (len(workspace.units), len(workspace.edges()), len(workspace.groups))
+    words = ("unit", "edge", "group")
+    return ", ".join(f"{n} {word}{'' if n == 1 else 's'}" for n, word in zip(counts, words)) + ": ok"
