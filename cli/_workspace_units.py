@@ -2,7 +2,8 @@
 
 The keys are ``unitsync run``'s options, spelled as in TOML (an underscore where the option has
 a dash): ``run`` (the command), ``after``, ``before``, ``requires``, ``ready`` (the
-``--ready-*`` probes), ``timeout`` (``--run-timeout``), ``kill_after``, ``cwd`` and ``env``.
+``--ready-*`` probes), ``timeout`` (``--timeout``: the wait for the dependencies),
+``run_timeout`` (``--run-timeout``), ``kill_after``, ``cwd`` and ``env``.
 Values are checked with the command line's own parsers (``parse_duration``, ``parse_address``,
 ``parse_regex``, ``parse_url``, ``validate_name``), so a value ``run`` refuses is refused here
 with the same words. Every problem is reported (``report(message, *key_path)``) and reading
@@ -48,11 +49,12 @@ __all__ = [
 ]
 
 #: The keys of a ``[units.NAME]`` table, and of its ``ready`` table.
-UNIT_KEYS = ("run", "after", "before", "requires", "ready", "timeout", "kill_after", "cwd", "env")
+UNIT_KEYS = ("run", "after", "before", "requires", "ready", "timeout", "run_timeout", "kill_after",
+             "cwd", "env")
 READY_KEYS = ("log", "tcp", "http", "cmd", "interval", "timeout")
 _REFERENCE_KEYS = ("unit", "requires")
 #: The keys that only mean something to a unit with a ``run``.
-_NEED_RUN = ("ready", "timeout", "kill_after", "cwd", "env")
+_NEED_RUN = ("ready", "timeout", "run_timeout", "kill_after", "cwd", "env")
 
 #: ``run``'s defaults for ``--kill-after`` and ``--ready-interval`` (a test pins them equal).
 KILL_AFTER = 10.0
@@ -100,7 +102,10 @@ class UnitSpec:
     before: tuple[Reference, ...] = ()
     requires: Status = Status.COMPLETED
     ready: ReadySpec = ReadySpec()
+    #: How long ``up`` lets the command wait for its dependencies (0: as long as it takes).
     timeout: float = 0.0
+    #: How long the command may run (0: no limit).
+    run_timeout: float = 0.0
     kill_after: float = KILL_AFTER
     cwd: Path | None = None
     env: Mapping[str, str] = field(default_factory=lambda: types.MappingProxyType({}))
@@ -139,6 +144,7 @@ def read_unit(name: str, table: object, base: Path, line: int | None,
         requires=unit.requirement(table.get("requires", "completed"), "requires"),
         ready=unit.ready(table.get("ready")),
         timeout=unit.duration(table.get("timeout"), "timeout", default=0.0),
+        run_timeout=unit.duration(table.get("run_timeout"), "run_timeout", default=0.0),
         kill_after=unit.duration(table.get("kill_after"), "kill_after", default=KILL_AFTER),
         cwd=unit.cwd(table.get("cwd"), base),
         env=unit.env(table.get("env", {})),

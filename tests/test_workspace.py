@@ -109,7 +109,8 @@ def test_every_key_of_a_unit() -> None:
         [units.web]
         run = "npm run dev"
         requires = "started"
-        timeout = "1h30m"
+        timeout = "10m"
+        run_timeout = "1h30m"
         kill_after = 3
         cwd = "web"
         env = { PORT = "8000", NODE_ENV = "development" }
@@ -122,7 +123,9 @@ def test_every_key_of_a_unit() -> None:
         timeout = "2m"
     """), "/work/project/unitsync.toml")
     web = workspace.units["web"]
-    assert (web.requires, web.timeout, web.kill_after) == (STARTED, 5400.0, 3.0)
+    assert (web.requires, web.timeout, web.run_timeout, web.kill_after) == (
+        STARTED, 600.0, 5400.0, 3.0
+    )
     assert web.cwd == Path("/work/project/web")
     assert dict(web.env) == {"PORT": "8000", "NODE_ENV": "development"}
     assert web.ready.probes[1:] == (
@@ -137,7 +140,8 @@ def test_defaults_are_runs_defaults() -> None:
     """A unit says what `unitsync run` would do without the option."""
     unit = parse("[units.x]\nrun = 'true'\n").units["x"]
     limits = Limits()
-    assert (unit.timeout, unit.kill_after) == (limits.run_timeout, limits.kill_after)
+    assert (unit.run_timeout, unit.kill_after) == (limits.run_timeout, limits.kill_after)
+    assert unit.timeout == 0.0  # up waits for the dependencies as long as it takes
     assert (unit.ready.interval, unit.ready.timeout) == (limits.ready_interval,
                                                           limits.ready_timeout)
     assert (unit.requires, unit.ready.probes, unit.cwd, dict(unit.env)) == (COMPLETED, (), None, {})
@@ -310,8 +314,9 @@ def test_the_readme_shows_the_example_and_a_valid_git_claude_file() -> None:
     ("[units.a]\nrun = 'x'\nkill_after = -1\n",
      ("unitsync.toml:3: unit \"a\": kill_after: invalid duration '-1': must be 0 (no timeout) "
      "or positive")),
-    ("[units.a]\nrun = 'x'\ntimeout = true\n",
-     'unitsync.toml:3: unit "a": timeout: must be a duration such as "30s" or "5m", not true'),
+    ("[units.a]\nrun = 'x'\nrun_timeout = true\n",
+     ('unitsync.toml:3: unit "a": run_timeout: must be a duration such as "30s" or "5m", '
+      "not true")),
     ("[units.a]\nrun = 'x'\nready = { tcp = '5432' }\n",
      ("unitsync.toml:3: unit \"a\": ready.tcp: invalid address '5432': use HOST:PORT, "
      "e.g. 127.0.0.1:5432")),
