@@ -66,8 +66,9 @@ def report_problems(error: WorkspaceError) -> int:
     return CYCLE if error.only_cycles else USAGE
 
 
-def summary(workspace: Workspace) -> str:
-    """``6 units, 7 edges, 1 group: ok``."""
+def summary(workspace: Workspace, outcome: str = "ok") -> str:
+    """``6 units, 7 edges, 1 group: ok`` (or another ``outcome``: ``applied``)."""
     counts = (len(workspace.units), len(workspace.edges()), len(workspace.groups))
     words = ("unit", "edge", "group")
-    return ", ".join(f"{n} {word}{'' if n == 1 else 's'}" for n, word in zip(counts, words)) + ": ok"
+    counted = ", ".join(f"{n} {word}{'' if n == 1 else 's'}" for n, word in zip(counts, words))
+    return f"{counted}: {outcome}"
