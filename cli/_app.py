@@ -53,6 +53,8 @@ _COMMANDS = {
                        "Show the chain of waits that decided when a unit could run."),
     "run": ("cli._run:run",
             "Run a command as UNIT: wait for its dependencies, complete or fail it on exit."),
+    "up": ("cli._up:up",
+           "Run the workspace file: each unit's command the moment it is ready."),
     "apply": ("cli._apply:apply",
               "Declare the workspace file's units and edges on the coordinator, all at once."),
     "check": ("cli._check:check",

@@ -128,6 +128,7 @@ async def launch(
     if sinks is not None:
         options = {"stdin": asyncio.subprocess.DEVNULL, "start_new_session": True}
         if _SETPRIV:
+            _check_runnable(command[0], cwd, env)  # setpriv would only exit 127 (126)
             command = (_SETPRIV, "--pdeathsig", "TERM", "--", *command)
         else:
             options["preexec_fn"] = _die_with_parent
@@ -144,6 +145,19 @@ async def launch(
         asyncio.ensure_future(pass_through(child.stderr, err, on_line)),
     ]
     return Launched(child, pumps, lines, group=sinks is not None)
+
+
+def _check_runnable(program: str, cwd: str | None, env: dict[str, str] | None) -> None:
+    """The OSError exec would raise for ``program``, raised here: not found, or not
+    executable."""
+    if "/" in program:
+        path: str | None = os.path.join(cwd or ".", program)
+    else:
+        path = shutil.which(program, path=(env if env is not None else os.environ).get("PATH"))
+    if path is None or not os.path.exists(path):
+        raise FileNotFoundError(2, "No such file or directory", program)
+    if os.path.isdir(path) or not os.access(path, os.X_OK):
+        raise PermissionError(13, "Permission denied", program)
 
 
 def _die_with_parent() -> None:

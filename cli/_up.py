@@ -1,0 +1,411 @@
+"""``unitsync up [-f FILE] [UNIT...]``: run the workspace file.
+
+Uses the coordinator on the socket, or runs one in this process (``_inprocess``); applies the
+file (``apply``, one step); then, for every unit with a ``run``, does what ``unitsync run``
+does — wait until ready, hold the unit, launch the command (detached: its own process group,
+its output behind its name, SIGTERM if ``up`` dies), readiness probes and limits — with
+``run``'s own code (``start_when_ready``, ``launch``, ``supervise``), concurrently, on one
+connection. Units without ``run`` are waited for (another process reports them).
+
+Stopping (SIGINT/SIGTERM, or ``--abort-on-failure`` after a failure): units not started yet
+are left as they are; running commands are stopped in reverse dependency order — those nothing
+running depends on first — each layer SIGTERM, then SIGKILL after ``--grace``; a second
+signal kills every command at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+from cyclopts import Parameter
+
+from coordinator import (
+    CoordinatorUnreachable,
+    DependencyFailed,
+    Status,
+    UnitsyncError,
+    socket_path,
+    validate_name,
+)
+
+from ._check import File, load_workspace, report_problems
+from ._connect import ERROR, OK, USAGE, CommandError, say
+from ._options import Common, Duration, format_duration
+from ._supervise import Launched, Limits, launch, supervise
+
+if TYPE_CHECKING:
+    from coordinator.rpc import AsyncioClient
+
+    from ._display import Display
+    from ._workspace import Workspace
+    from ._workspace_units import UnitSpec
+
+__all__ = ["up"]
+
+
+def up(
+    *units: str,
+    file: File = None,
+    log_dir: Path | None = None,
+    abort_on_failure: bool = False,
+    grace: Duration = 10.0,
+    common: Common = Common(),
+) -> int:
+    """Run the workspace file: every unit (or each UNIT and what it needs) the moment it is
+    ready, as `unitsync run` would, with its output behind its name.
+
+    Uses the coordinator on the socket, or, if none answers, runs one in this process (memory
+    only: it stops with `up`; scripts outside can still report to it meanwhile). Applies the
+    file first (as `apply`: a file `check` refuses runs nothing, exit 2 or 5). A unit whose
+    dependency failed is skipped; the others go on. Ends when every unit has an outcome and
+    every command has exited (services, with `ready`, keep running until interrupted): a
+    summary table, exit 0 if every unit completed, else 1.
+
+    SIGINT/SIGTERM stop the running commands in reverse dependency order (dependents first;
+    SIGTERM, then SIGKILL after --grace); a second one kills them at once.
+
+    Parameters
+    ----------
+    units
+        Only these units and what they need (default: every unit of the file).
+    file
+        The workspace file. Default: unitsync.toml in the current directory.
+    log_dir
+        Also write each unit's output to DIR/UNIT.log.
+    abort_on_failure
+        Stop everything when a unit fails or is skipped.
+    grace
+        How long a stopped command has to exit after SIGTERM before SIGKILL. Default 10s.
+    """
+    for unit in units:
+        validate_name(unit)
+    try:
+        workspace = load_workspace(file)
+    except Exception as error:  # noqa: BLE001 - WorkspaceError, reported as check does
+        from ._workspace import WorkspaceError
+
+        if isinstance(error, WorkspaceError):
+            return report_problems(error)
+        raise
+    unknown = [u for u in units if u not in workspace.units]
+    if unknown:
+        raise CommandError(f"not in {workspace.path}: {', '.join(unknown)}", USAGE)
+    selected = _needed(workspace, units or tuple(workspace.units))
+    return _serve_and_run(common, workspace, selected, log_dir, abort_on_failure, grace)
+
+
+def _needed(workspace: Workspace, wanted: Sequence[str]) -> list[str]:
+    """``wanted`` and every unit they need, transitively, in file order."""
+    needs: dict[str, list[str]] = {}
+    for edge in workspace.edges():
+        needs.setdefault(edge.unit, []).append(edge.depends_on)
+    found: set[str] = set()
+    todo = list(wanted)
+    while todo:
+        unit = todo.pop()
+        if unit not in found:
+            found.add(unit)
+            todo.extend(needs.get(unit, ()))
+    return [u for u in workspace.units if u in found]
+
+
+def _serve_and_run(
+    common: Common, workspace: Workspace, selected: list[str], log_dir: Path | None,
+    abort_on_failure: bool, grace: float,
+) -> int:
+    """Connect — starting a coordinator in this process if none answers — and run."""
+    import logging
+
+    from coordinator.rpc import run_client
+
+    from ._inprocess import InProcessCoordinator
+
+    logging.getLogger("asyncio").setLevel(logging.ERROR)
+    path = socket_path(common.socket)
+
+    began = False
+
+    async def body(core: AsyncioClient) -> int:
+        nonlocal began
+        began = True
+        return await Up(core, workspace, selected, log_dir, abort_on_failure, grace).run()
+
+    try:
+        return run_client(path, body)
+    except CoordinatorUnreachable:
+        if began:  # lost while running: not a missing coordinator
+            raise
+    local = InProcessCoordinator(path)
+    raced = None
+    try:
+        local.start()
+    except* UnitsyncError as group:  # AddressInUse: another process serves there now
+        raced = group.exceptions[0]
+    if raced is not None:
+        say(f"using the coordinator that started meanwhile on {path} ({raced})")
+        return run_client(path, body)
+    say(f"no coordinator on {path}: running one in this process (it stops with up)")
+    try:
+        return run_client(path, body)
+    finally:
+        local.stop()
+
+
+@dataclass
+class _Outcome:
+    """How a unit ended, for the summary."""
+
+    status: str = "not started"
+    reason: str = ""
+    waited: float | None = None
+    ran: float | None = None
+
+
+class Up:
+    """One run of the workspace: the units' tasks, the running commands, the stop."""
+
+    def __init__(
+        self, core: AsyncioClient, workspace: Workspace, selected: list[str],
+        log_dir: Path | None, abort_on_failure: bool, grace: float,
+    ) -> None:
+        from ._display import Display
+
+        self.core, self.workspace, self.selected = core, workspace, selected
+        self.abort_on_failure, self.grace = abort_on_failure, grace
+        self.display: Display = Display(selected, log_dir=log_dir)
+        self.running: dict[str, Launched] = {}
+        self.outcomes = {unit: _Outcome() for unit in selected}
+        self.began = time.monotonic()
+        self._stopping: asyncio.Task[None] | None = None
+        self._waiting: dict[str, asyncio.Task[None]] = {}
+        self._signals = 0
+
+    async def run(self) -> int:
+        graph = {u: r for u, r in self.workspace.requirements() if u in self.selected}
+        await self.core.apply(graph)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, self._signalled, signum)
+        real_stderr = sys.stderr
+        if self.display.tty:  # run's messages (say) go above the status block
+            sys.stderr = _Lines(self.display)  # type: ignore[assignment]
+        ticker = asyncio.ensure_future(self._tick()) if self.display.tty else None
+        try:
+            tasks = [asyncio.ensure_future(self._unit(u)) for u in self.selected]
+            await asyncio.gather(*tasks)
+            if self._stopping is not None:
+                await self._stopping
+        finally:
+            if ticker is not None:
+                ticker.cancel()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+            self.display.close()
+            sys.stderr = real_stderr
+        return self._summary()
+
+    async def _tick(self) -> None:
+        """On a terminal: the status block's elapsed times move on, once a second."""
+        while True:
+            await asyncio.sleep(1.0)
+            self.display.refresh()
+
+    # --- one unit -------------------------------------------------------------------------
+
+    async def _unit(self, unit: str) -> None:
+        spec = self.workspace.units[unit]
+        task = asyncio.current_task()
+        assert task is not None
+        self._waiting[unit] = task
+        try:
+            if spec.run is None:
+                await self._reported(unit)
+            else:
+                await self._run(spec)
+        except asyncio.CancelledError:  # stopped before it started
+            self.display.state(unit, "stopped", "not started",
+                               announce=f"{unit} not started (stopping)")
+        finally:
+            self._waiting.pop(unit, None)
+
+    async def _reported(self, unit: str) -> None:
+        """A unit without ``run``: another process reports it; wait for its outcome."""
+        self.display.state(unit, "waiting", "for another process to report it")
+        try:
+            await self.core.reached(unit, Status.FINISHED)
+        except DependencyFailed as failed:
+            self._ended(unit, "blocked", failed.skip_reason)
+            return
+        info = await self.core.info(unit)
+        self._ended(unit, info.status.value, info.reason)
+
+    async def _run(self, spec: UnitSpec) -> None:
+        from ._sync import start_when_ready
+
+        unit, core = spec.name, self.core
+        outcome = self.outcomes[unit]
+        limits = Limits(
+            run_timeout=spec.run_timeout, kill_after=spec.kill_after, probes=spec.ready.probes,
+            ready_interval=spec.ready.interval, ready_timeout=spec.ready.timeout,
+        )
+
+        def waiting(unmet: Sequence[str]) -> None:
+            self.display.state(unit, "waiting", f"for {', '.join(unmet)}",
+                               announce=f"{unit} waiting for {', '.join(unmet)}")
+
+        try:
+            lease, _, _ = await start_when_ready(
+                core, unit, lambda: core.hold(unit), spec.timeout, waiting=waiting,
+                taken=lambda: core.hold(unit, resume=True),
+            )
+        except DependencyFailed as failed:  # start_when_ready marked it skipped
+            self._ended(unit, "skipped", failed.skip_reason)
+            return
+        except CommandError as error:  # its timeout
+            with contextlib.suppress(UnitsyncError):
+                await core.fail(unit, str(error))
+            self._ended(unit, "failed", str(error))
+            return
+        outcome.waited = time.monotonic() - self.began
+        started = time.monotonic()
+        command = ("sh", "-c", spec.run) if isinstance(spec.run, str) else tuple(spec.run or ())
+        env = {**os.environ, **spec.env} if spec.env else None
+        try:
+            launched = await launch(command, limits, sinks=self.display.sinks(unit),
+                                    cwd=str(spec.cwd) if spec.cwd else None, env=env)
+        except OSError as exc:
+            reason = f"cannot run {command[0]!r}: {exc.strerror or exc}"
+            await core.lease_fail(lease, reason)
+            self._ended(unit, "failed", reason)
+            return
+        self.running[unit] = launched
+        self.display.state(unit, "running", announce=f"{unit} started")
+        try:
+            code = await supervise(core, unit, lease, launched, limits, forward_signals=False)
+        finally:
+            self.running.pop(unit, None)
+        outcome.ran = time.monotonic() - started
+        info = await core.info(unit)
+        status, reason = info.status.value, info.reason
+        if code and status == "completed":  # a service that ended badly after it was ready
+            status, reason = "failed", f"exit code {code} after it was ready"
+        self._ended(unit, status, reason)
+
+    def _ended(self, unit: str, status: str, reason: str) -> None:
+        outcome = self.outcomes[unit]
+        outcome.status, outcome.reason = status, reason
+        text = f"{unit} {status}" + (f": {reason}" if reason else "")
+        if outcome.ran is not None:
+            text += f" (ran {format_duration(round(outcome.ran, 1))})"
+        if status == "skipped" and outcome.ran is None:
+            text = ""  # start_when_ready said so already, in run's words
+        self.display.state(unit, status, reason, announce=text, took=outcome.ran)
+        if status != "completed" and self.abort_on_failure and self._stopping is None:
+            self.display.say(f"{unit} {status}: stopping everything (--abort-on-failure)")
+            self._stopping = asyncio.ensure_future(self.stop())
+
+    # --- stopping -------------------------------------------------------------------------
+
+    def _signalled(self, signum: int) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            self.display.say(f"{signal.Signals(signum).name} again: killing every command")
+            for launched in list(self.running.values()):
+                launched.signal(signal.SIGKILL)
+            return
+        self.display.say(f"{signal.Signals(signum).name}: stopping (again to kill at once)")
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self.stop())
+
+    async def stop(self) -> None:
+        """Leave the units not started yet; stop the running commands, dependents first."""
+        for task in list(self._waiting.values()):
+            if task is not asyncio.current_task() and self._waits(task):
+                task.cancel()
+        for layer in self._layers():
+            alive = [self.running[u] for u in layer if u in self.running]
+            if not alive:
+                continue
+            for launched in alive:
+                launched.signal(signal.SIGTERM)
+            waits = [asyncio.ensure_future(launched.child.wait()) for launched in alive]
+            _, pending = await asyncio.wait(waits, timeout=self.grace or None)
+            if pending:
+                for launched in alive:
+                    launched.signal(signal.SIGKILL)
+                await asyncio.wait(pending)
+
+    def _waits(self, task: asyncio.Task[None]) -> bool:
+        """Whether ``task`` is a unit still waiting to start (not one whose command runs)."""
+        return not any(self._waiting.get(u) is task for u in self.running)
+
+    def _layers(self) -> list[list[str]]:
+        """The selected units by height in the dependents' direction: first those nothing
+        depends on, then those only they depend on, and so on."""
+        dependents: dict[str, set[str]] = {u: set() for u in self.selected}
+        for edge in self.workspace.edges():
+            if edge.unit in dependents and edge.depends_on in dependents:
+                dependents[edge.depends_on].add(edge.unit)
+        height: dict[str, int] = {}
+
+        def measure(unit: str) -> int:
+            if unit not in height:
+                height[unit] = 1 + max((measure(d) for d in dependents[unit]), default=-1)
+            return height[unit]
+
+        for unit in self.selected:
+            measure(unit)
+        layers: list[list[str]] = [[] for _ in range(max(height.values(), default=-1) + 1)]
+        for unit in self.selected:
+            layers[height[unit]].append(unit)
+        return layers
+
+    # --- the end --------------------------------------------------------------------------
+
+    def _summary(self) -> int:
+        """The table of outcomes; 0 if every unit completed, else 1 (naming the others)."""
+        from ._format import _table
+
+        def seconds(value: float | None) -> str:
+            return "-" if value is None else f"{value:.1f}s"
+
+        rows = []
+        for unit in self.selected:
+            o = self.outcomes[unit]
+            outcome = o.status + (f": {o.reason}" if o.reason else "")
+            rows.append((unit, outcome, seconds(o.waited), seconds(o.ran)))
+        print(_table(("UNIT", "OUTCOME", "WAITED", "RAN"), rows), flush=True)
+        bad = [u for u in self.selected if self.outcomes[u].status != "completed"]
+        if bad:
+            say(f"{len(bad)} of {len(self.selected)} units did not complete: {', '.join(bad)}")
+            return ERROR
+        return OK
+
+
+class _Lines:
+    """``sys.stderr`` while the status block is on the terminal: each line written goes
+    through the display, above the block."""
+
+    def __init__(self, display: Display) -> None:
+        self._display, self._partial = display, ""
+
+    def write(self, text: str) -> int:
+        *lines, self._partial = (self._partial + text).split("\n")
+        for line in lines:
+            self._display._print(line, err=False)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return True

@@ -1,0 +1,240 @@
+"""``unitsync up``: the workspace file run by real ``unitsync up`` processes — with a coordinator
+of its own or a running one, outside scripts reporting, a failure and a skip, the stop in
+reverse dependency order, ``kill -9``, a pseudo-terminal's status block, logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import signal
+import subprocess
+import textwrap
+from pathlib import Path
+
+import trio
+
+from coordinator import Status
+
+from .cli_support import ERROR, OK, UNITSYNC, USAGE, Served, env_for, read_all, read_line, reap
+from .cli_support import table
+from .waits import WAIT
+
+WORKSPACE = """\
+[units.ssh-key]
+run = "echo key made"
+[units.git]
+run = ["sh", "-c", "echo cloning; echo to stderr >&2"]
+after = ["ssh-key"]
+[units.lint]
+run = "echo lint; exit 3"
+after = ["git"]
+[units.report]
+run = "echo never"
+after = ["lint"]
+[units.claude]
+run = "echo claude"
+after = ["git"]
+"""
+
+
+def workspace(directory: Path, text: str) -> Path:
+    path = directory / "unitsync.toml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+async def up(served: Served, directory: Path, *args: str) -> tuple[int, str, str]:
+    done = await trio.run_process(
+        [*UNITSYNC, "up", *args], cwd=directory, env=served.env, capture_stdout=True,
+        capture_stderr=True, check=False,
+    )
+    return done.returncode, done.stdout.decode(), done.stderr.decode()
+
+
+async def test_up_runs_each_unit_when_ready_with_its_own_coordinator(
+    sock_dir: Path, tmp_path: Path
+) -> None:
+    workspace(tmp_path, WORKSPACE)
+    served = Served(sock_dir / "unitsync.sock", env_for(sock_dir / "unitsync.sock"))
+    with trio.fail_after(WAIT * 2):
+        code, out, err = await up(served, tmp_path, "--log-dir", str(tmp_path / "logs"))
+    assert code == ERROR, (out, err)
+    assert f"unitsync: no coordinator on {served.path}: running one in this process" in err
+    lines = out.splitlines()
+    output = [line for line in lines if " | " in line]
+    # each command's lines behind its name; a unit's output before its dependents' output
+    assert output.index("ssh-key | key made") < output.index("git     | cloning")
+    assert output.index("git     | cloning") < output.index("lint    | lint")
+    assert "git     | to stderr" in err  # a command's stderr stays stderr (piped)
+    assert "report  | never" not in output
+    summary = table("\n".join(lines[lines.index(next(l for l in lines if l.startswith("UNIT"))):]))
+    assert [row[:2] for row in summary] == [
+        ["UNIT", "OUTCOME"], ["ssh-key", "completed"], ["git", "completed"],
+        ["lint", "failed: exit code 3"],
+        ["report", 'skipped: dependency "lint" failed: exit code 3'],
+        ["claude", "completed"],
+    ]
+    assert err.rstrip().endswith("2 of 5 units did not complete: lint, report")
+    assert (tmp_path / "logs" / "git.log").read_text() in (
+        "cloning\nto stderr\n", "to stderr\ncloning\n"
+    )
+    assert not served.path.exists()  # its coordinator went with it
+
+
+async def test_up_of_some_units_runs_what_they_need_and_uses_the_running_coordinator(
+    served: Served, tmp_path: Path
+) -> None:
+    workspace(tmp_path, """\
+        [units.upa-dotfiles]
+        [units.upa-git]
+        run = "echo git"
+        [units.upa-claude]
+        run = "echo claude"
+        after = ["upa-git", "upa-dotfiles"]
+        [units.upa-other]
+        run = "echo other"
+    """)
+    with trio.fail_after(WAIT * 2):
+        async with trio.open_nursery() as nursery:
+            result: list[tuple[int, str, str]] = []
+
+            async def run_up() -> None:
+                result.append(await up(served, tmp_path, "upa-claude"))
+
+            nursery.start_soon(run_up)
+            async with served.client() as client:  # an outside script reports dotfiles
+                await client.unit("upa-dotfiles").reached(Status.PENDING)  # up applied the file
+                await client.unit("upa-dotfiles").start()
+                await client.unit("upa-dotfiles").complete()
+    code, out, err = result[0]
+    assert code == OK, (out, err)
+    assert "running one in this process" not in err
+    rows = table(out[out.index("UNIT"):])
+    assert [row[:2] for row in rows] == [
+        ["UNIT", "OUTCOME"], ["upa-dotfiles", "completed"], ["upa-git", "completed"],
+        ["upa-claude", "completed"],
+    ]
+    assert "other" not in out
+
+
+async def test_up_refuses_a_bad_file_and_unknown_units_before_running_anything(
+    served: Served, tmp_path: Path
+) -> None:
+    workspace(tmp_path, '[units.upb-a]\nrun = "touch ran"\naftr = []\n')
+    with trio.fail_after(WAIT):
+        code, _, err = await up(served, tmp_path)
+        assert (code, err) == (USAGE, f'unitsync: unitsync.toml:3: unit "upb-a": unknown key '
+                                      '"aftr" (did you mean "after"?)\n')
+        workspace(tmp_path, '[units.upb-a]\nrun = "touch ran"\n')
+        code, _, err = await up(served, tmp_path, "upb-nothere")
+        assert code == USAGE and "not in unitsync.toml: upb-nothere" in err
+        workspace(tmp_path, '[units.upb-b]\nrun = ["./no-such-program"]\n')
+        code, out, err = await up(served, tmp_path)
+    assert not (tmp_path / "ran").exists()
+    assert code == ERROR
+    assert "upb-b  failed: cannot run './no-such-program': No such file or directory" in out
+
+
+SERVICES = """\
+[units.db]
+run = "trap 'echo stopping db; exit 0' TERM; echo db up; while :; do sleep 0.02; done"
+ready = { log = "db up" }
+[units.app]
+run = "trap 'echo stopping app; exit 0' TERM; echo app up; while :; do sleep 0.02; done"
+after = ["db"]
+ready = { log = "app up" }
+"""
+
+
+async def test_sigint_stops_dependents_first_and_kill_9_leaves_no_command(
+    sock_dir: Path, tmp_path: Path
+) -> None:
+    workspace(tmp_path, SERVICES)
+    env = env_for(sock_dir / "unitsync.sock")
+    with trio.fail_after(WAIT * 3):
+        process = await trio.lowlevel.open_process(
+            [*UNITSYNC, "up"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            assert process.stderr is not None
+            while "app" not in (line := await read_line(process.stderr)) or "ready" not in line:
+                assert line, "up ended before app was ready"
+            process.send_signal(signal.SIGINT)
+            out = await read_all(process.stdout)
+            assert await process.wait() == OK
+        finally:
+            await reap(process)
+        output = [line for line in out.splitlines() if " | " in line]
+        assert output.index("app | stopping app") < output.index("db  | stopping db")
+
+        # kill -9: the commands get SIGTERM from the kernel (parent death), not left running
+        pids = tmp_path / "pids"
+        workspace(tmp_path, SERVICES.replace("echo db up", f"echo $$ >> {pids}; echo db up")
+                  .replace("echo app up", f"echo $$ >> {pids}; echo app up"))
+        process = await trio.lowlevel.open_process(
+            [*UNITSYNC, "up"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            assert process.stderr is not None
+            while "app" not in (line := await read_line(process.stderr)) or "ready" not in line:
+                assert line, "up ended before app was ready"
+            process.kill()
+            await process.wait()
+        finally:
+            await reap(process)
+        children = [int(pid) for pid in pids.read_text().split()]
+        assert len(children) == 2
+        for pid in children:  # another process's end: nothing to wait on but its pid
+            while _alive(pid):
+                await trio.sleep(0.01)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:  # a zombie (not reaped yet by init) is gone
+        return stat.read().split(") ", 1)[1][0] != "Z"
+
+
+async def test_on_a_terminal_a_status_block_is_redrawn_under_the_output(
+    sock_dir: Path, tmp_path: Path
+) -> None:
+    workspace(tmp_path, WORKSPACE)
+    env = {**env_for(sock_dir / "unitsync.sock"), "TERM": "xterm"}
+    env.pop("NO_COLOR", None)
+    primary, secondary = pty.openpty()
+    with trio.fail_after(WAIT * 2):
+        process = await trio.lowlevel.open_process(
+            [*UNITSYNC, "up"], cwd=tmp_path, env=env, stdin=secondary, stdout=secondary,
+            stderr=secondary,
+        )
+        os.close(secondary)
+        chunks = []
+        try:
+            while True:
+                await trio.lowlevel.wait_readable(primary)
+                try:
+                    chunk = os.read(primary, 65536)
+                except OSError:  # EIO: the terminal's other side is closed
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            assert await process.wait() == ERROR
+        finally:
+            os.close(primary)
+            await reap(process)
+    screen = b"".join(chunks).decode()
+    assert "\x1b[5F\x1b[J" in screen  # up over the 5 units' block, cleared, drawn again
+    plain = screen.replace("\r", "")
+    plain = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", plain)
+    assert re.search(r"^lint +failed +\d+\.\ds +exit code 3$", plain, re.M), plain
+    assert re.search(r"^ssh-key \| key made$", plain, re.M)
+    assert plain.rstrip().endswith("2 of 5 units did not complete: lint, report")
+    json.dumps(plain)  # printable: no stray bytes
