@@ -125,7 +125,7 @@ async def test_up_refuses_a_bad_file_and_unknown_units_before_running_anything(
     workspace(tmp_path, '[units.upb-a]\nrun = "touch ran"\naftr = []\n')
     with trio.fail_after(WAIT):
         code, _, err = await up(served, tmp_path)
-        assert (code, err) == (USAGE, f'unitsync: unitsync.toml:3: unit "upb-a": unknown key '
+        assert (code, err) == (USAGE, 'unitsync: unitsync.toml:3: unit "upb-a": unknown key '
                                       '"aftr" (did you mean "after"?)\n')
         workspace(tmp_path, '[units.upb-a]\nrun = "touch ran"\n')
         code, _, err = await up(served, tmp_path, "upb-nothere")
