@@ -238,3 +238,55 @@ async def test_on_a_terminal_a_status_block_is_redrawn_under_the_output(
     assert re.search(r"^ssh-key \| key made$", plain, re.M)
     assert plain.rstrip().endswith("2 of 5 units did not complete: lint, report")
     json.dumps(plain)  # printable: no stray bytes
+
+
+async def until_line(stream: trio.abc.ReceiveStream | None, *words: str) -> None:
+    """Read ``stream`` until a line with every one of ``words`` (the caller's fail_after)."""
+    assert stream is not None
+    while True:
+        line = await read_line(stream)
+        assert line, f"EOF before a line with {words}"
+        if all(word in line for word in words):
+            return
+
+
+async def test_abort_on_failure_stops_the_others_and_a_second_signal_kills(
+    sock_dir: Path, tmp_path: Path
+) -> None:
+    env = env_for(sock_dir / "unitsync.sock")
+    workspace(tmp_path, """\
+        [units.web]
+        run = "trap 'echo web stopped; exit 0' TERM; echo web up; while :; do sleep 0.02; done"
+        ready = { log = "web up" }
+        [units.broken]
+        run = "exit 1"
+        after = ["web"]
+    """)
+    with trio.fail_after(WAIT * 3):
+        code, out, err = await up(Served(sock_dir / "unitsync.sock", env), tmp_path,
+                                  "--abort-on-failure")
+        assert code == ERROR, (out, err)
+        assert "unitsync: broken failed: stopping everything (--abort-on-failure)" in err
+        assert "web    | web stopped" in out
+
+        # a command that ignores SIGTERM: the first SIGINT waits --grace, the second kills
+        workspace(tmp_path, """\
+            [units.stubborn]
+            run = "trap '' TERM; echo stubborn up; while :; do sleep 0.02; done"
+            ready = { log = "stubborn up" }
+        """)
+        process = await trio.lowlevel.open_process(
+            [*UNITSYNC, "up", "--grace", "1h"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            await until_line(process.stderr, "stubborn", "ready")
+            process.send_signal(signal.SIGINT)
+            await until_line(process.stderr, "SIGINT: stopping")
+            process.send_signal(signal.SIGINT)
+            await until_line(process.stderr, "SIGINT again: killing every command")
+            out = await read_all(process.stdout)
+            assert await process.wait() == ERROR
+        finally:
+            await reap(process)
+    assert "stubborn  failed: killed by signal SIGKILL (after it was ready)" in out
