@@ -85,7 +85,8 @@ IDLE_PINGS_SECONDS: Final = 1.0  #: the pinger's baseline, before the pages are 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     parts: tuple[str, ...]
-    memory_units: int  #: units in each memory interpreter (about 4 events each)
+    memory_units: int  #: units in each memory interpreter
+    memory_runs: int  #: times each of them is started and completed
     unit_events: int  #: events of the busy unit (``status BUSY``)
     events: int  #: events in the server in all (``timeline``, ``blame``, ...)
     status_runs: int  #: ``status`` processes timed per unit
@@ -109,15 +110,18 @@ def spread(values: Sequence[float], key: str, digits: int = 1) -> dict[str, floa
 # --- memory per kept event ----------------------------------------------------------------------
 
 
-async def chain_work(coord: LocalCoordinator, prefix: str, units: int) -> None:
-    """``{prefix}{i}`` wants ``{prefix}{i-1}``; then each, in order, is started and completed."""
+async def chain_work(coord: LocalCoordinator, prefix: str, units: int, runs: int) -> None:
+    """``{prefix}{i}`` wants ``{prefix}{i-1}``; then ``runs`` times each, in order, is started
+    and completed (a re-run after the first): 2 + 2 * ``runs`` events per unit (1 less for the
+    first, which has no edge)."""
     names = [f"{prefix}{i}" for i in range(units)]
     await coord.unit(names[0]).register()
     for dependent, dependency in zip(names[1:], names):
         await coord.unit(dependent).want(dependency)
-    for name in names:
-        await coord.unit(name).start()
-        await coord.unit(name).complete()
+    for _ in range(runs):
+        for name in names:
+            await coord.unit(name).start()
+            await coord.unit(name).complete()
 
 
 async def kept_after(coord: LocalCoordinator, seq: int) -> int:
@@ -131,23 +135,23 @@ async def kept_after(coord: LocalCoordinator, seq: int) -> int:
         seq = page.events[-1].seq
 
 
-def event_memory(units: int, history: int, settle: float) -> dict[str, Any]:
+def event_memory(units: int, runs: int, history: int, settle: float) -> dict[str, Any]:
     """Traced bytes grown while a coordinator keeping ``history`` events does
     :func:`chain_work` on ``units`` units, read once its actors sleep and memory holds still.
     Only meaningful in a fresh interpreter: see :func:`event_memory_in_subprocess`."""
-    return trio.run(_event_memory, units, history, settle)
+    return trio.run(_event_memory, units, runs, history, settle)
 
 
-async def _event_memory(units: int, history: int, settle: float) -> dict[str, Any]:
+async def _event_memory(units: int, runs: int, history: int, settle: float) -> dict[str, Any]:
     async with open_coordinator(history=history) as coord:
-        await chain_work(coord, "warm", MEMORY_WARMUP)
+        await chain_work(coord, "warm", MEMORY_WARMUP, 1)
         await coord.sleep_idle()
         await trio.testing.wait_all_tasks_blocked()
         gc.collect()
         tracemalloc.start()
         before = scale.traced_bytes()
         seq0 = (await coord.history(limit=1, newest=True)).last
-        await chain_work(coord, "u", units)
+        await chain_work(coord, "u", units, runs)
         await coord.sleep_idle()
         await trio.testing.wait_all_tasks_blocked()
         await scale.settled(scale.traced_bytes, settle, units)
@@ -159,12 +163,13 @@ async def _event_memory(units: int, history: int, settle: float) -> dict[str, An
             "events": last - seq0, "kept": kept}
 
 
-def event_memory_in_subprocess(units: int, history: int, settle: float) -> dict[str, Any]:
+def event_memory_in_subprocess(units: int, runs: int, history: int, settle: float
+                               ) -> dict[str, Any]:
     """:func:`event_memory` in a fresh interpreter (same Python, this repository)."""
     code = ("import json, sys; from stress.history import event_memory; "
             "print(json.dumps(event_memory(**json.loads(sys.argv[1]))))")
     path = os.pathsep.join(filter(None, [str(scale.ROOT), os.environ.get("PYTHONPATH")]))
-    options = {"units": units, "history": history, "settle": settle}
+    options = {"units": units, "runs": runs, "history": history, "settle": settle}
     out = subprocess.run([sys.executable, "-c", code, json.dumps(options)], cwd=scale.ROOT,
                          env={**os.environ, "PYTHONPATH": path}, capture_output=True, text=True,
                          check=True, timeout=scale.PHASE_TIMEOUT)
@@ -172,15 +177,25 @@ def event_memory_in_subprocess(units: int, history: int, settle: float) -> dict[
 
 
 def measure_memory(config: Config) -> dict[str, Any]:
-    """Bytes per kept event: history on minus history off, over the events kept."""
-    progress(f"memory: {config.memory_units:,} units, history={config.history:,} and 0")
-    on = event_memory_in_subprocess(config.memory_units, config.history, config.settle)
-    off = event_memory_in_subprocess(config.memory_units, 0, config.settle)
-    if on["events"] != off["events"] or off["kept"] or not on["kept"]:
-        raise RuntimeError(f"memory: the two interpreters did not do the same work: {on} {off}")
-    return {"memory_units": config.memory_units, "memory_events_kept": on["kept"],
-            "memory_on_bytes": on["bytes"], "memory_off_bytes": off["bytes"],
-            "bytes_per_event": round((on["bytes"] - off["bytes"]) / on["kept"], 1)}
+    """Bytes per kept event: history on minus history off, over the events kept; and the same
+    with a history too small for the work (full: the oldest events are being dropped)."""
+    units, runs = config.memory_units, config.memory_runs
+    events = 2 * units - 1 + 2 * units * runs
+    full_limit = max(1, events // 10)
+    progress(f"memory: {units:,} units, {runs} runs each ({events:,} events), "
+             f"history={config.history:,}, 0 and {full_limit:,}")
+    on = event_memory_in_subprocess(units, runs, config.history, config.settle)
+    off = event_memory_in_subprocess(units, runs, 0, config.settle)
+    full = event_memory_in_subprocess(units, runs, full_limit, config.settle)
+    if not on["events"] == off["events"] == full["events"] or off["kept"] or not on["kept"]:
+        raise RuntimeError(f"memory: the interpreters did not do the same work: {on} {off} {full}")
+    return {"memory_units": units, "memory_runs": runs, "memory_events": on["events"],
+            "memory_events_kept": on["kept"], "memory_on_bytes": on["bytes"],
+            "memory_off_bytes": off["bytes"],
+            "bytes_per_event": round((on["bytes"] - off["bytes"]) / on["kept"], 1),
+            "memory_full_history": full_limit, "memory_full_kept": full["kept"],
+            "memory_full_bytes": full["bytes"],
+            "bytes_per_kept_event_full": round((full["bytes"] - off["bytes"]) / full["kept"], 1)}
 
 
 # --- a real server: status of a busy unit, timeline & co. of the whole history ------------------
@@ -485,8 +500,11 @@ def report(result: dict[str, Any], config: Config) -> None:
         r = result
         print(f"memory: {r['bytes_per_event']:,} B per kept event (tracemalloc: "
               f"{r['memory_on_bytes']:,} B with history={config.history:,}, "
-              f"{r['memory_off_bytes']:,} B with 0, {r['memory_events_kept']:,} events kept, "
-              f"{r['memory_units']:,} units)")
+              f"{r['memory_off_bytes']:,} B with 0; {r['memory_events_kept']:,} events kept of "
+              f"{r['memory_events']:,}, {r['memory_units']:,} units run {r['memory_runs']} times)")
+        print(f"  history full (={r['memory_full_history']:,}, the oldest dropped): "
+              f"{r['bytes_per_kept_event_full']:,} B per kept event ({r['memory_full_bytes']:,} B, "
+              f"{r['memory_full_kept']:,} events kept)")
     if "status_busy_ms" in result:
         r = result
         print(f"\nserve (journal on): busy unit {r['busy_events']:,} events "
@@ -527,7 +545,9 @@ def main(argv: list[str]) -> int:
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--parts", type=scale.comma_list(PARTS), default=PARTS,
                         help="memory,server,want")
-    parser.add_argument("--memory-units", type=int, help="units per memory interpreter (10,000)")
+    parser.add_argument("--memory-units", type=int, help="units per memory interpreter (2,000)")
+    parser.add_argument("--memory-runs", type=int,
+                        help="times each memory unit is started and completed (10)")
     parser.add_argument("--unit-events", type=int, help="events of the busy unit (10,000)")
     parser.add_argument("--events", type=int, help="events in the server in all (100,000)")
     parser.add_argument("--wants", type=int, help="wants per round (5,000)")
@@ -540,7 +560,8 @@ def main(argv: list[str]) -> int:
     quick = args.quick
     config = Config(
         parts=args.parts,
-        memory_units=args.memory_units or (500 if quick else 10_000),
+        memory_units=args.memory_units or (200 if quick else 2_000),
+        memory_runs=args.memory_runs or (3 if quick else 10),
         unit_events=args.unit_events or (1_000 if quick else 10_000),
         events=args.events or (5_000 if quick else 100_000),
         status_runs=2 if quick else 5, read_runs=1 if quick else 3,

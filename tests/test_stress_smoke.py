@@ -59,8 +59,10 @@ def test_fsync_quick(tmp_path: Path) -> None:
 def test_history_quick() -> None:
     result = run_stress("history", "--quick")
     # memory: the history keeps what it was given, and it costs something per event
-    assert result["memory_events_kept"] == 4 * result["memory_units"] - 1, result  # 1st: no edge
-    assert result["bytes_per_event"] > 0, result
+    units, runs = result["memory_units"], result["memory_runs"]
+    assert result["memory_events_kept"] == result["memory_events"] == 2 * units - 1 + 2 * units * runs
+    assert result["memory_full_kept"] == result["memory_full_history"] < result["memory_events"]
+    assert result["bytes_per_event"] > 0 and result["bytes_per_kept_event_full"] > 0, result
     # server: the busy unit's events are all kept and its status shows each; the rest answered
     assert result["busy_events"] == 1_000 and result["other_events"] == 2, result
     assert result["status_busy_rows"] == result["busy_events"], result
