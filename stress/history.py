@@ -6,34 +6,41 @@ The coordinator keeps its newest ``history`` events (every status change and edg
 ``coordinator/_history.py``) in memory and in the journal. Three parts, each against a baseline
 measured in the same run:
 
-* **memory** — two fresh interpreters (as ``scale``'s memory pass: memory freed earlier would be
-  reused unseen) do the same work, ``--memory-units`` units each wanting the previous one, then
-  each started and completed (about 4 events per unit), with ``history=`` the default and 0.
-  Traced bytes (``tracemalloc``) grown over the work, after the actors are put to sleep and
-  memory has held still: the difference divided by the events kept is the **bytes per kept
-  event** (the event, its timestamp, and its two index entries: all events, and its unit's).
+* **memory** — three fresh interpreters (as ``scale``'s memory pass: memory freed earlier would
+  be reused unseen) do the same work, ``--memory-units`` units each wanting the previous one,
+  then each started and completed ``--memory-runs`` times, with ``history=`` the default (all
+  kept), 0, and a tenth of the events (full: the oldest are being dropped). Traced bytes
+  (``tracemalloc``) grown over the work, after the actors are put to sleep and memory has held
+  still: the difference from the 0 run divided by the events kept is the **bytes per kept
+  event** (the event, its timestamp, its two index entries: all events, and its unit's), with
+  room and full.
 * **server** — a real ``unitsync serve`` (socket and journal in a short /tmp dir, the journal on
   as by default), filled through the library (``coordinator.connect``): one unit with
   ``--unit-events`` events (start/complete cycles) and one with 2, then ``want``\\ s (2 events
-  each) up to ``--events`` events in all. Timed, as whole CLI processes (median of
-  ``--status-runs`` / ``--read-runs``, alternating): ``unitsync status BUSY`` against ``status
-  OTHER`` (the ratio is what the busy unit's History costs), then ``timeline -o json``,
-  ``timeline``, ``blame`` and ``critical-chain`` (stdout to /dev/null). Also: reading every page
-  of the history through the library (at most 10,000 events per call: the slowest page bounds
-  the time one call holds the server), and the server's RSS before and after filling.
+  each) up to ``--events`` events in all. Timed, as whole CLI processes (medians of 5 and 3;
+  quick: 2 and 1), round-robin: ``unitsync status busy`` against ``status other`` (the ratio is
+  what the busy unit's History costs), then ``timeline -o json``, ``timeline``, ``blame`` and
+  ``critical-chain`` (stdout to /dev/null). Also: reading every page of the history through the
+  library (at most 10,000 events per call: the slowest page bounds the time one call holds the
+  server) while another process pings the server every 2 ms on its own connection
+  (``ping_reading_ms`` against ``ping_idle_ms``, the second before: how long other clients wait
+  behind a page), and the server's RSS before and after filling.
 * **want** — in-process ``open_coordinator(history=...)``: ``--rounds`` rounds per
   configuration of ``--wants`` wants building a random DAG (the same edges each round, timed as
   ``scale``'s builds are), the configurations alternating round by round: ``on`` (the default
   history), ``off`` (0), ``full`` (a history smaller than a round's events, so nearly every
   event also drops the oldest). Medians and ranges of µs per want; ``want_ratio`` = on / off.
 
-JSON keys (µs, ms, bytes as named): ``bytes_per_event``, ``memory_events_kept``,
-``memory_units``, ``memory_on_bytes``, ``memory_off_bytes``; ``busy_events``, ``other_events``,
+JSON keys (µs, ms, bytes as named): ``bytes_per_event``, ``bytes_per_kept_event_full``,
+``memory_units``, ``memory_runs``, ``memory_events``, ``memory_events_kept``,
+``memory_on_bytes``, ``memory_off_bytes``, ``memory_full_history``, ``memory_full_kept``,
+``memory_full_bytes``; ``busy_events``, ``other_events``,
 ``status_busy_ms``, ``status_other_ms`` (+ ``_min``/``_max``), ``status_ratio``,
 ``status_busy_rows``, ``events``, ``timeline_json_ms``, ``timeline_text_ms``, ``blame_ms``,
 ``critical_chain_ms`` (+ ``_min``/``_max``), ``read_all_ms``, ``pages``, ``page_ms_max``,
+``page_events``, ``read_events``,
 ``unit_page_ms``, ``ping_idle_ms``, ``ping_reading_ms`` (+ ``_max``, ``_count``),
-``rss_start_kb``, ``rss_busy_kb``, ``rss_full_kb``, ``busy_calls_per_s``,
+``rss_start_kb``, ``rss_busy_kb``, ``rss_full_kb``, ``rss_after_reads_kb``, ``busy_calls_per_s``,
 ``fill_wants_per_s``; ``want_on_us``, ``want_off_us``, ``want_full_us`` (+ ``_min``/``_max``),
 ``want_{on,off,full}_gc_ms`` (in the garbage collector per round) and ``_max_ms`` (the
 slowest single want; medians of the rounds), ``want_ratio``, ``want_full_ratio``, ``wants``,
@@ -84,6 +91,8 @@ IDLE_PINGS_SECONDS: Final = 1.0  #: the pinger's baseline, before the pages are 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
+    """The sizes of one run (``--quick``: seconds; the defaults: ~2-4 minutes here)."""
+
     parts: tuple[str, ...]
     memory_units: int  #: units in each memory interpreter
     memory_runs: int  #: times each of them is started and completed
