@@ -54,3 +54,23 @@ def test_fsync_quick(tmp_path: Path) -> None:
         per_record, per_flush = result[f"{policy}_us_per_record"], result[f"{policy}_ms_per_flush"]
         assert abs(per_record - per_flush * 1e3) <= 0.01 + per_record * 0.01, result
     assert result["fdatasync_over_write_only"] > 0
+
+
+def test_history_quick() -> None:
+    result = run_stress("history", "--quick")
+    # memory: the history keeps what it was given, and it costs something per event
+    units, runs = result["memory_units"], result["memory_runs"]
+    assert result["memory_events_kept"] == result["memory_events"] == 2 * units - 1 + 2 * units * runs
+    assert result["memory_full_kept"] == result["memory_full_history"] < result["memory_events"]
+    assert result["bytes_per_event"] > 0 and result["bytes_per_kept_event_full"] > 0, result
+    # server: the busy unit's events are all kept and its status shows each; the rest answered
+    assert result["busy_events"] == 1_000 and result["other_events"] == 2, result
+    assert result["status_busy_rows"] == result["busy_events"], result
+    assert result["events"] == result["read_events"] == 5_000, result
+    assert result["pages"] >= 1 and result["page_ms_max"] > 0, result
+    for key in ("status_busy_ms", "status_other_ms", "timeline_json_ms", "timeline_text_ms",
+                "blame_ms", "critical_chain_ms", "rss_start_kb", "rss_full_kb"):
+        assert result[key] > 0, key
+    # want: every configuration measured
+    for key in ("want_on_us", "want_off_us", "want_full_us", "want_ratio", "want_full_ratio"):
+        assert result[key] > 0, key
