@@ -3,17 +3,22 @@
 Pure bookkeeping in the Trio thread: :class:`~coordinator._events.EventHub` appends every event
 it publishes; reads (a page of it, a watch replaying from a seq) take what is kept at the
 moment they run. Retention is bounded: past ``limit`` events the oldest is dropped, so a
-coordinator that runs for months holds at most ``limit`` events (memory per event: see
-stress/README.md).
+coordinator that runs for months holds at most ``limit`` events.
+
+Stored as columns — arrays of numbers, lists of strings that are already the actors' — and
+made into :class:`Event` objects only when read: a kept event is no object of its own, so
+100,000 of them give Python's garbage collector nothing to track (one object per event made
+it run full collections of 100-200 ms during large builds; stress/README.md "History").
 """
 
 from __future__ import annotations
 
 import bisect
-from operator import attrgetter
+from array import array
 from typing import Final
 
 from ._api import Event, HistoryPage
+from ._status import Status
 
 __all__ = ["DEFAULT_HISTORY", "History", "MAX_HISTORY_PAGE"]
 
@@ -23,17 +28,19 @@ DEFAULT_HISTORY: Final = 100_000
 #: At most this many events in one page (a request for more, or for 0 = "all", gets this many).
 MAX_HISTORY_PAGE: Final = 10_000
 
-_seq = attrgetter("seq")
+_STATUSES: Final = tuple(Status)
+_CODE: Final = {status: code for code, status in enumerate(_STATUSES)}
 
 
-class _Run:
-    """A list whose first ``start`` entries were dropped (dropping is O(1); the list is cut
-    down now and then)."""
+class _Positions:
+    """The absolute positions (0 = the first event ever kept) of one unit's kept events, in
+    order; the first ``start`` were dropped. Cut down once more than half is dropped, so it
+    holds at most twice what it keeps."""
 
     __slots__ = ("items", "start")
 
     def __init__(self) -> None:
-        self.items: list[Event] = []
+        self.items = array("q")
         self.start = 0
 
     def __len__(self) -> int:
@@ -41,17 +48,9 @@ class _Run:
 
     def drop_first(self) -> None:
         self.start += 1
-        if self.start > 1024 and self.start * 2 > len(self.items):
+        if self.start * 2 > len(self.items):
             del self.items[: self.start]
             self.start = 0
-
-    def page(self, after: int, limit: int, newest: bool) -> tuple[list[Event], bool]:
-        items = self.items
-        first = bisect.bisect_right(items, after, lo=self.start, key=_seq)
-        if newest:
-            begin = max(first, len(items) - limit)
-            return items[begin:], begin > first
-        return items[first:first + limit], first + limit < len(items)
 
 
 class History:
@@ -61,24 +60,33 @@ class History:
     coordinator continues from the journal's.
     """
 
-    __slots__ = ("limit", "last", "_all", "_by_unit")
+    __slots__ = ("limit", "last", "_base", "_start", "_seq", "_time", "_unit", "_old", "_new",
+                 "_reason", "_dep", "_req", "_by_unit")
 
     def __init__(self, limit: int = DEFAULT_HISTORY, *, last: int = 0) -> None:
         if limit < 0:
             raise ValueError(f"a history keeps 0 or more events, not {limit}")
         self.limit = limit
         self.last = last
-        self._all = _Run()
-        self._by_unit: dict[str, _Run] = {}
+        self._base = 0  # the absolute position of the columns' first entry
+        self._start = 0  # the columns' first kept entry (those before it were dropped)
+        self._seq = array("q")
+        self._time = array("d")
+        self._unit: list[str] = []
+        self._old = array("b")
+        self._new = array("b")
+        self._reason: list[str] = []
+        self._dep: list[str] = []
+        self._req = array("b")
+        self._by_unit: dict[str, _Positions] = {}
 
     def __len__(self) -> int:
-        return len(self._all)
+        return len(self._seq) - self._start
 
     @property
     def oldest(self) -> int:
         """The seq of the oldest event kept, 0 if none is."""
-        run = self._all
-        return run.items[run.start].seq if len(run) else 0
+        return self._seq[self._start] if len(self) else 0
 
     def append(self, event: Event) -> None:
         """Keep ``event`` (its seq is above every kept one's), dropping the oldest past the
@@ -88,18 +96,46 @@ class History:
         self.last = event.seq
         if not self.limit:
             return
-        self._all.items.append(event)
-        run = self._by_unit.get(event.unit)
-        if run is None:
-            run = self._by_unit[event.unit] = _Run()
-        run.items.append(event)
-        if len(self._all) > self.limit:
-            dropped = self._all.items[self._all.start]
-            self._all.drop_first()
-            unit_run = self._by_unit[dropped.unit]
-            unit_run.drop_first()
-            if not unit_run:
-                del self._by_unit[dropped.unit]
+        position = self._base + len(self._seq)
+        self._seq.append(event.seq)
+        self._time.append(event.time)
+        self._unit.append(event.unit)
+        self._old.append(_CODE[event.old])
+        self._new.append(_CODE[event.new])
+        self._reason.append(event.reason)
+        self._dep.append(event.depends_on)
+        self._req.append(_CODE[event.requires])
+        positions = self._by_unit.get(event.unit)
+        if positions is None:
+            positions = self._by_unit[event.unit] = _Positions()
+        positions.items.append(position)
+        if len(self) > self.limit:
+            self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        """Drop the oldest kept event; cut the columns down once more than half of them is
+        dropped (O(1) per event on average; at most twice the kept events in memory)."""
+        unit = self._unit[self._start]
+        positions = self._by_unit[unit]
+        positions.drop_first()
+        if not positions:
+            del self._by_unit[unit]
+        self._start += 1
+        if self._start * 2 > len(self._seq):
+            cut = self._start
+            for column in (self._seq, self._time, self._unit, self._old, self._new,
+                           self._reason, self._dep, self._req):
+                del column[:cut]
+            self._base += cut
+            self._start = 0
+
+    def _event(self, index: int) -> Event:
+        return Event(
+            seq=self._seq[index], time=self._time[index], unit=self._unit[index],
+            old=_STATUSES[self._old[index]], new=_STATUSES[self._new[index]],
+            reason=self._reason[index], depends_on=self._dep[index],
+            requires=_STATUSES[self._req[index]],
+        )
 
     def page(
         self, *, after: int = 0, limit: int = 0, unit: str = "", newest: bool = False
@@ -108,10 +144,26 @@ class History:
         first ``limit`` of them, or with ``newest`` the last ``limit`` (at most and 0 meaning
         :data:`MAX_HISTORY_PAGE`)."""
         limit = min(limit or MAX_HISTORY_PAGE, MAX_HISTORY_PAGE)
-        run = self._by_unit.get(unit) if unit else self._all
-        events, more = run.page(after, limit, newest) if run is not None else ([], False)
-        return HistoryPage(events=tuple(events), more=more, oldest=self.oldest, last=self.last)
+        first = bisect.bisect_right(self._seq, after, lo=self._start)  # first index after it
+        if unit:
+            positions = self._by_unit.get(unit)
+            if positions is None:
+                indexes: list[int] = []
+            else:
+                wanted = positions.items[positions.start:]
+                skip = bisect.bisect_left(wanted, self._base + first)
+                indexes = [p - self._base for p in wanted[skip:]]
+            chosen, more = (indexes[-limit:], len(indexes) > limit) if newest else (
+                indexes[:limit], len(indexes) > limit)
+        else:
+            end = len(self._seq)
+            begin = max(first, end - limit) if newest else first
+            stop = end if newest else min(end, first + limit)
+            chosen = list(range(begin, stop))
+            more = begin > first if newest else stop < end
+        return HistoryPage(events=tuple(self._event(i) for i in chosen), more=more,
+                           oldest=self.oldest, last=self.last)
 
     def events(self) -> list[Event]:
-        """Every kept event, oldest first (a copy: for a snapshot)."""
-        return self._all.items[self._all.start:]
+        """Every kept event, oldest first (made now: for a snapshot)."""
+        return [self._event(i) for i in range(self._start, len(self._seq))]

@@ -337,3 +337,16 @@ async def test_a_scripted_run_reads_back_as_timeline_blame_and_critical_chain() 
     assert [(l["unit_name"], l["at"], l["took"]) for l in json.loads(chain_json(events))] == [
         ("claude", 2.5, 0.25), ("git", 2.0, 0.25),
     ]
+
+
+def test_a_full_history_holds_at_most_twice_what_it_keeps() -> None:
+    """Dropped events are let go: the columns and each unit's index are cut down once half
+    of them is dropped (a unit that keeps one event must not keep a thousand dropped)."""
+    history = History(100)
+    for seq in range(1, 50_001):
+        history.append(status_event(seq, f"u{seq % 1000}", P, S))
+    assert len(history) == 100 and history.oldest == 49_901
+    assert len(history._seq) <= 2 * 100
+    assert len(history._by_unit) == 100  # units with no kept event are gone
+    assert sum(len(p.items) for p in history._by_unit.values()) <= 2 * 100
+    assert [e.seq for e in history.page(unit="u999").events] == [49_999]
