@@ -5,7 +5,8 @@ Scenarios: ``wakeup`` (pushed wake-up latency of N parked clients, against polli
 unit), ``churn`` (clients coming, going and being killed; the server returns to its baseline),
 ``crash`` (the churn against ``unitsync serve``, SIGKILLed and restarted on its journal; nothing
 acknowledged is lost), ``cli`` (whole-process time of the command line), ``chain`` (an N-unit chain in-process),
-``fsync`` (what the journal's flush policies cost on a filesystem).
+``fsync`` (what the journal's flush policies cost on a filesystem), ``up`` (``unitsync up`` on a
+random DAG of sleeps: wall time against the critical path, scheduling delay).
 With ``--json`` the last line printed is one JSON object with the scenario's figures;
 ``--quick`` finishes in seconds (the CI smoke tests use it).
 """
@@ -25,6 +26,7 @@ SCENARIOS = {
     "cli": "stress.cli",
     "chain": "stress.chain",
     "fsync": "stress.fsync",
+    "up": "stress.up",
 }
 
 

@@ -54,3 +54,21 @@ def test_fsync_quick(tmp_path: Path) -> None:
         per_record, per_flush = result[f"{policy}_us_per_record"], result[f"{policy}_ms_per_flush"]
         assert abs(per_record - per_flush * 1e3) <= 0.01 + per_record * 0.01, result
     assert result["fdatasync_over_write_only"] > 0
+
+
+def test_up_quick() -> None:
+    result = run_stress("up", "--quick")
+    assert result["all_completed"] and result["rounds"] == 1
+    assert result["completed"] == result["started_commands"] == result["units"] == 30
+    assert 1 <= result["depth"] <= 30 and result["critical_s"] == result["depth"] * 0.1
+    # the wall time covers the critical path; each command ran at least its sleep
+    assert result["wall_s"] >= result["measured_critical_s"] >= result["critical_s"] * 0.99
+    assert result["unit_duration_p50_ms"] >= 100
+    assert result["constrained_starts"] > 0
+    # a start comes after its dependencies' completion, and not absurdly later (a loaded
+    # machine: a generous bound)
+    assert 0 <= result["delay_min_ms"] <= result["delay_p50_ms"] <= result["delay_p99_ms"]
+    assert result["delay_max_ms"] < 2000
+    assert 0 < result["apply_ms"] < result["startup_ms"] < 30_000
+    for key in ("hold_p50_ms", "launch_p50_ms", "lag_p50_ms", "exit_ms"):
+        assert result[key] >= 0, key
