@@ -49,9 +49,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +156,40 @@ class Round:
     completed: dict[str, float] = field(default_factory=dict)  # `completed` events
     first_event: float = 0.0
     output_tail: str = ""
+    up_cpu_s: float = float("nan")  # up's own user + system CPU (not its commands')
+    server_cpu_s: float = float("nan")  # the server's, from up's spawn to its exit
+
+
+def process_cpu(pid: int) -> float:
+    """``pid``'s own user + system CPU seconds so far (``/proc``, 10 ms ticks; also readable
+    while it is a zombie)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuWatch:
+    """Reads a process's own CPU time every 10 ms in a thread, keeping the last reading: the
+    figure just before it is reaped."""
+
+    def __init__(self, pid: int) -> None:
+        self.last = float("nan")
+        self._stop = threading.Event()
+        self._pid = pid
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.last = process_cpu(self._pid)
+            except (OSError, IndexError, ValueError):
+                return
+            self._stop.wait(0.01)
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self.last
 
 
 async def read_history(path: Path) -> tuple[dict[str, float], dict[str, float], float]:
@@ -203,18 +239,22 @@ def run_round(units: int, edges: int, seed: int, sleep: float, timeout: float) -
     try:
         toml = write_workspace(workdir, graph, sleep)
         with open(workdir / "up.out", "wb") as out:
+            server_cpu = process_cpu(server.pid)
             launched = time.time()
             t0 = time.monotonic()
             up = subprocess.Popen([*unitsync, "up", "-f", str(toml), "--socket", str(path)],
                                   cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=out,
                                   stderr=subprocess.STDOUT)
+            cpu = CpuWatch(up.pid)
             try:
                 returncode = up.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 raise RuntimeError(f"up: not done within {timeout} s; server stderr: "
                                    f"{''.join(server_tail)!r}") from None
             wall = time.monotonic() - t0
+            server_cpu = process_cpu(server.pid) - server_cpu
         result = Round(graph, depth, sleep, launched, wall, returncode)
+        result.up_cpu_s, result.server_cpu_s = cpu.stop(), server_cpu
         result.output_tail = (workdir / "up.out").read_text(errors="replace")[-2000:]
         for kind, stamps in (("starts", result.starts), ("ends", result.ends)):
             for stamp in (workdir / kind).iterdir():
@@ -264,6 +304,38 @@ def samples(run: Round) -> dict[str, list[float]]:
     return out
 
 
+def realized_chain(run: Round) -> list[str]:
+    """The chain that decided the wall time: from the unit completed last, back through the
+    dependency that completed last each time, to a unit without dependencies (first first)."""
+    if not run.completed:
+        return []
+    unit = max(run.completed, key=run.completed.__getitem__)
+    chain = [unit]
+    while run.graph[unit] and all(d in run.completed for d in run.graph[unit]):
+        unit = max(run.graph[unit], key=run.completed.__getitem__)
+        chain.append(unit)
+    return chain[::-1]
+
+
+def chain_figures(run: Round) -> dict[str, float]:
+    """The wall time along :func:`realized_chain`, exactly: ``chain_startup_ms`` (spawn to its
+    first command's start stamp) + ``chain_run_ms`` (its units' start stamps to their
+    ``completed`` events; ``chain_sleep_ms`` of it asleep) + ``chain_delay_ms`` (each
+    completion to the next unit's start stamp) + ``exit_ms``."""
+    chain = realized_chain(run)
+    if not chain or not all(u in run.starts for u in chain):
+        return {}
+    run_s = sum(run.completed[u] - run.starts[u] for u in chain)
+    delay_s = sum(run.starts[b] - run.completed[a] for a, b in pairwise(chain))
+    return {
+        "chain_units": len(chain),
+        "chain_startup_ms": round((run.starts[chain[0]] - run.launched) * 1e3, 1),
+        "chain_run_ms": round(run_s * 1e3, 1),
+        "chain_sleep_ms": round(len(chain) * run.sleep * 1e3, 1),
+        "chain_delay_ms": round(delay_s * 1e3, 1),
+    }
+
+
 def figures(run: Round) -> dict[str, Any]:
     """One round's figures (see the module docstring)."""
     graph = run.graph
@@ -292,6 +364,9 @@ def figures(run: Round) -> dict[str, Any]:
         "exit_ms": round((run.launched + run.wall_s - max(run.completed.values())) * 1e3, 1)
         if run.completed else float("nan"),
     }
+    result["up_cpu_s"] = round(run.up_cpu_s, 2)
+    result["server_cpu_s"] = round(run.server_cpu_s, 2)
+    result.update(chain_figures(run))
     intervals = samples(run)
     result["constrained_starts"] = len(intervals["delay"])
     for name, values in intervals.items():
@@ -358,6 +433,13 @@ def print_report(per_round: list[dict[str, Any]], summary: dict[str, Any]) -> No
           f" {s['pooled_launch_p50_ms']:.2f} / {s['pooled_launch_p99_ms']:.2f}")
     print(f"  command's end -> completed event (exit seen, pumps, complete), p50/p99"
           f" {s['pooled_lag_p50_ms']:.2f} / {s['pooled_lag_p99_ms']:.2f} ms")
+    if "chain_units" in s:
+        print(f"  along the chain that finished last ({s['chain_units']:g} units; medians): startup"
+              f" {s['chain_startup_ms']:.0f} + running {s['chain_run_ms']:.0f} (asleep"
+              f" {s['chain_sleep_ms']:.0f}) + waits between them {s['chain_delay_ms']:.0f}"
+              f" + exit {s['exit_ms']:.0f} ms")
+    print(f"  CPU during the run: up itself {s['up_cpu_s']:.2f} s, the server"
+          f" {s['server_cpu_s']:.2f} s (of {s['wall_s']:.2f} s wall, 2 cores shared)")
     print(f"goal wall <= {RATIO_GOAL:g} x critical path: "
           f"{'met' if s['ratio_goal_met'] else 'NOT met'} ({s['wall_over_critical']:.3f})")
     print(f"goal scheduling delay p99 <= {DELAY_P99_GOAL_MS:g} ms: "
