@@ -221,9 +221,11 @@ async def read_history(path: Path) -> tuple[dict[str, float], dict[str, float], 
             after = page.events[-1].seq
 
 
-def run_round(units: int, edges: int, seed: int, sleep: float, timeout: float) -> Round:
+def run_round(
+    units: int, edges: int, seed: int, sleep: float, timeout: float, wrap: list[str] | None = None,
+) -> Round:
     """One DAG run by ``unitsync up`` on a fresh server; server and up stopped whatever
-    happens."""
+    happens. ``wrap``: a command that runs up (py-spy)."""
     import trio
 
     from .rpc import start
@@ -246,7 +248,7 @@ def run_round(units: int, edges: int, seed: int, sleep: float, timeout: float) -
             server_cpu = process_cpu(server.pid)
             launched = time.time()
             t0 = time.monotonic()
-            up = subprocess.Popen([*unitsync, "up", "-f", str(toml), "--socket", str(path)],
+            up = subprocess.Popen([*(wrap or []), *unitsync, "up", "-f", str(toml), "--socket", str(path)],
                                   cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=out,
                                   stderr=subprocess.STDOUT)
             cpu = CpuWatch(up.pid)
@@ -340,6 +342,30 @@ def chain_figures(run: Round) -> dict[str, float]:
     }
 
 
+def queue_fit(runs: list[Round]) -> dict[str, float]:
+    """Each delay against the launches queued ahead of it (other units' start stamps between
+    its dependency's completion and its own): least squares ``delay = alone + per_launch x
+    ahead``, and their correlation. up starts commands one at a time, so a unit released
+    together with others waits for their launches."""
+    xs: list[float] = []
+    ys: list[float] = []
+    for run in runs:
+        stamps = sorted(run.starts.values())
+        for unit, deps in run.graph.items():
+            if not deps or unit not in run.starts or not all(d in run.completed for d in deps):
+                continue
+            released, start = max(run.completed[d] for d in deps), run.starts[unit]
+            xs.append(sum(released < t < start for t in stamps))
+            ys.append((start - released) * 1e3)
+    if len(xs) < 3 or len(set(xs)) < 2:
+        return {}
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    return {"delay_alone_ms": round(my - slope * mx, 2), "delay_per_launch_ahead_ms": round(slope, 2),
+            "delay_ahead_r": round(statistics.correlation(xs, ys), 2),
+            "launches_ahead_max": max(xs)}
+
+
 def figures(run: Round) -> dict[str, Any]:
     """One round's figures (see the module docstring)."""
     graph = run.graph
@@ -361,6 +387,10 @@ def figures(run: Round) -> dict[str, Any]:
         "measured_critical_s": round(measured_critical, 4),
         "wall_over_critical": round(run.wall_s / critical, 4),
         "wall_over_measured": round(run.wall_s / measured_critical, 4),
+        # the first command's start to the last completion: the ratio without up's startup
+        # and exit
+        "span_over_critical": round((max(run.completed.values()) - min(run.starts.values()))
+                                    / critical, 4) if complete else float("nan"),
         "unit_duration_p50_ms": _spread(list(measured.values()))["p50"],
         "startup_ms": round((min(run.starts.values()) - run.launched) * 1e3, 1)
         if run.starts else float("nan"),
@@ -392,7 +422,8 @@ def summarize(rounds: list[Round], per_round: list[dict[str, Any]]) -> dict[str,
     keys = [k for k, v in per_round[0].items() if isinstance(v, (int, float))]
     result: dict[str, Any] = {k: round(statistics.median(r[k] for r in per_round), 4)
                               for k in keys}
-    for key in ("wall_s", "wall_over_critical", "wall_over_measured", "delay_p99_ms",
+    for key in ("wall_s", "wall_over_critical", "wall_over_measured", "span_over_critical",
+                "delay_p99_ms",
                 "delay_max_ms", "startup_ms", "depth"):
         values = [r[key] for r in per_round]
         result[f"{key}_range"] = [min(values), max(values)]
@@ -403,6 +434,7 @@ def summarize(rounds: list[Round], per_round: list[dict[str, Any]]) -> dict[str,
     for name, values in pooled.items():
         for key, value in _spread(values).items():
             result[f"pooled_{name}_{key}_ms"] = value
+    result.update(queue_fit(rounds))
     result["rounds"] = len(rounds)
     result["all_completed"] = all(r["completed"] == r["units"] and r["returncode"] == 0
                                   for r in per_round)
@@ -430,7 +462,9 @@ def print_report(per_round: list[dict[str, Any]], summary: dict[str, Any]) -> No
           f" measured")
     print(f"  wall / critical: {s['wall_over_critical']:.3f} theoretical (range "
           f"{s['wall_over_critical_range'][0]:.3f}-{s['wall_over_critical_range'][1]:.3f}),"
-          f" {s['wall_over_measured']:.3f} measured")
+          f" {s['wall_over_measured']:.3f} measured; first command's start to last completion"
+          f" / critical {s['span_over_critical']:.3f} (range {s['span_over_critical_range'][0]:.3f}-"
+          f"{s['span_over_critical_range'][1]:.3f})")
     print(f"  up's startup (spawn to first command) {s['startup_ms']:.1f} ms, of which spawn to"
           f" apply {s['apply_ms']:.1f} ms; last completion to up's exit {s['exit_ms']:.1f} ms")
     print(f"    after the apply: first hold {s['first_hold_ms']:.1f} ms; the {s['sources']:g} units"
@@ -444,6 +478,10 @@ def print_report(per_round: list[dict[str, Any]], summary: dict[str, Any]) -> No
     print(f"    of which completion -> started (push + hold), p50/p99 {s['pooled_hold_p50_ms']:.2f}"
           f" / {s['pooled_hold_p99_ms']:.2f}; started -> process start (launch), p50/p99"
           f" {s['pooled_launch_p50_ms']:.2f} / {s['pooled_launch_p99_ms']:.2f}")
+    if "delay_per_launch_ahead_ms" in s:
+        print(f"    pooled fit: delay = {s['delay_alone_ms']:.2f} ms + "
+              f"{s['delay_per_launch_ahead_ms']:.2f} ms x launches queued ahead of it (r"
+              f" {s['delay_ahead_r']:.2f}; at most {s['launches_ahead_max']:g} ahead)")
     print(f"  command's end -> completed event (exit seen, pumps, complete), p50/p99"
           f" {s['pooled_lag_p50_ms']:.2f} / {s['pooled_lag_p99_ms']:.2f} ms")
     if "chain_units" in s:
@@ -459,6 +497,42 @@ def print_report(per_round: list[dict[str, Any]], summary: dict[str, Any]) -> No
           f"{'met' if s['delay_goal_met'] else 'NOT met'} ({s['delay_p99_ms']:.2f} ms)")
 
 
+#: Where up's main thread is, by the first of these found on its stack (function names of
+#: cli/, asyncio, subprocess, importlib), for ``--py-spy``.
+PROFILE_CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("imports", ("_find_and_load",)),
+    ("launch: vfork+exec of the command (Popen._execute_child)", ("Popen._execute_child",)),
+    ("launch: a waitpid thread per child (ThreadedChildWatcher.add_child_handler)",
+     ("ThreadedChildWatcher.add_child_handler",)),
+    ("launch: the rest (transport, pipes, setpriv lookup)", ("launch",)),
+    ("output pumps", ("pass_through",)),
+    ("status lines (Display)", ("Display.",)),
+    ("supervise (the lease's complete)", ("supervise", "_keep_the_hold")),
+    ("start_when_ready (info, hold, ready)", ("start_when_ready",)),
+    ("Up._run / _ended (info after exit)", ("Up._run", "Up._ended")),
+    ("apply, workspace file", ("load_workspace", "AsyncioClient.apply", "Up.run")),
+    ("command line parsing", ("App.parse_commands", "AppStack")),
+    ("loop idle (epoll wait)", ("EpollSelector.select",)),
+    ("asyncio loop, capnp callbacks", ("_run_once", "Handle._run")),
+)
+
+
+def profile_main_thread(path: Path) -> dict[str, float]:
+    """Milliseconds of up's main thread per :data:`PROFILE_CATEGORIES` in a py-spy speedscope
+    file (recorded with ``--idle``: waiting counts too; ``total`` is the whole)."""
+    data = json.loads(path.read_text())
+    frames = [f["name"] for f in data["shared"]["frames"]]
+    main_thread = data["profiles"][0]  # py-spy lists the main thread first
+    spent: dict[str, float] = {"total": 0.0}
+    for sample, weight in zip(main_thread["samples"], main_thread["weights"]):
+        names = [frames[i] for i in sample]
+        where = next((label for label, keys in PROFILE_CATEGORIES
+                      if any(k in n for n in names for k in keys)), "other")
+        spent[where] = spent.get(where, 0.0) + weight * 1e3
+        spent["total"] += weight * 1e3
+    return {k: round(v, 1) for k, v in sorted(spent.items(), key=lambda kv: -kv[1])}
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m stress up")
     parser.add_argument("--units", type=int, help="units in the DAG (default 200; --quick 30)")
@@ -467,6 +541,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--sleep", type=float, default=0.1, help="each command's sleep, s")
     parser.add_argument("--rounds", type=int, help=f"default 5; --quick {QUICK_ROUNDS}")
     parser.add_argument("--timeout", type=float, default=300.0, help="bound on one up run, s")
+    parser.add_argument("--py-spy", type=Path, metavar="FILE",
+                        help="after the measured rounds, one more (seed S, not in the figures) "
+                             "with up under `py-spy record --idle --nonblocking -r 1000 -f "
+                             "speedscope -o FILE`; prints where up's main thread spent it")
     parser.add_argument("--quick", action="store_true",
                         help=f"{QUICK_UNITS} units, {QUICK_ROUNDS} round (smoke test)")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
@@ -490,7 +568,18 @@ def main(argv: list[str]) -> int:
         per_round.append(figures(run))
     summary = summarize(runs, per_round)
     print_report(per_round, summary)
+    profile: dict[str, float] = {}
+    if args.py_spy:
+        spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        wrap = [spy, "record", "--idle", "--nonblocking", "-r", "1000", "-f", "speedscope",
+                "-o", str(args.py_spy.resolve()), "--"]
+        run = run_round(units, edges, args.seed, args.sleep, args.timeout, wrap)
+        profile = profile_main_thread(args.py_spy)
+        print(f"profiled round (seed {args.seed}, py-spy {args.py_spy}): wall {run.wall_s:.3f} s;"
+              f" up's main thread, ms:")
+        for label, ms in profile.items():
+            print(f"  {ms:8.1f} {ms / profile['total'] * 100:5.1f} %  {label}")
     if args.json:
         print(json.dumps({**summary, "sleep": args.sleep, "seed": args.seed,
-                          "per_round": per_round}))
+                          "profile_main_thread_ms": profile, "per_round": per_round}))
     return 0 if summary["all_completed"] else 1
