@@ -10,12 +10,12 @@ end):
   chain) is printed; the theoretical critical path is depth x ``--sleep``;
 * a ``unitsync.toml`` whose every unit runs
   ``["bash", "-c", "echo $EPOCHREALTIME > starts/NAME; sleep 0.1; echo $EPOCHREALTIME > ends/NAME"]``:
-  ``$EPOCHREALTIME`` is a bash builtin (wall clock, µs), so the start stamp costs no fork (a
-  ``date +%s.%N`` would cost one, ~1 ms more here). It is written after ``setpriv`` and bash
-  have been exec'd and bash has started (~1 ms from the spawn on this machine, measured from
-  Python): the recorded "process start" is late by that much, so the delays below are
-  conservative (too long, never too short). ``sleep`` is forked rather than exec'd so that bash
-  can stamp the end, which adds one fork (~1 ms) per unit to its running time;
+  ``$EPOCHREALTIME`` is a bash builtin (wall clock, µs), so the start stamp costs no fork (``sh
+  -c 'date +%s.%N > ...'`` would fork and exec one more program first). It is written after
+  ``setpriv`` and bash have been exec'd and bash has started (0.8-0.9 ms after a spawn from
+  Python on this machine): the recorded "process start" is late by that much, so the delays
+  below are conservative (too long, never too short). ``sleep`` is forked rather than exec'd
+  so that bash can stamp the end, which adds one fork per unit to its running time;
 * ``unitsync up`` is launched as a real subprocess (the console script next to this Python)
   against the server, its output to a file, and timed from just before the spawn to its exit;
 * the coordinator's history (``coordinator.connect``, ``history()`` pages) gives each unit's
@@ -36,8 +36,13 @@ imports, connect, the apply), and ``first_hold_ms``: the apply to the first ``st
 event; ``sources_spread_ms``: the first to the last start stamp of the units without
 dependencies, all ready at once (``per_source_launch_ms`` apart: up's serial cost per launch).
 ``up_cpu_s`` / ``server_cpu_s``: their own CPU during the run (``/proc``). ``chain_*``: the
-wall time along the chain that finished last (:func:`chain_figures`). ``exit_ms``: the last ``completed`` event to up's exit.
-The report gives medians over rounds (and ranges), plus the delays pooled over all rounds.
+wall time along the chain that finished last (:func:`chain_figures`). ``exit_ms``: the last
+``completed`` event to up's exit. ``span_over_critical``: the first start stamp to the last
+``completed`` event over the critical path (the ratio without up's startup and exit).
+The report gives medians over rounds (and ranges), the delays pooled over all rounds, and
+those delays fitted against the launches queued ahead of each (:func:`queue_fit`).
+``--py-spy FILE`` adds one unmeasured round with up under py-spy and prints where its main
+thread spent the run (:func:`profile_main_thread`).
 
 Goals (the issue): wall <= 1.15 x the critical path; delay p99 <= 10 ms.
 """
