@@ -6,7 +6,8 @@ unit), ``churn`` (clients coming, going and being killed; the server returns to 
 ``crash`` (the churn against ``unitsync serve``, SIGKILLed and restarted on its journal; nothing
 acknowledged is lost), ``cli`` (whole-process time of the command line), ``chain`` (an N-unit chain in-process),
 ``fsync`` (what the journal's flush policies cost on a filesystem), ``history`` (what keeping
-the coordinator's events costs: memory per event, ``want`` with and without, reading it).
+the coordinator's events costs: memory per event, ``want`` with and without, reading it), ``up`` (``unitsync up`` on a
+random DAG of sleeps: wall time against the critical path, scheduling delay).
 With ``--json`` the last line printed is one JSON object with the scenario's figures;
 ``--quick`` finishes in seconds (the CI smoke tests use it).
 """
@@ -27,6 +28,7 @@ SCENARIOS = {
     "chain": "stress.chain",
     "fsync": "stress.fsync",
     "history": "stress.history",
+    "up": "stress.up",
 }
 
 

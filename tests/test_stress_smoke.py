@@ -74,3 +74,21 @@ def test_history_quick() -> None:
     # want: every configuration measured
     for key in ("want_on_us", "want_off_us", "want_full_us", "want_ratio", "want_full_ratio"):
         assert result[key] > 0, key
+
+
+def test_up_quick() -> None:
+    result = run_stress("up", "--quick")
+    assert result["all_completed"] and result["rounds"] == 1
+    assert result["completed"] == result["started_commands"] == result["units"] == 30
+    assert 1 <= result["depth"] <= 30 and result["critical_s"] == result["depth"] * 0.1
+    # the wall time covers the critical path; each command ran at least its sleep
+    assert result["wall_s"] >= result["measured_critical_s"] >= result["critical_s"] * 0.99
+    assert result["unit_duration_p50_ms"] >= 100
+    assert result["constrained_starts"] > 0
+    # a start comes after its dependencies' completion, and not absurdly later (a loaded
+    # machine: a generous bound)
+    assert 0 <= result["delay_min_ms"] <= result["delay_p50_ms"] <= result["delay_p99_ms"]
+    assert result["delay_max_ms"] < 2000
+    assert 0 < result["apply_ms"] < result["startup_ms"] < 30_000
+    for key in ("hold_p50_ms", "launch_p50_ms", "lag_p50_ms", "exit_ms"):
+        assert result[key] >= 0, key
