@@ -31,12 +31,6 @@ if TYPE_CHECKING:
 __all__ = ["blame", "critical_chain", "last_changes", "read_history", "timeline"]
 
 
-#: Events asked for per page: the server fills a page on its RPC thread, where a page of
-#: 10,000 kept other clients waiting ~100 ms (stress/README.md "History"); 2,000 cost as much
-#: in all and a fifth of that per page.
-PAGE_EVENTS = 2_000
-
-
 @dataclass(frozen=True)
 class Since:
     """``--since``: a seq (``1234``: the events after it) or a duration (``10m``: the events
@@ -69,7 +63,7 @@ async def read_history(
     events: list[Event] = []
     after = since.seq
     while True:
-        page = await core.history(after=after, limit=PAGE_EVENTS, unit=unit)
+        page = await core.history(after=after, unit=unit)  # pages as large as the server gives
         if after == since.seq > 0 and page.oldest > after + 1:
             say(f"events {after + 1} to {page.oldest - 1} are no longer kept (serve --history)")
         events.extend(page.events)

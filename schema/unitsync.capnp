@@ -93,7 +93,7 @@ interface Coordinator {
       -> (events :List(Event), more :Bool, oldest :UInt64, last :UInt64);
     # revision 3: the kept history (the newest `serve --history N` events), in seq order: the
     # events after seq `after` (of `unit` only, unless ""), the first `limit` of them, or with
-    # `newest` the last `limit` (0, or more than 10,000: 10,000). more: events remain beyond
+    # `newest` the last `limit` (0, or more than 2,000: 2,000). more: events remain beyond
     # this page (after it; with newest, before it): page on with the last seq as `after`.
     # oldest: the oldest kept seq (0: none); last: the seq of the newest event published.
   apply @7 (units :List(UnitSpec)) -> ();
