@@ -192,6 +192,7 @@ class Up:
         graph = {u: r for u, r in self.workspace.requirements() if u in self.selected}
         await self.core.apply(graph)
         loop = asyncio.get_running_loop()
+        _watch_children_with_pidfds(loop)
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, self._signalled, signum)
         real_stderr = sys.stderr
@@ -388,6 +389,21 @@ class Up:
             say(f"{len(bad)} of {len(self.selected)} units did not complete: {', '.join(bad)}")
             return ERROR
         return OK
+
+
+def _watch_children_with_pidfds(loop: asyncio.AbstractEventLoop) -> None:
+    """Learn of the commands' exits from pidfds on the event loop. Python 3.11's default child
+    watcher starts a thread per child to wait for it (~0.45 ms of the loop's time per launch,
+    stress/README.md "up"); 3.12 uses pidfds by itself."""
+    if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
+        return
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        watcher = asyncio.PidfdChildWatcher()
+        watcher.attach_loop(loop)
+        asyncio.set_child_watcher(watcher)
 
 
 class _Lines:
