@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._check import File, load_workspace, report_problems, summary
+from ._check import File, load_workspace, summary
 from ._connect import call
 from ._options import Common
-from ._workspace import WorkspaceError
 
 if TYPE_CHECKING:
     from coordinator.rpc import AsyncioClient
@@ -30,10 +29,7 @@ def apply(*, file: File = None, common: Common = Common()) -> int:
     file
         The workspace file. Default: unitsync.toml in the current directory.
     """
-    try:
-        workspace = load_workspace(file)
-    except WorkspaceError as error:
-        return report_problems(error)
+    workspace = load_workspace(file)
 
     async def body(core: AsyncioClient) -> None:
         await core.apply(dict(workspace.requirements()))

@@ -1,7 +1,7 @@
 """``unitsync check [-f FILE]``: is the workspace file usable? No coordinator is asked.
 
 Also the workspace commands' shared steps: finding the file (:func:`workspace_path`) and
-reporting its problems with the right exit code (:func:`report_problems`).
+loading it, every problem in one CommandError with the right exit code (:func:`load_workspace`).
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from typing import Annotated
 
 from cyclopts import Parameter
 
-from ._connect import CYCLE, OK, USAGE, CommandError, say
+from ._connect import CYCLE, OK, USAGE, CommandError
 from ._workspace import WORKSPACE_FILE, Workspace, WorkspaceError, load
 
-__all__ = ["check", "load_workspace", "report_problems", "summary", "workspace_path"]
+__all__ = ["check", "load_workspace", "summary", "workspace_path"]
 
 #: ``-f FILE``, shared by the commands that read the workspace file.
 File = Annotated[Path | None, Parameter(name=["--file", "-f"])]
@@ -35,10 +35,7 @@ def check(*, file: File = None) -> int:
     file
         The workspace file. Default: unitsync.toml in the current directory.
     """
-    try:
-        workspace = load_workspace(file)
-    except WorkspaceError as error:
-        return report_problems(error)
+    workspace = load_workspace(file)
     print(summary(workspace))
     return OK
 
@@ -55,15 +52,14 @@ def workspace_path(file: Path | None) -> Path:
 
 
 def load_workspace(file: Path | None) -> Workspace:
-    """The checked workspace of ``-f FILE`` (see :func:`workspace_path`); WorkspaceError."""
-    return load(workspace_path(file))
-
-
-def report_problems(error: WorkspaceError) -> int:
-    """Say each problem on stderr; the exit code: 5 if all are cycles, else 2."""
-    for problem in error.problems:
-        say(str(problem))
-    return CYCLE if error.only_cycles else USAGE
+    """The checked workspace of ``-f FILE`` (see :func:`workspace_path`). A file with problems
+    is :class:`CommandError` naming each of them, one per line, with the exit code: 5 if all
+    are cycles, else 2."""
+    try:
+        return load(workspace_path(file))
+    except WorkspaceError as error:
+        code = CYCLE if error.only_cycles else USAGE
+        raise CommandError("\n".join(map(str, error.problems)), code) from None
 
 
 def summary(workspace: Workspace, outcome: str = "ok") -> str:

@@ -81,8 +81,9 @@ def exit_code(error: BaseException) -> int:
 
 
 def say(message: str) -> None:
-    """A diagnostic on stderr: ``unitsync: <message>``."""
-    print(f"unitsync: {message}", file=sys.stderr, flush=True)
+    """A diagnostic on stderr: ``unitsync: <message>`` (each line of it, for several)."""
+    print("\n".join(f"unitsync: {line}" for line in message.split("\n")), file=sys.stderr,
+          flush=True)
 
 
 def report(error: BaseException) -> int:

@@ -36,7 +36,7 @@ from coordinator import (
     validate_name,
 )
 
-from ._check import File, load_workspace, report_problems
+from ._check import File, load_workspace
 from ._connect import ERROR, OK, USAGE, CommandError, say
 from ._options import Common, Duration, format_duration
 from ._supervise import Launched, Limits, launch, supervise
@@ -87,14 +87,7 @@ def up(
     """
     for unit in units:
         validate_name(unit)
-    try:
-        workspace = load_workspace(file)
-    except Exception as error:  # noqa: BLE001 - WorkspaceError, reported as check does
-        from ._workspace import WorkspaceError
-
-        if isinstance(error, WorkspaceError):
-            return report_problems(error)
-        raise
+    workspace = load_workspace(file)
     unknown = [u for u in units if u not in workspace.units]
     if unknown:
         raise CommandError(f"not in {workspace.path}: {', '.join(unknown)}", USAGE)

@@ -76,7 +76,7 @@ from coordinator._history import DEFAULT_HISTORY, MAX_HISTORY_PAGE
 
 from . import scale
 from .cli import unitsync_argv
-from .rpc import start
+from .rpc import start, stop
 from .wakeup import drain
 
 PARTS: Final = ("memory", "server", "want")
@@ -443,12 +443,7 @@ def measure_server(config: Config) -> dict[str, Any]:
         result["rss_after_reads_kb"] = rss_kb(server.pid)
         return result
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)
+        stop(server, grace=30)
         if server.returncode not in (0, -9):
             progress(f"serve exited {server.returncode}: {''.join(tail)!r}")
         shutil.rmtree(workdir, ignore_errors=True)

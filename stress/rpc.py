@@ -41,6 +41,16 @@ def start(argv: list[str], env: dict[str, str], ready: str) -> subprocess.Popen[
     return process
 
 
+def stop(process: subprocess.Popen[Any], grace: float = 20.0) -> None:
+    """SIGTERM ``process`` and wait ``grace`` seconds for it, then SIGKILL."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
 async def rate(call: Any, seconds: float, concurrency: int) -> float:
     count = 0
     deadline = time.perf_counter() + seconds

@@ -67,6 +67,7 @@ from pathlib import Path
 from typing import Any
 
 from ._stats import percentile
+from .rpc import stop
 
 #: The issue's goals.
 RATIO_GOAL = 1.15
@@ -278,12 +279,7 @@ def run_round(
         if up is not None and up.poll() is None:
             up.kill()
             up.wait(timeout=10)
-        server.terminate()  # SIGTERM
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)
+        stop(server)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -68,7 +68,7 @@ from typing import IO, Any
 
 from ._stats import percentile
 from ._wakeup_client import ensure_fd_limit
-from .rpc import start
+from .rpc import start, stop
 
 #: ARCHITECTURE §8 goals.
 ONE_WAITER_P99_GOAL_MS = 2.0
@@ -270,12 +270,7 @@ def run_size(
         for process in workers:
             process.kill()
             process.wait(timeout=10)
-        server.terminate()  # SIGTERM
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)
+        stop(server)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
