@@ -12,6 +12,8 @@ from pathlib import Path
 
 import trio
 
+from coordinator import Coordinator, Status
+
 from .cli_support import (
     OK,
     USAGE,
@@ -28,18 +30,18 @@ from .waits import WAIT
 
 ERROR = 1
 
-#: git -> claude, git failing once and re-run, report (needing claude finished) skipped.
-SCRIPT = [
-    ("want", "claude", "git"),
-    ("want", "report", "claude", "--requires", "finished"),
-    ("start", "git"),
-    ("fail", "git", "--reason", "exit code 1"),
-    ("skip", "report", "--reason", "not needed"),
-    ("start", "git"),
-    ("complete", "git"),
-    ("start", "claude"),
-    ("complete", "claude"),
-]
+async def play(coord: Coordinator) -> None:
+    """git -> claude, git failing once and re-run, report (needing claude finished) skipped."""
+    claude, git, report = coord.unit("claude"), coord.unit("git"), coord.unit("report")
+    await claude.want("git")
+    await report.want("claude", requires=Status.FINISHED)
+    await git.start()
+    await git.fail("exit code 1")
+    await report.skip("not needed")
+    await git.start()
+    await git.complete()
+    await claude.start()
+    await claude.complete()
 
 TIMELINE = [
     ("claude", "registered (pending)"),
@@ -63,8 +65,8 @@ async def test_the_history_commands_after_kill_9_and_a_restart(sock_dir: Path) -
         server = await start_serve(path, served.env, "--state", str(journal))
         try:
             before = time.time()
-            for args in SCRIPT:
-                await served.run(*args, check=True)
+            async with served.client() as client:  # the scene; the commands read it below
+                await play(client)
             after = time.time()
         finally:
             server.kill()  # kill -9: nothing is flushed on the way out
