@@ -227,6 +227,8 @@ class Up:
         except asyncio.CancelledError:  # stopped before it started
             self.display.state(unit, "stopped", "not started",
                                announce=f"{unit} not started (stopping)")
+        except UnitsyncError as error:  # the coordinator refused or went away: this unit only
+            self._ended(unit, "error", str(error))
         finally:
             self._waiting.pop(unit, None)
 
