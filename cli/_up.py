@@ -172,6 +172,7 @@ class Up:
         from ._display import Display
 
         self.core, self.workspace, self.selected = core, workspace, selected
+        self.log_dir = log_dir
         self.abort_on_failure, self.grace = abort_on_failure, grace
         self.display: Display = Display(selected, log_dir=log_dir)
         self.running: dict[str, Launched] = {}
@@ -183,6 +184,7 @@ class Up:
 
     async def run(self) -> int:
         graph = {u: r for u, r in self.workspace.requirements() if u in self.selected}
+        before = (await self.core.history(newest=True, limit=1)).last
         await self.core.apply(graph)
         loop = asyncio.get_running_loop()
         _watch_children_with_pidfds(loop)
@@ -204,7 +206,19 @@ class Up:
                 loop.remove_signal_handler(signum)
             self.display.close()
             sys.stderr = real_stderr
+        if self.log_dir is not None:
+            await self._draw(before)
         return self._summary()
+
+    async def _draw(self, before: int) -> None:
+        """``--log-dir``: the run's timeline as a page, ``DIR/timeline.html`` (the history of
+        an in-process coordinator goes with it)."""
+        from ._gantt import render_html
+        from ._history import Since, read_history
+
+        events, _ = await read_history(self.core, Since(seq=before))
+        page = self.log_dir / "timeline.html"  # type: ignore[operator]
+        page.write_text(render_html(events, title="unitsync up", now=time.time()))
 
     async def _tick(self) -> None:
         """On a terminal: the status block's elapsed times move on, once a second."""

@@ -80,6 +80,8 @@ async def test_up_runs_each_unit_when_ready_with_its_own_coordinator(
     assert (tmp_path / "logs" / "git.log").read_text() in (
         "cloning\nto stderr\n", "to stderr\ncloning\n"
     )
+    page = (tmp_path / "logs" / "timeline.html").read_text()  # the run, drawn
+    assert len(re.findall(r'<g class="unit( critical)?" data-unit=', page)) == 5
     assert not served.path.exists()  # its coordinator went with it
 
 
