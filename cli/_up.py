@@ -79,7 +79,8 @@ def up(
     file
         The workspace file. Default: unitsync.toml in the current directory.
     log_dir
-        Also write each unit's output to DIR/UNIT.log.
+        Also write each unit's output to DIR/UNIT.log, and at the end the run's timeline to
+        DIR/timeline.html.
     abort_on_failure
         Stop everything when a unit fails or is skipped.
     grace
