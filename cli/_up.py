@@ -208,7 +208,8 @@ class Up:
             self.display.close()
             sys.stderr = real_stderr
         if self.log_dir is not None:
-            await self._draw(before)
+            with contextlib.suppress(UnitsyncError):  # a picture is not worth failing the run
+                await self._draw(before)
         return self._summary()
 
     async def _draw(self, before: int) -> None:
