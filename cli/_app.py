@@ -63,6 +63,12 @@ _COMMANDS = {
 for _name, (_target, _help) in _COMMANDS.items():
     app.command(_target, name=_name, help=_help)
 
+# cyclopts writes the script (static: commands and options; unit names are not completed, see
+# README "Shell completion") and, for bash and zsh, the line in ~/.bashrc / ~/.zshrc that loads it
+app.register_install_completion_command(
+    help="Install shell completion (bash, zsh or fish: --shell; default: the current shell).",
+)
+
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point: run the command (``argv``, else ``sys.argv[1:]``), exit with

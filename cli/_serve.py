@@ -9,7 +9,7 @@ from typing import Annotated
 
 from cyclopts import Parameter
 
-from coordinator import default_state_path, socket_path
+from coordinator import __version__, default_state_path, socket_path
 
 from ._connect import USAGE, CommandError
 from ._options import Common, Duration
@@ -34,9 +34,12 @@ def serve(
 ) -> int:
     """Run the coordinator in the foreground, serving on the socket until SIGINT or SIGTERM.
 
-    Prints one line to stderr when clients can connect. Exits 0 on SIGINT/SIGTERM (the socket
-    file is removed), 1 if the socket is in use by a live coordinator or cannot be bound. Past
-    a limit a request gets `unitsync.overloaded` and changes nothing.
+    Prints one line to stderr when clients can connect: the version, the socket and the
+    journal. Exits 0 on SIGINT/SIGTERM (the socket file is removed), 1 if the socket is in use
+    by a live coordinator or cannot be bound. Past a limit a request gets
+    `unitsync.overloaded` and changes nothing. Started by systemd socket activation
+    (LISTEN_FDS), it serves the socket it was passed, checked; with NOTIFY_SOCKET set it tells
+    the service manager READY=1 once clients can connect and STOPPING=1 on the way out.
 
     Parameters
     ----------
@@ -84,14 +87,19 @@ def serve(
                           frame_timeout=frame_timeout)
     if no_state and state is not None:
         raise CommandError("--state and --no-state exclude each other", USAGE)
-    socket = socket_path(common.socket)
+    from ._systemd import Notifier, activated_path, inherited_socket
+
+    activated = inherited_socket()  # systemd socket activation: fd 3, already listening
+    notifier = Notifier.from_environment()
+    socket = socket_path(common.socket) if activated is None \
+        else activated_path(activated, common.socket)
     journal = None if no_state else state or default_state_path(socket)
 
     def before_the_journal() -> None:
         """The journal is opened (and locked) before the socket is bound: say "already
         serving" rather than "journal in use" when a live coordinator is there, and make the
         socket's directory (checked) if the journal goes in it first. Blocking, before Trio."""
-        if journal is not None:
+        if journal is not None and activated is None:  # (an activated socket is checked)
             prepare_socket(socket)
 
     async def main() -> None:
@@ -101,11 +109,16 @@ def serve(
             ) as coord, \
                     trio.open_nursery() as nursery:
                 path = await nursery.start(
-                    functools.partial(serve_rpc, coord, common.socket, limits=limits)
+                    functools.partial(serve_rpc, coord, None if activated else common.socket,
+                                      sock=activated, limits=limits)
                 )
-                print(f"unitsync: serving on {path}", file=sys.stderr, flush=True)
+                print(f"unitsync: {__version__} serving on {path} "
+                      f"(state: {journal or 'memory only'})", file=sys.stderr, flush=True)
+                notifier.notify(READY="1", STATUS=f"serving on {path}")
                 async for signum in signals:
-                    print(f"unitsync: {signal.Signals(signum).name}, stopping", file=sys.stderr)
+                    name = signal.Signals(signum).name
+                    print(f"unitsync: {name}, stopping", file=sys.stderr)
+                    notifier.notify(STOPPING="1", STATUS=f"{name}, stopping")
                     # waiting clients are told "the coordinator is shutting down"; serve_rpc
                     # stops by itself once those answers are sent; bounded either way
                     nursery.cancel_scope.deadline = trio.current_time() + SHUTDOWN_GRACE

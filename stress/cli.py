@@ -96,7 +96,7 @@ def run(rounds: int) -> tuple[dict[str, list[float]], bool]:
     argvs = commands(unitsync)
     labels = list(argvs)
     times: dict[str, list[float]] = {label: [] for label in labels}
-    server = start([*unitsync, "serve", "--socket", path], env, f"unitsync: serving on {path}")
+    server = start([*unitsync, "serve", "--socket", path], env, f" serving on {path} (state: ")
     try:
         register(path, ["warmup"] + [f"x{k}" for k in range(rounds)])
         for label in labels:  # warm-up: page cache, .pyc files; fails early if a command does

@@ -137,15 +137,30 @@ async def read_all(stream: trio.abc.ReceiveStream | None) -> str:
     return b"".join(chunks).decode()
 
 
+def serving_line(path: Path, *options: str) -> str:
+    """The line ``unitsync serve OPTIONS`` prints once it serves on ``path``: the version, the
+    socket, and the journal (``--state``, ``--no-state``: memory only, else next to the
+    socket)."""
+    from coordinator import __version__, default_state_path
+
+    state: object = default_state_path(path)
+    if "--no-state" in options:
+        state = "memory only"
+    elif "--state" in options:
+        state = options[options.index("--state") + 1]
+    return f"unitsync: {__version__} serving on {path} (state: {state})\n"
+
+
 async def start_serve(path: Path, env: dict[str, str], *options: str) -> trio.Process:
     """``unitsync serve OPTIONS`` in the background, returned once it has printed that it serves
-    on ``path`` (asserted). Its stderr stays piped; the caller stops and reaps it."""
+    on ``path`` (asserted: :func:`serving_line`). Its stderr stays piped; the caller stops and
+    reaps it."""
     process = await trio.lowlevel.open_process(
         UNITSYNC + ["serve", *options], env=env, stderr=subprocess.PIPE
     )
     try:
         assert process.stderr is not None
-        assert await read_line(process.stderr) == f"unitsync: serving on {path}\n"
+        assert await read_line(process.stderr) == serving_line(path, *options)
     except BaseException:
         process.kill()
         raise
@@ -176,7 +191,7 @@ def serve_process(
     thread.start()
     try:
         assert said.wait(timeout), f"unitsync serve said nothing within {timeout} s"
-        assert stderr[:1] == [f"unitsync: serving on {path}\n"], stderr
+        assert stderr[:1] == [serving_line(path, *options)], stderr
         yield process
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout) == 0, stderr
@@ -239,5 +254,5 @@ def have(tool: str) -> bool:
 __all__: Sequence[str] = [
     "CYCLE", "DEPENDENCY_FAILED", "ERROR", "OK", "Result", "Served", "TIMEOUT", "UNITSYNC",
     "UNREACHABLE", "USAGE", "background", "env_for", "have", "read_all", "read_line", "reap",
-    "serve_process", "start_serve", "status_parts", "history_rows", "table", "usage",
+    "serve_process", "serving_line", "start_serve", "status_parts", "history_rows", "table", "usage",
 ]

@@ -41,6 +41,7 @@ from .cli_support import (
     read_all,
     read_line,
     reap,
+    serving_line,
 )
 from .waits import WAIT
 
@@ -326,7 +327,7 @@ async def test_run_outlives_the_coordinator(sock_dir: Path) -> None:
                 UNITSYNC + ["serve"], env=served.env, stderr=subprocess.PIPE
             )
             assert server.stderr is not None
-            assert await read_line(server.stderr) == f"unitsync: serving on {path}\n"
+            assert await read_line(server.stderr) == serving_line(path)
 
             run = await served.open("run", "u", "--reconnect-timeout", "250ms", "--",
                                     "sh", "-c", child, stdin=subprocess.PIPE)

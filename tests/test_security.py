@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import os
 import pwd
+import re
 import shutil
 import signal
 import stat
@@ -31,7 +32,15 @@ import trio
 
 from coordinator import connect
 
-from .cli_support import ERROR, OK, UNITSYNC, UNREACHABLE, read_all, read_line
+from .cli_support import (
+    ERROR,
+    OK,
+    UNITSYNC,
+    UNREACHABLE,
+    read_all,
+    read_line,
+    serving_line,
+)
 from .waits import WAIT
 
 #: The other user: a client runs as this uid; a planted directory or symlink belongs to it.
@@ -158,8 +167,10 @@ async def serve_process(env: dict[str, str], **options: object) -> AsyncIterator
         assert process.stderr is not None
         with trio.fail_after(WAIT * 2):
             line = await read_line(process.stderr)
-        assert line.startswith("unitsync: serving on "), line
-        path = Path(line.removeprefix("unitsync: serving on ").rstrip("\n"))
+        said = re.fullmatch(r"unitsync: \S+ serving on (.+) \(state: .+\)\n", line)
+        assert said is not None, line
+        path = Path(said[1])
+        assert line == serving_line(path), line
         served = ServeProcess(process, path)
         yield served
         process.send_signal(signal.SIGTERM)
@@ -221,7 +232,7 @@ async def test_a_client_of_another_uid_is_refused(sock_dir: Path, as_other_user:
     lines = served.stderr.splitlines()
     refused = [line for line in lines if "refused" in line]
     assert refused == [f"refused a connection from uid {uid}"] * refusals, served.stderr
-    assert lines == [f"unitsync: serving on {path}", *refused, "unitsync: SIGTERM, stopping"]
+    assert lines == [serving_line(path).rstrip("\n"), *refused, "unitsync: SIGTERM, stopping"]
 
 
 # --- serve refuses a directory it cannot trust --------------------------------------------

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from ._client import run_client as run_client
     from ._server import ServerLimits as ServerLimits
     from ._socket import AddressInUse as AddressInUse
+    from ._socket import adopt_listener as adopt_listener
     from ._socket import prepare_socket as prepare_socket
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, __file__)

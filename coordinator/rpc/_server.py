@@ -9,6 +9,7 @@ import contextlib
 import functools
 import logging
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -28,7 +29,7 @@ from .._status import Status
 from ._convert import REVISION, fill_event, fill_info, read_names, status_from_wire, wire_errors
 from ._bridge import TrioPortal, run_kj_thread
 from ._schema import schema
-from ._socket import Listener, bind_listener, peer_uid
+from ._socket import Listener, adopt_listener, bind_listener, peer_uid
 from ._frame_deadline import DEFAULT_FRAME_TIMEOUT, open_stream
 from ._unit_server import Peer, UnitServer
 from ._watch_server import RemoteWatch, SubscriptionServer
@@ -204,6 +205,7 @@ async def serve(
     coord: LocalCoordinator,
     path: str | os.PathLike[str] | None = None,
     *,
+    sock: socket.socket | None = None,
     limits: ServerLimits = ServerLimits(),
     task_status: trio.TaskStatus[Path] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -218,8 +220,17 @@ async def serve(
     :class:`ServerLimits`; among them, a client that stops in the middle of a message is
     disconnected ``limits.frame_timeout`` after the message began (one warning logged), while
     a client idle between messages is kept however long it waits.
+
+    ``sock``: serve on this socket, already bound and listening (systemd socket activation),
+    instead of binding ``path`` (which, if given, must be where ``sock`` is bound). It is checked
+    as :func:`~coordinator.rpc.adopt_listener` says, or refused with :class:`UnitsyncError`;
+    connections already queued in its backlog are served. ``serve`` owns it from then on and
+    closes it on the way out, leaving its file in place (the service manager's).
     """
-    listener = bind_listener(socket_path(path))
+    if sock is not None:
+        listener = adopt_listener(sock, None if path is None else Path(path))
+    else:
+        listener = bind_listener(socket_path(path))
     try:
         async with trio.open_nursery() as nursery:
             portal = TrioPortal(nursery)

@@ -16,8 +16,8 @@ from .._errors import UnitsyncError
 from .._paths import default_socket_path
 
 __all__ = [
-    "AddressInUse", "BACKLOG", "Listener", "bind_listener", "connect_socket", "peer_uid",
-    "prepare_directory", "prepare_socket",
+    "AddressInUse", "BACKLOG", "Listener", "adopt_listener", "bind_listener", "connect_socket",
+    "peer_uid", "prepare_directory", "prepare_socket",
 ]
 
 #: listen() backlog: large, so 1,000 clients connecting at once are queued, not refused.
@@ -74,15 +74,20 @@ def prepare_directory(directory: Path) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Listener:
-    """A bound, listening, non-blocking socket and the file it made."""
+    """A bound, listening, non-blocking socket and its file. ``inode``: the file we made (removed
+    on close); ``None`` for a socket handed to us (socket activation: its file belongs to the
+    service manager, which goes on listening on it after we exit)."""
 
     sock: socket.socket
     path: Path
-    inode: int
+    inode: int | None
 
     def close(self) -> None:
-        """Close the socket and remove its file, unless another server has replaced it since."""
+        """Close the socket and remove its file if we made it, unless another server has
+        replaced it since."""
         self.sock.close()
+        if self.inode is None:
+            return
         try:
             if os.lstat(self.path).st_ino == self.inode:
                 os.unlink(self.path)
@@ -124,6 +129,53 @@ def bind_listener(path: Path) -> Listener:
     except BaseException:
         sock.close()
         raise
+
+
+def adopt_listener(sock: socket.socket, path: Path | None = None) -> Listener:
+    """A :class:`Listener` for a socket this process was handed already bound and listening
+    (systemd socket activation: ``ListenStream=``, fd 3), checked as :func:`bind_listener` would
+    have made it: a Unix stream socket, listening, bound to a file (not an abstract name) that is
+    a socket owned by us that group and others cannot connect to (no write bit for them;
+    ``SocketMode=0600``, systemd's default is 0666), in a directory
+    :func:`prepare_directory` accepts (``DirectoryMode=0700`` for our own). ``path``, if given,
+    must be where it is bound. Raises :class:`UnitsyncError` saying what is wrong; the socket is
+    left open then (the caller owns it until this returns). Made non-blocking; connections
+    already queued in its backlog are served like any other. Closing the listener closes the
+    socket but leaves its file (the service manager's)."""
+    what = f"the socket passed in (fd {sock.fileno()})"
+    if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
+        raise UnitsyncError(
+            f"refusing {what}: not a Unix stream socket ({sock.family.name}, {sock.type.name})"
+        )
+    if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+        raise UnitsyncError(f"refusing {what}: it is not listening")
+    name = sock.getsockname()
+    if not isinstance(name, str) or not name or name.startswith("\0"):
+        raise UnitsyncError(
+            f"refusing {what}: not bound to a file (address {name!r}); clients find the "
+            "coordinator by its path"
+        )
+    bound = Path(name)
+    if path is not None and Path(os.path.abspath(path)) != Path(os.path.abspath(bound)):
+        raise UnitsyncError(f"refusing {what}: it is bound to {bound}, not {path}")
+    prepare_directory(bound.parent)
+    try:
+        info = os.lstat(bound)
+    except FileNotFoundError:
+        raise UnitsyncError(f"refusing {what}: its file {bound} no longer exists") from None
+    if not stat.S_ISSOCK(info.st_mode):
+        raise UnitsyncError(f"refusing {what}: {bound} is not a socket")
+    if info.st_uid != os.getuid():
+        raise UnitsyncError(
+            f"refusing {what}: {bound} is owned by uid {info.st_uid}, not {os.getuid()}"
+        )
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):  # connecting to it takes write permission
+        raise UnitsyncError(
+            f"refusing {what}: {bound} has mode {stat.S_IMODE(info.st_mode):04o}, others may "
+            "connect (SocketMode=0600)"
+        )
+    sock.setblocking(False)
+    return Listener(sock, bound, None)
 
 
 def prepare_socket(path: Path) -> None:
