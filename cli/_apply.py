@@ -35,4 +35,4 @@ def apply(*, file: File = None, common: Common = Common()) -> int:
         await core.apply(dict(workspace.requirements()))
         print(summary(workspace, "applied"))
 
-    return call(common, body)
+    return call(common, body, autostart=True)

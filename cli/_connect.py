@@ -172,15 +172,46 @@ def elapsed(seconds: float) -> str:
     return f"({format_duration(round(seconds))})"
 
 
-def call(common: Common, body: Callable[[AsyncioClient], Awaitable[int | None]]) -> int:
+def call(
+    common: Common,
+    body: Callable[[AsyncioClient], Awaitable[int | None]],
+    *,
+    autostart: bool = False,
+) -> int:
     """Connect to the coordinator named by ``common``, run ``body`` and return its exit code
     (``None`` means 0). Library errors and :class:`CommandError` propagate: ``main`` reports
-    them (:func:`report`), wherever in a command they were raised."""
+    them (:func:`report`), wherever in a command they were raised.
+
+    ``autostart`` (the commands that change or wait): if nothing answers on the socket, start
+    a coordinator there (unless ``--no-autostart`` or ``UNITSYNC_AUTOSTART=0``; see
+    ``_autostart.py``), say so on stderr and then run ``body``. Only the first connection:
+    a coordinator lost later is waited for (:func:`across_restarts`), not started."""
     import logging
 
     from coordinator.rpc import run_client
 
+    from ._autostart import autostart_enabled
+
     # asyncio warns "socket.send() raised exception." when pycapnp writes to a connection the
     # coordinator has dropped; the command reports the loss itself, in its own words
     logging.getLogger("asyncio").setLevel(logging.ERROR)
-    return run_client(socket_path(common.socket), body) or OK
+    path = socket_path(common.socket)
+    if not (autostart and autostart_enabled(common.no_autostart)):
+        return run_client(path, body) or OK
+    connected = False
+
+    async def connected_body(core: AsyncioClient) -> int | None:
+        nonlocal connected
+        connected = True
+        return await body(core)
+
+    try:
+        return run_client(path, connected_body) or OK
+    except CoordinatorUnreachable:
+        if connected:  # lost after the call began: not a missing coordinator
+            raise
+    from ._autostart import ensure_coordinator, log_path
+
+    if ensure_coordinator(path):
+        say(f"started a coordinator on {path} (log: {log_path(path.absolute())})")
+    return run_client(path, body) or OK

@@ -19,6 +19,10 @@ class Common:
     socket: Annotated[Path | None, Parameter(name="--socket")] = None
     """Coordinator socket. Default: $UNITSYNC_SOCKET, else $XDG_RUNTIME_DIR/unitsync/unitsync.sock,
     else /tmp/unitsync-UID/unitsync.sock."""
+    no_autostart: Annotated[bool, Parameter(name="--no-autostart", negative=())] = False
+    """With no coordinator on the socket, exit 69 instead of starting one (as
+    UNITSYNC_AUTOSTART=0 does). Only the commands that change or wait (want, start, complete,
+    fail, skip, run, wait, apply) ever start one."""
 
 
 _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|h|m|s)")

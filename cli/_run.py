@@ -144,7 +144,7 @@ def run(
             return 126 if isinstance(exc, PermissionError) else 127
         return await supervise(core, unit, lease, launched, limits)
 
-    return call(common, body)
+    return call(common, body, autostart=True)
 
 
 def _probes(

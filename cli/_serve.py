@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from cyclopts import Parameter
 
 from coordinator import __version__, default_state_path, socket_path
 
 from ._connect import USAGE, CommandError
-from ._options import Common, Duration
+from ._options import Common, Duration, format_duration
+
+if TYPE_CHECKING:
+    from coordinator import LocalCoordinator
 
 __all__ = ["SHUTDOWN_GRACE", "serve"]
 
@@ -30,6 +34,7 @@ def serve(
     no_state: Annotated[bool, Parameter(name="--no-state", negative=())] = False,
     hold_grace: Duration = 10.0,
     history: int = 100_000,
+    idle_exit: Duration = 0.0,
     common: Common = Common(),
 ) -> int:
     """Run the coordinator in the foreground, serving on the socket until SIGINT or SIGTERM.
@@ -68,6 +73,11 @@ def serve(
         Events to keep for `status`'s History, `timeline`, `blame`, `critical-chain` and
         `watch --since`: every status change and edge added, the newest N (the oldest are
         dropped first), journaled with the state. 0: none. Default 100000.
+    idle_exit
+        Stop by itself (as on SIGTERM, exit 0) once no client has been connected and no unit
+        has been pending or started for this long (e.g. 1h; looked at every DURATION/4, at
+        most every minute); the journal keeps the state for the next coordinator. A
+        coordinator started on first use gets 1h. Default 0: never.
     """
     import functools
 
@@ -108,22 +118,22 @@ def serve(
                 max_units=max_units, state=journal, hold_grace=hold_grace, history=history
             ) as coord, \
                     trio.open_nursery() as nursery:
-                path = await nursery.start(
-                    functools.partial(serve_rpc, coord, None if activated else common.socket,
-                                      sock=activated, limits=limits)
-                )
+                path = await nursery.start(functools.partial(
+                    serve_rpc, coord, None if activated else common.socket, sock=activated,
+                    limits=limits, idle_exit=idle_exit,
+                ))
                 print(f"unitsync: {__version__} serving on {path} "
                       f"(state: {journal or 'memory only'})", file=sys.stderr, flush=True)
                 notifier.notify(READY="1", STATUS=f"serving on {path}")
-                async for signum in signals:
-                    name = signal.Signals(signum).name
-                    print(f"unitsync: {name}, stopping", file=sys.stderr)
-                    notifier.notify(STOPPING="1", STATUS=f"{name}, stopping")
-                    # waiting clients are told "the coordinator is shutting down"; serve_rpc
-                    # stops by itself once those answers are sent; bounded either way
-                    nursery.cancel_scope.deadline = trio.current_time() + SHUTDOWN_GRACE
-                    await coord.aclose()
-                    break
+                why = await _signal_or_closed(signals, coord) or (
+                    f"no client and no unit pending or started for {format_duration(idle_exit)}"
+                )
+                print(f"unitsync: {why}, stopping", file=sys.stderr, flush=True)
+                notifier.notify(STOPPING="1", STATUS=f"{why}, stopping")
+                # waiting clients are told "the coordinator is shutting down"; serve_rpc
+                # stops by itself once those answers are sent; bounded either way
+                nursery.cancel_scope.deadline = trio.current_time() + SHUTDOWN_GRACE
+                await coord.aclose()
 
     failed = False
     try:
@@ -134,3 +144,24 @@ def serve(
             print(f"unitsync: cannot serve: {exc}", file=sys.stderr)
         failed = True
     return 1 if failed else 0
+
+
+async def _signal_or_closed(
+    signals: AsyncIterator[int], coord: LocalCoordinator
+) -> str | None:
+    """Wait for SIGINT/SIGTERM (return its name), or for the coordinator to close by itself
+    (``--idle-exit``: the RPC server closes it when idle; return None)."""
+    import trio
+
+    why = None
+    async with trio.open_nursery() as nursery:
+        async def closed() -> None:
+            await coord.wait_closed()
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(closed)
+        async for signum in signals:
+            why = signal.Signals(signum).name
+            nursery.cancel_scope.cancel()
+            break
+    return why

@@ -78,7 +78,7 @@ def want(
         await core.want(unit, list(dependencies), Status(requires))
         print(f'Unit "{unit}" declared dependencies: {names(dependencies)}')
 
-    return call(common, body)
+    return call(common, body, autostart=True)
 
 
 async def start_when_ready(
@@ -238,7 +238,7 @@ def start(
         else:
             print(f'Unit "{unit}" started with no dependencies')
 
-    return call(common, body)
+    return call(common, body, autostart=True)
 
 
 def say_plain(message: str) -> None:
@@ -262,7 +262,7 @@ def complete(unit: str, /, *, common: Common = Common()) -> int:
         await core.complete(unit)
         print("Success")
 
-    return call(common, body)
+    return call(common, body, autostart=True)
 
 
 def fail(unit: str, /, *, reason: str = "", common: Common = Common()) -> int:
@@ -282,7 +282,7 @@ def fail(unit: str, /, *, reason: str = "", common: Common = Common()) -> int:
         await core.fail(unit, reason)
         print("Success")
 
-    return call(common, body)
+    return call(common, body, autostart=True)
 
 
 def skip(unit: str, /, *, reason: str = "", common: Common = Common()) -> int:
@@ -304,4 +304,4 @@ def skip(unit: str, /, *, reason: str = "", common: Common = Common()) -> int:
         await core.skip(unit, reason)
         print("Success")
 
-    return call(common, body)
+    return call(common, body, autostart=True)

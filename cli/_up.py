@@ -118,8 +118,9 @@ def _serve_and_run(
     """Connect — starting a coordinator in this process if none answers — and run."""
     import logging
 
-    from coordinator.rpc import run_client
+    from coordinator.rpc import prepare_socket, run_client
 
+    from ._autostart import start_lock
     from ._inprocess import InProcessCoordinator
 
     logging.getLogger("asyncio").setLevel(logging.ERROR)
@@ -140,7 +141,11 @@ def _serve_and_run(
     local = InProcessCoordinator(path)
     raced = None
     try:
-        local.start()
+        # the lock of a first call's autostart (_autostart.py): one of them brings a
+        # coordinator up, the other finds it answering
+        with start_lock(path):
+            prepare_socket(path)
+            local.start()
     except* UnitsyncError as group:  # AddressInUse: another process serves there now
         raced = group.exceptions[0]
     if raced is not None:

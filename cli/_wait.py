@@ -85,7 +85,7 @@ def wait(
         else:
             print(f"Units {names(targets)} reached {for_}")
 
-    return call(common, body)
+    return call(common, body, autostart=True)
 
 
 async def _reach_all(

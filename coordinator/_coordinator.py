@@ -70,7 +70,7 @@ class CoordinatorStatistics:
 class LocalCoordinator:
     """The coordinator running in this process. Get one from :func:`open_coordinator`."""
 
-    __slots__ = ("_inbox", "_registry", "_events", "_nursery", "_overflow")
+    __slots__ = ("_inbox", "_registry", "_events", "_nursery", "_overflow", "_unfinished")
 
     def __init__(
         self,
@@ -84,6 +84,7 @@ class LocalCoordinator:
         self._events = events
         self._nursery = nursery
         self._overflow: deque[RegistryMessage] = deque()
+        self._unfinished: tuple[int, int] | None = None  # (events seq, count) of the last read
 
     def unit(self, name: str) -> LocalUnit:
         """A handle for unit ``name`` (validated here: :class:`InvalidName`); registers nothing."""
@@ -110,6 +111,19 @@ class LocalCoordinator:
             infos: list[UnitInfo] = await _gather(snapshot.inboxes, chunk, Info)
             found.extend(info for info in infos if info.status is not Status.NOT_REGISTERED)
         return found
+
+    async def unfinished(self) -> int:
+        """How many registered units are pending or started (not at an outcome yet): what
+        ``serve``'s idle exit asks before it stops a coordinator. Read as :meth:`list` reads
+        (quiet reads: sleeping actors stay asleep), and only when an event (a status change,
+        an edge) has been published since the last read: every status change is one, so the
+        count cannot have changed without it. Cheap when nothing happens."""
+        seq = self._events.seq
+        if self._unfinished is None or self._unfinished[0] != seq:
+            busy = (Status.PENDING, Status.STARTED)
+            count = sum(info.status in busy for info in await self.list())
+            self._unfinished = (seq, count)
+        return self._unfinished[1]
 
     async def apply(self, graph: Mapping[str, Mapping[str, Status]]) -> None:
         """Declare several units and their edges as one step: ``{"claude": {"git":

@@ -9,6 +9,7 @@ coordinator behind it (the same object for ``local``), for its ``statistics()``.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import signal
 import tempfile
@@ -22,6 +23,10 @@ from coordinator import Coordinator, LocalCoordinator, connect, open_coordinator
 
 from .cli_support import Served, env_for, serve_process, start_serve
 from .waits import WAIT
+
+# No test starts a coordinator by accident (a client command that finds none would start one,
+# detached, outliving the test): the tests of that (test_cli_autostart.py) turn it on.
+os.environ["UNITSYNC_AUTOSTART"] = "0"
 
 
 @pytest.fixture

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from ._server import ServerLimits as ServerLimits
     from ._socket import AddressInUse as AddressInUse
     from ._socket import adopt_listener as adopt_listener
+    from ._socket import connect_socket as connect_socket
+    from ._socket import prepare_directory as prepare_directory
     from ._socket import prepare_socket as prepare_socket
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, __file__)

@@ -34,7 +34,7 @@ from ._frame_deadline import DEFAULT_FRAME_TIMEOUT, open_stream
 from ._unit_server import Peer, UnitServer
 from ._watch_server import RemoteWatch, SubscriptionServer
 
-__all__ = ["REFUSED_LINGER", "ServerLimits", "serve"]
+__all__ = ["IDLE_CHECK_INTERVAL", "REFUSED_LINGER", "ServerLimits", "serve"]
 
 log = logging.getLogger("unitsync.server")
 
@@ -70,6 +70,23 @@ class ServerLimits:
 
 #: Seconds a connection over the limit stays open, so its client can read why.
 REFUSED_LINGER = 2.0
+
+#: Seconds between two looks for idleness (``serve(idle_exit=...)``) at most: coarse, since an
+#: idle coordinator may stop a little late, and a look with no client connected reads the
+#: units' statuses (only when something changed since the last look). A short ``idle_exit``
+#: looks more often: every ``idle_exit / 4``.
+IDLE_CHECK_INTERVAL: Final = 60.0
+
+
+class _Connections:
+    """The accept loop's counts, written on the KJ thread and read from Trio (plain ints: a
+    read sees a whole value; a look that races a change sees it at the next look)."""
+
+    __slots__ = ("accepted", "open")
+
+    def __init__(self) -> None:
+        self.open = 0  #: client connections now (refused ones over the limit not counted)
+        self.accepted = 0  #: client connections ever accepted
 
 S = schema()
 
@@ -207,6 +224,7 @@ async def serve(
     *,
     sock: socket.socket | None = None,
     limits: ServerLimits = ServerLimits(),
+    idle_exit: float = 0.0,
     task_status: trio.TaskStatus[Path] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``coord`` over Cap'n Proto RPC on a Unix socket until cancelled.
@@ -226,20 +244,32 @@ async def serve(
     as :func:`~coordinator.rpc.adopt_listener` says, or refused with :class:`UnitsyncError`;
     connections already queued in its backlog are served. ``serve`` owns it from then on and
     closes it on the way out, leaving its file in place (the service manager's).
+
+    ``idle_exit`` (seconds, 0: never): once no client has been connected and no unit has
+    been pending or started for that long (looked at every ``idle_exit / 4``, at most every
+    :data:`IDLE_CHECK_INTERVAL`; a client that came and went between two looks counts),
+    close the coordinator (``coord.aclose()``, logged): the same shutdown as the caller's,
+    after which ``serve`` returns. The caller's ``open_coordinator()`` then flushes the journal
+    as it leaves, so the next coordinator on that journal starts where this one stopped.
     """
+    if not 0 <= idle_exit < float("inf"):
+        raise ValueError(f"idle_exit must be 0 (never) or a number of seconds, not {idle_exit!r}")
     if sock is not None:
         listener = adopt_listener(sock, None if path is None else Path(path))
     else:
         listener = bind_listener(socket_path(path))
+    connections = _Connections()
     try:
         async with trio.open_nursery() as nursery:
             portal = TrioPortal(nursery)
             bound = await nursery.start(
                 functools.partial(run_kj_thread, name="unitsync-server"),
-                functools.partial(_accept_loop, coord, portal, listener, limits),
+                functools.partial(_accept_loop, coord, portal, listener, limits, connections),
             )
             log.info("unitsync %s serving on %s", __version__, bound)
             nursery.start_soon(_stop_after_coordinator, coord, portal, nursery.cancel_scope)
+            if idle_exit:
+                nursery.start_soon(_close_when_idle, coord, connections, idle_exit)
             task_status.started(bound)
     finally:
         listener.close()
@@ -260,6 +290,29 @@ async def _stop_after_coordinator(
     scope.cancel()
 
 
+async def _close_when_idle(
+    coord: LocalCoordinator, connections: _Connections, idle_exit: float
+) -> None:
+    """Close ``coord`` once it has been idle — no client connected, none accepted since the
+    previous look, no unit pending or started — at every look for ``idle_exit`` seconds."""
+    interval = min(IDLE_CHECK_INTERVAL, idle_exit / 4)
+    idle_since = trio.current_time()
+    accepted = connections.accepted
+    while True:
+        await trio.sleep(interval)
+        busy = connections.open > 0 or connections.accepted != accepted
+        accepted = connections.accepted
+        if not busy:  # the units only when no client is there: a read of every status
+            busy = await coord.unfinished() > 0
+        now = trio.current_time()
+        if busy:
+            idle_since = now
+        elif now - idle_since >= idle_exit:
+            log.info("idle for %gs (no client, no unit pending or started): stopping", idle_exit)
+            await coord.aclose()
+            return
+
+
 def _quiet_about_gone_callers(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
     """pycapnp reports a server method that raised after its caller had gone (cancelled, or
     disconnected) — routine for us: a refused ``start`` of a client killed meanwhile. Log it at
@@ -276,9 +329,11 @@ async def _accept_loop(
     portal: TrioPortal,
     listener: Listener,
     limits: ServerLimits,
+    counts: _Connections,
     started: Any,
 ) -> None:
-    """On the KJ thread: accept, check the peer's uid, run one capnp connection per client."""
+    """On the KJ thread: accept, check the peer's uid, run one capnp connection per client
+    (counted in ``counts``)."""
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_quiet_about_gone_callers)
     portal.loop = loop
@@ -309,11 +364,20 @@ async def _accept_loop(
                 continue
             task = asyncio.create_task(_connection(coord, portal, sock, limits))
             connections.add(task)
-            task.add_done_callback(connections.discard)
+            counts.accepted += 1
+            counts.open = len(connections)
+            task.add_done_callback(functools.partial(_gone, connections, counts))
     finally:
         for task in (*connections, *refusing):
             task.cancel()
         await asyncio.gather(*connections, *refusing, return_exceptions=True)
+
+
+def _gone(
+    connections: set[asyncio.Task[None]], counts: _Connections, task: asyncio.Task[None]
+) -> None:
+    connections.discard(task)
+    counts.open = len(connections)
 
 
 async def _connection(
