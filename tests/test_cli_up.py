@@ -161,9 +161,7 @@ async def test_sigint_stops_dependents_first_and_kill_9_leaves_no_command(
             stderr=subprocess.PIPE,
         )
         try:
-            assert process.stderr is not None
-            while "app" not in (line := await read_line(process.stderr)) or "ready" not in line:
-                assert line, "up ended before app was ready"
+            await until_line(process.stderr, "app", "ready")
             process.send_signal(signal.SIGINT)
             out = await read_all(process.stdout)
             assert await process.wait() == OK
@@ -181,9 +179,7 @@ async def test_sigint_stops_dependents_first_and_kill_9_leaves_no_command(
             stderr=subprocess.PIPE,
         )
         try:
-            assert process.stderr is not None
-            while "app" not in (line := await read_line(process.stderr)) or "ready" not in line:
-                assert line, "up ended before app was ready"
+            await until_line(process.stderr, "app", "ready")
             process.kill()
             await process.wait()
         finally:
