@@ -342,6 +342,43 @@ class CoordinatorMachine(ModelMachine):
     def answers(self) -> dict[int, Outcome]:
         return self._answers
 
+    @rule(
+        graph=st.dictionaries(names, st.lists(names, max_size=2), min_size=1, max_size=3),
+        requires=requirements,
+    )
+    def apply(self, graph: dict[str, list[str]], requires: Status) -> None:
+        """Several units and edges as one step: all of them, or (a cycle anywhere, with the
+        graph or among themselves) none."""
+        m = self.model
+        before = {u: dict(deps) for u, deps in m.edges.items()}
+        for unit, deps in graph.items():
+            m.edges.setdefault(unit, {}).update(dict.fromkeys(deps, requires))
+        closes = any(m.reaches(d, u) for u in graph for d in graph[u])
+
+        async def run() -> BaseException | None:
+            try:
+                await self.trio.coord.apply(
+                    {u: dict.fromkeys(deps, requires) for u, deps in graph.items()}
+                )
+            except Exception as exc:  # compared with the model's expectation below
+                return exc
+            return None
+
+        error = self.trio.call(run)
+        if closes:
+            assert isinstance(error, CycleError), error
+            path = error.path
+            assert path[0] == path[-1]
+            for u, d in zip(path, path[1:]):
+                assert d in m.edges.get(u, {}), f"{u}->{d} in {path} is not an edge"
+            m.edges = before
+        else:
+            assert error is None, error
+            for unit in graph:
+                if m.get(unit) is Status.NOT_REGISTERED:
+                    m.status[unit] = Status.PENDING
+        m.settle()
+
     @rule()
     def doze(self) -> None:
         """Idle actors are asked to sleep (ARCHITECTURE §2) and the next step races with them acting
