@@ -191,6 +191,9 @@ class _Run:
     ready: bool = False  #: every probe passed and UNIT was completed
     hold_lost: bool = False  #: the hold could not be taken back after a restart
     stopped: str = ""  #: why we stopped CMD ourselves ("timed out after 10m")
+    #: The completion on the lease is sent and not answered yet: others may already see UNIT
+    #: completed (the answer waits for the journal), so CMD ending now ends after it was ready.
+    completing: bool = False
     tasks: list[asyncio.Future[None]] = field(default_factory=list)
     #: Set (and replaced) each time the keeper takes the hold back on a new connection.
     hold_taken: asyncio.Event = field(default_factory=asyncio.Event)
@@ -219,8 +222,9 @@ async def supervise(
             loop.add_signal_handler(signum, launched.signal, signum)
     run = _Run(core, unit, launched, limits, lease)
     run.tasks.append(asyncio.ensure_future(_keep_the_hold(run)))
-    if limits.probes:
-        run.tasks.append(asyncio.ensure_future(_become_ready(run)))
+    becoming_ready = asyncio.ensure_future(_become_ready(run)) if limits.probes else None
+    if becoming_ready is not None:
+        run.tasks.append(becoming_ready)
     if limits.run_timeout:
         run.tasks.append(asyncio.ensure_future(
             _stop_after(run, limits.run_timeout, f"timed out after {format_duration(limits.run_timeout)}")
@@ -230,6 +234,8 @@ async def supervise(
         for pump in launched.pumps:  # CMD's last output is written before anything is said about it
             with contextlib.suppress(Exception):
                 await pump
+        if run.completing and becoming_ready is not None:  # let its answer come (bounded)
+            await asyncio.wait({becoming_ready}, timeout=limits.reconnect_timeout or None)
     finally:
         for signum in forwarded:
             loop.remove_signal_handler(signum)
@@ -282,12 +288,14 @@ async def _become_ready(run: _Run) -> None:
     while True:
         lease = run.lease
         if lease is not None:
+            run.completing = True
             try:
                 await run.core.lease_complete(lease)
             except CoordinatorClosed:
-                pass  # the keeper takes the hold back; then complete on the new lease
+                run.completing = False  # the keeper takes the hold back; then complete on
+                # the new lease
             else:
-                run.lease, run.ready = None, True
+                run.lease, run.ready, run.completing = None, True, False
                 say(f'Unit "{run.unit}" is ready ({", ".join(map(str, limits.probes))}); '
                     "completed")
                 return

@@ -11,11 +11,12 @@ The scene is set, and the outcome read, through the library's RPC client
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -260,17 +261,32 @@ int fdatasync(int fd) {
 """
 
 
-@pytest.fixture
-def hanging_fdatasync(tmp_path: Path) -> Path:
+#: The same, but it waits only while the flag file exists: a journal that is slow for a while.
+WAITING_FDATASYNC = HANGING_FDATASYNC.replace(
+    "pause();", "while (access(flag, F_OK) == 0) usleep(1000);"
+)
+
+
+def _shim(tmp_path: Path, source_text: str) -> Path:
     """A shared object for LD_PRELOAD (built with the C compiler; skipped without one)."""
     compiler = shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         pytest.skip("no C compiler to build the fdatasync shim (apt-get install gcc)")
-    source, shim = tmp_path / "hang.c", tmp_path / "hang.so"
-    source.write_text(HANGING_FDATASYNC)
+    source, shim = tmp_path / "shim.c", tmp_path / "shim.so"
+    source.write_text(source_text)
     subprocess.run([compiler, "-shared", "-fPIC", "-o", str(shim), str(source), "-ldl"],
                    check=True, capture_output=True)
     return shim
+
+
+@pytest.fixture
+def hanging_fdatasync(tmp_path: Path) -> Path:
+    return _shim(tmp_path, HANGING_FDATASYNC)
+
+
+@pytest.fixture
+def waiting_fdatasync(tmp_path: Path) -> Path:
+    return _shim(tmp_path, WAITING_FDATASYNC)
 
 
 @pytest.mark.parametrize("command", ["start", "run"])
@@ -311,3 +327,69 @@ async def test_a_request_applied_but_never_answered_is_taken_as_ours(
         finally:
             if coord.process is not None:
                 await reap(coord.process)
+
+
+#: A service that says its pid, listens on the port it is given once told to, and exits 3
+#: when its stdin closes.
+PID_SERVICE = r"""
+import os, socket, sys
+print(os.getpid(), flush=True)
+sys.stdin.readline()
+listener = socket.socket()
+listener.bind(("127.0.0.1", int(sys.argv[1])))
+listener.listen()
+sys.stdin.read()
+sys.exit(3)
+"""
+
+
+async def test_a_service_ending_while_its_completion_is_not_yet_durable_ended_after_ready(
+    sock_dir: Path, waiting_fdatasync: Path
+) -> None:
+    """The probe passed and `run` completed the unit; the coordinator applied it (others see it
+    completed) but answers only once it is durable — and the service ends in between. It ended
+    after it was ready: `run` waits for that answer instead of taking it for an end before
+    readiness (it did, when the journal was slow: a flaky test showed it)."""
+    import sys
+
+    from coordinator import Status
+
+    with socket_port() as port:
+        pass
+    flag = sock_dir / "hang"
+    with trio.fail_after(WAIT * 4):
+        coord = Coordinator(sock_dir)
+        await coord.start(LD_PRELOAD=str(waiting_fdatasync), HANG_FDATASYNC_WHILE=str(flag))
+        try:
+            run = await coord.served.open(
+                "run", "db", "--ready-tcp", f"127.0.0.1:{port}", "--ready-interval", "20ms",
+                "--", sys.executable, "-c", PID_SERVICE, str(port), stdin=subprocess.PIPE,
+            )
+            try:
+                assert run.stdout is not None and run.stdin is not None
+                pid = int(await read_line(run.stdout))
+                flag.touch()  # from now on nothing becomes durable: answers wait
+                await run.stdin.send_all(b"go\n")
+                async with coord.served.client() as client:
+                    await client.unit("db").reached(Status.COMPLETED)  # applied, pushed
+                await run.stdin.aclose()  # the service ends: exit 3
+                while os.path.exists(f"/proc/{pid}"):  # another process's end: its pid
+                    await trio.sleep(0.01)
+                flag.unlink()  # the journal catches up: the answers go out
+                assert await run.wait() == 3
+            finally:
+                await reap(run)
+            assert await coord.served.state("db") == ("failed", "exit code 3 (after it was ready)")
+        finally:
+            if coord.process is not None:
+                await reap(coord.process)
+
+
+@contextlib.contextmanager
+def socket_port() -> Iterator[int]:
+    """A free TCP port on loopback (free once the block is left)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        yield int(probe.getsockname()[1])
