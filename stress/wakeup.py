@@ -31,7 +31,10 @@ wake-ups timed from just before the complete was *sent*: an upper bound that no 
 complete's reply can make negative), ``complete_ms`` (median round trip of the complete),
 ``from_call_us_per_waiter``, ``clients`` (P), ``pollers`` (M), ``rounds``, ``missing`` (waiters
 never woken), ``errors``, ``park_s`` (spawning the workers until all of round 0 is parked),
-``journal`` (true: ``--state``). Exit status 1 if any waiter
+``journal`` (true: ``--state``), ``server_cpu_us_per_waiter`` and ``client_cpu_us_per_waiter``
+(the CPU the server process, and the waiters' worker processes, spent from the complete being
+sent to the last waiter's report, over the waiters: the median round; every thread's
+``schedstat``, in ns). Exit status 1 if any waiter
 was not woken or a worker reported an error.
 
 Output: one size → the last line is one JSON object with the keys above. Several sizes
@@ -96,6 +99,23 @@ class Run:
     park_s: float = 0.0  # spawning the workers until all of round 0 is parked
     complete_ms: list[float] = field(default_factory=list)  # per round
     journal: bool = True
+    #: CPU time (ns) over each round's fan-out — the complete sent to the last report in — of
+    #: the server process and of the waiters' worker processes (every thread: schedstat)
+    server_cpu_ns: list[int] = field(default_factory=list)
+    client_cpu_ns: list[int] = field(default_factory=list)
+
+
+def cpu_ns(pid: int) -> int:
+    """CPU time so far of process ``pid``, every thread, in ns (``/proc/PID/task/*/schedstat``:
+    nanoseconds, where ``/proc/PID/stat``'s ticks are 10 ms); threads that ended are not
+    counted (none of ours end during a fan-out)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+            pass
+    return total
 
 
 def default_clients(waiters: int) -> int:
@@ -153,7 +173,7 @@ async def declare(core: Any, waiters: int, pollers: int, rounds: int) -> None:
 
 async def drive(
     path: Path, waiters: int, clients: int, pollers: int, rounds: int, interval: float,
-    timeout: float, workers: list[subprocess.Popen[str]],
+    timeout: float, workers: list[subprocess.Popen[str]], server_pid: int,
 ) -> Run:
     """Declare, spawn the client workers (appended to ``workers``: the caller kills them), then
     per round: wait until all are parked, ``start`` + ``complete`` the round's dependency, collect
@@ -212,11 +232,17 @@ async def drive(
                 run.park_s = time.monotonic() - t_spawn
 
             await core.start(dependency(round_))
+            waiting_workers = [workers[k].pid for k in active[:clients]]
+            cpu0 = cpu_ns(server_pid), sum(map(cpu_ns, waiting_workers))
             t0 = time.monotonic()
             await core.complete(dependency(round_))
             t_returned = time.monotonic()
             run.complete_ms.append((t_returned - t0) * 1e3)
 
+            await pump_until(lambda: all(len(reports[k]) > round_ for k in active[:clients]),
+                             time.monotonic() + timeout + interval)
+            run.server_cpu_ns.append(cpu_ns(server_pid) - cpu0[0])
+            run.client_cpu_ns.append(sum(map(cpu_ns, waiting_workers)) - cpu0[1])
             await pump_until(lambda: all(len(reports[k]) > round_ for k in active),
                              time.monotonic() + timeout + interval)
             for k in active:  # waiter workers by index, i.e. by first unit; the pollers last
@@ -260,7 +286,8 @@ def run_size(
     workers: list[subprocess.Popen[str]] = []
     try:
         run = asyncio.run(capnp.run(
-            drive(path, waiters, clients, pollers, rounds, interval, timeout, workers)))
+            drive(path, waiters, clients, pollers, rounds, interval, timeout, workers,
+                  server.pid)))
         run.journal = journal
         return run
     except TimeoutError:
@@ -272,6 +299,13 @@ def run_size(
             process.wait(timeout=10)
         stop(server)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _per_waiter(cpu: list[int], waiters: int) -> float:
+    """The median round's CPU (ns) in µs per waiter; NaN without rounds."""
+    if not cpu:
+        return float("nan")
+    return round(sorted(cpu)[len(cpu) // 2] / 1e3 / waiters, 2)
 
 
 def figures(run: Run) -> dict[str, Any]:
@@ -302,6 +336,9 @@ def figures(run: Run) -> dict[str, Any]:
         "pollers": run.pollers,
         "park_s": round(run.park_s, 2),
         "complete_ms": round(sorted(run.complete_ms)[len(run.complete_ms) // 2], 3),
+        # medians over rounds of the CPU each side spent on the fan-out, per woken waiter
+        "server_cpu_us_per_waiter": _per_waiter(run.server_cpu_ns, run.waiters),
+        "client_cpu_us_per_waiter": _per_waiter(run.client_cpu_ns, run.waiters),
         "journal": run.journal,
     }
 
