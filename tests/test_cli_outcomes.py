@@ -10,7 +10,7 @@ import json
 
 import trio
 
-from .cli_support import DEPENDENCY_FAILED, ERROR, OK, TIMEOUT, Served, status_parts, table
+from .cli_support import DEPENDENCY_FAILED, ERROR, OK, TIMEOUT, Served, status_parts
 from .waits import WAIT
 
 

@@ -11,7 +11,6 @@ import re
 import pytest
 import trio
 
-from coordinator import Status
 
 from .cli_support import (
     DEPENDENCY_FAILED, OK, USAGE, Served, background, read_all, read_line, usage,
