@@ -117,7 +117,8 @@ def graph_json(units: Sequence[UnitInfo]) -> str:
 
 def event_json(event: Event) -> str:
     """One line: ``{"seq", "time", "unit_name", "old_status", "new_status", "reason",
-    "depends_on", "requires"}``; the last two are "" except for an edge added."""
+    "depends_on", "required_status"}``; the last two are "" except for an edge added (the
+    keys ``status -o json``'s dependencies and ``timeline -o json`` use)."""
     return json.dumps({
         "seq": event.seq,
         "time": event.time,
@@ -126,7 +127,7 @@ def event_json(event: Event) -> str:
         "new_status": event.new.value,
         "reason": event.reason,
         "depends_on": event.depends_on,
-        "requires": event.requires.value,
+        "required_status": event.requires.value,
     }, ensure_ascii=False)
 
 

@@ -126,7 +126,7 @@ def watch(
     output
         text (`TIME UNIT: OLD -> NEW (reason)`, `TIME UNIT: depends on DEP (REQUIREMENT)`) or
         json (one object per line: seq, time, unit_name, old_status, new_status, reason,
-        depends_on, requires).
+        depends_on, required_status).
     since
         First print the kept events after this seq (0: all of them), then go on live, with
         no gap and no duplicate: a watcher that stopped after seq N resumes with --since N.

@@ -46,7 +46,7 @@ from .cli_support import (
 from .waits import WAIT
 
 EVENT_KEYS = {"seq", "time", "unit_name", "old_status", "new_status", "reason", "depends_on",
-              "requires"}
+              "required_status"}
 
 
 def waiting_for(unit: str, dependency: str) -> str:
@@ -447,7 +447,7 @@ async def test_watch_json_streams_every_change_in_order(fresh_served: Served) ->
     assert seqs == list(range(seqs[0], seqs[0] + len(expected))), seqs
     changes = [(e["unit_name"], e["old_status"], e["new_status"], e["reason"]) for e in events]
     assert changes == expected
-    edges = [(e["depends_on"], e["requires"]) for e in events]
+    edges = [(e["depends_on"], e["required_status"]) for e in events]
     assert edges == [("", ""), ("git", "completed")] + [("", "")] * 4
 
 
