@@ -19,8 +19,11 @@ Keys, under ``/unitsync/WORKSPACE/`` (:class:`Layout`)::
                  cycle check compares, its etcd ``version`` counts the bumps; its value is the
                  graph revision the commit was decided on (for a human reading the store)
     holds/NAME   the holding coordinator's id, attached to that coordinator's lease
+    members/ID   {"host":..,"pid":..,"version":..} of a running coordinator, on its lease
 
-Other keys under the prefix (``members/ID``, later) are skipped by :func:`load` and
+Holds and members are written by ``_etcd_lease.py``; a hold goes into the same txn as the
+unit's record (:func:`commit`'s ``extra``: a :class:`TxnPart`). Other keys under the prefix
+(``members/ID``) are skipped by :func:`load` and
 :func:`follow`. A stored value that is not a valid record raises :class:`StoreCorrupt` naming
 its key, as the journal's replay raises ``JournalCorrupt`` naming its line: acknowledged state
 is never dropped silently.
@@ -29,7 +32,7 @@ is never dropped silently.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +54,7 @@ __all__ = [
     "Loaded",
     "Relist",
     "StoreCorrupt",
+    "TxnPart",
     "commit",
     "decode_unit",
     "encode_unit",
@@ -130,6 +134,10 @@ class Layout:
         return self.prefix + b"holds/"
 
     @property
+    def members(self) -> bytes:
+        return self.prefix + b"members/"
+
+    @property
     def graph(self) -> bytes:
         return self.prefix + b"graph"
 
@@ -138,6 +146,9 @@ class Layout:
 
     def hold(self, name: str) -> bytes:
         return self.holds + name.encode()
+
+    def member(self, member_id: str) -> bytes:
+        return self.members + member_id.encode()
 
     def name(self, key: bytes, under: bytes) -> str:
         """The unit name of ``key`` (which starts with ``under``: :attr:`units` or
@@ -326,6 +337,15 @@ async def follow(client: EtcdClient, layout: Layout, after: int) -> AsyncIterato
         yield Follow(watch, layout)
 
 
+@dataclass(frozen=True, slots=True)
+class TxnPart:
+    """More compares and operations for a :func:`commit`'s txn (a hold taken or released with
+    the unit's record, ``_etcd_lease.py``): applied together with the records, or not at all."""
+
+    compares: tuple[Compare, ...] = ()
+    ops: tuple[Op, ...] = ()
+
+
 async def commit(
     client: EtcdClient,
     layout: Layout,
@@ -333,6 +353,7 @@ async def commit(
     *,
     unit_revisions: Mapping[str, int],
     graph_revision: int | None,
+    extra: Sequence[TxnPart] = (),
 ) -> int:
     """Write ``writes`` (unit name -> its new record) in one txn, if nothing they were decided
     on changed; return the commit's revision.
@@ -342,6 +363,8 @@ async def commit(
     exist yet); with ``graph_revision`` given (the caller added edges, after a cycle check on
     its state at that graph revision), the ``graph`` key's ``mod_revision`` too, and the txn
     bumps ``graph``, so that two commits adding the two halves of a cycle cannot both succeed.
+    ``extra``'s compares and operations join the same txn (the one commit path for holds too):
+    any compare of theirs that fails is a :class:`Conflict` like the others.
 
     Raises :class:`Conflict` (catch up to its revision and decide again), ``ValueError`` for a
     written unit missing from ``unit_revisions``, :class:`RequestTooLarge` before sending when
@@ -352,12 +375,13 @@ async def commit(
         raise ValueError("nothing to commit")
     if missing := sorted(set(writes) - set(unit_revisions)):
         raise ValueError(f"no revision to compare for {missing[:5]}")
-    operations = len(writes) + (graph_revision is not None)
+    operations = len(writes) + (graph_revision is not None) + sum(len(p.ops) for p in extra)
     limit = client._max_txn_ops
     if operations > limit:
         raise RequestTooLarge(
             f"a commit of {len(writes)} units"
-            f"{' and the graph' if graph_revision is not None else ''} is {operations} txn "
+            f"{' and the graph' if graph_revision is not None else ''}"
+            f"{' and its holds' if extra else ''} is {operations} txn "
             f"operations; etcd takes at most {limit} (--max-txn-ops): split it"
         )
     compares: list[Compare] = []
@@ -369,6 +393,9 @@ async def commit(
     if graph_revision is not None:
         compares.append(Compare.mod_revision(layout.graph, "==", graph_revision))
         puts.append(Op.put(layout.graph, str(graph_revision).encode()))
+    for part in extra:
+        compares.extend(part.compares)
+        puts.extend(part.ops)
     result = await client.txn(compares, puts)
     if not result.succeeded:
         raise Conflict(result.revision)
