@@ -113,6 +113,11 @@ class Display:
         """A line of ``up``'s own (``unitsync: ...``)."""
         self._print(f"unitsync: {text}", err=not self.tty)
 
+    def line(self, text: str) -> None:
+        """A line written as it is, above the status block (what ``run``'s code says on
+        ``sys.stderr`` while the block is on the terminal)."""
+        self._print(text, err=False)
+
     def _print(self, line: str, *, err: bool) -> None:
         stream = self._err if err else self._out
         if self.tty:

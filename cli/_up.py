@@ -344,9 +344,9 @@ class Up:
 
     async def stop(self) -> None:
         """Leave the units not started yet; stop the running commands, dependents first."""
-        for task in list(self._waiting.values()):
-            if task is not asyncio.current_task() and self._waits(task):
-                task.cancel()
+        for unit, task in list(self._waiting.items()):
+            if unit not in self.running and task is not asyncio.current_task():
+                task.cancel()  # still waiting to start
         for layer in self._layers():
             alive = [self.running[u] for u in layer if u in self.running]
             if not alive:
@@ -359,10 +359,6 @@ class Up:
                 for launched in alive:
                     launched.signal(signal.SIGKILL)
                 await asyncio.wait(pending)
-
-    def _waits(self, task: asyncio.Task[None]) -> bool:
-        """Whether ``task`` is a unit still waiting to start (not one whose command runs)."""
-        return not any(self._waiting.get(u) is task for u in self.running)
 
     def _layers(self) -> list[list[str]]:
         """The selected units by height in the dependents' direction: first those nothing
@@ -432,7 +428,7 @@ class _Lines:
     def write(self, text: str) -> int:
         *lines, self._partial = (self._partial + text).split("\n")
         for line in lines:
-            self._display._print(line, err=False)
+            self._display.line(line)
         return len(text)
 
     def flush(self) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 from array import array
+from collections.abc import Iterator
 from typing import Final
 
 from ._api import Event, HistoryPage
@@ -168,5 +169,19 @@ class History:
                            oldest=self.oldest, last=self.last)
 
     def events(self) -> list[Event]:
-        """Every kept event, oldest first (made now: for a snapshot)."""
-        return [self._event(i) for i in range(self._start, len(self._seq))]
+        """Every kept event, oldest first (made now)."""
+        return list(self.frozen())
+
+    def frozen(self) -> History:
+        """A copy of what is kept now (the columns copied: about a millisecond for 100,000
+        events), to iterate elsewhere — a worker thread writing a snapshot — while this one
+        goes on. Only for iterating: its index by unit is not copied."""
+        copy = History(self.limit, last=self.last)
+        for name in ("_seq", "_time", "_unit", "_old", "_new", "_reason", "_dep", "_req"):
+            setattr(copy, name, getattr(self, name)[self._start:])
+        copy._base = self._base + self._start
+        return copy
+
+    def __iter__(self) -> Iterator[Event]:
+        """The kept events, oldest first, made as they are taken."""
+        return (self._event(i) for i in range(self._start, len(self._seq)))

@@ -59,7 +59,7 @@ import json
 import os
 import threading
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -398,7 +398,7 @@ class Journal:
 
     def compact(
         self, state: Mapping[str, UnitRecord], through: int | None = None,
-        events: Sequence[Event] = (), last_seq: int = 0,
+        events: Iterable[Event] = (), last_seq: int = 0,
     ) -> int:
         """Replace snapshot and log by a snapshot of ``state`` and the kept history ``events``
         (oldest first; ``last_seq``: the seq of the last event published, kept or not); return
@@ -415,7 +415,9 @@ class Journal:
             lines.append(encode(StatusRecord(unit, stored.status, stored.reason, stored.held)))
             if stored.requirements:
                 lines.append(encode(WantRecord(unit, tuple(sorted(stored.requirements.items())))))
+        units = len(lines)
         lines.extend(encode(event) for event in events)
+        kept = len(lines) - units
         with self._io_lock:
             with self._lock:
                 self._check_usable()
@@ -428,7 +430,7 @@ class Journal:
             try:
                 self._replace(self.path, b"".join([encode(header), *lines]))
                 self._generation, self._snapshot_units = self._generation + 1, len(state)
-                self._snapshot_events = len(events)
+                self._snapshot_events = kept
                 with self._lock:
                     covered = through - self._durable
                     del self._pending[:covered]

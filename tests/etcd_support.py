@@ -17,7 +17,8 @@ import shutil
 import signal
 import socket
 import subprocess
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,8 +26,11 @@ import httpx
 import pytest
 import trio
 
-__all__ = ["ETCD", "EtcdCluster", "EtcdMember", "etcd_cluster", "etcd_cluster_shared", "etcd_node",
-           "requires_etcd", "start_cluster", "unused_ports"]
+from coordinator.store._etcd import EtcdClient
+from coordinator.store._etcd_state import Layout
+
+__all__ = ["ETCD", "EtcdCluster", "EtcdMember", "etcd", "etcd_cluster", "etcd_cluster_shared",
+           "etcd_node", "layout", "requires_etcd", "start_cluster", "unused_ports"]
 
 ETCD = shutil.which("etcd")
 requires_etcd = pytest.mark.skipif(
@@ -182,6 +186,19 @@ def etcd_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]
     """One etcd member, shared by a module's tests (each uses keys of its own)."""
     with start_cluster(tmp_path_factory.mktemp("etcd"), 1) as cluster:
         yield cluster
+
+
+@pytest.fixture
+async def etcd(etcd_node: EtcdCluster) -> AsyncIterator[EtcdClient]:
+    """A client of the module's node."""
+    async with EtcdClient(etcd_node.endpoints) as client:
+        yield client
+
+
+@pytest.fixture
+def layout() -> Layout:
+    """A workspace of this test's own on the shared node."""
+    return Layout(f"test-{uuid.uuid4().hex}")
 
 
 @pytest.fixture(scope="module")

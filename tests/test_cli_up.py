@@ -4,7 +4,6 @@ reverse dependency order, ``kill -9``, a pseudo-terminal's status block, logs.""
 
 from __future__ import annotations
 
-import json
 import os
 import pty
 import re
@@ -235,7 +234,6 @@ async def test_on_a_terminal_a_status_block_is_redrawn_under_the_output(
     assert re.search(r"^lint +failed +\d+\.\ds +exit code 3$", plain, re.M), plain
     assert re.search(r"^ssh-key \| key made$", plain, re.M)
     assert plain.rstrip().endswith("2 of 5 units did not complete: lint, report")
-    json.dumps(plain)  # printable: no stray bytes
 
 
 async def until_line(stream: trio.abc.ReceiveStream | None, *words: str) -> None:

@@ -31,6 +31,7 @@ from coordinator.store._etcd_wire import (
 
 from .etcd_support import (
     EtcdCluster,
+    etcd,
     etcd_cluster,
     etcd_cluster_shared,
     etcd_node,
@@ -38,7 +39,7 @@ from .etcd_support import (
     unused_ports,
 )
 
-__all__ = ["etcd_cluster", "etcd_cluster_shared", "etcd_node"]  # fixtures, used by name
+__all__ = ["etcd", "etcd_cluster", "etcd_cluster_shared", "etcd_node"]  # fixtures, used by name
 
 pytestmark = requires_etcd
 WAIT = 10.0  # seconds: an upper bound for any one step (each takes milliseconds when correct)
@@ -49,11 +50,6 @@ def prefix() -> bytes:
     """Keys of this test's own, binary (not UTF-8, a NUL, a 0xff) under a shared node."""
     return b"\xfe\x00" + uuid.uuid4().bytes + b"/"
 
-
-@pytest.fixture
-async def etcd(etcd_node: EtcdCluster) -> AsyncIterator[EtcdClient]:
-    async with EtcdClient(etcd_node.endpoints) as client:
-        yield client
 
 
 async def collect(watch: AsyncIterator[WatchBatch], count: int) -> list[tuple[EventType, bytes, int]]:

@@ -6,7 +6,7 @@ revision, even when nothing of the workspace changed)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
 import pytest
 import trio
@@ -30,9 +30,9 @@ from coordinator.store._etcd_state import (
 )
 from coordinator.store._etcd_wire import Compare, Op, TxnResult
 
-from .etcd_support import EtcdCluster, etcd_node, requires_etcd
+from .etcd_support import EtcdCluster, etcd, etcd_node, layout, requires_etcd
 
-__all__ = ["etcd_node"]  # a fixture, used by name
+__all__ = ["etcd", "etcd_node", "layout"]  # fixtures, used by name
 
 pytestmark = requires_etcd
 WAIT = 2.0  # seconds: each test is a few milliseconds of etcd when correct
@@ -41,15 +41,6 @@ PENDING = UnitRecord(Status.PENDING)
 STARTED = UnitRecord(Status.STARTED)
 
 
-@pytest.fixture
-def layout() -> Layout:
-    return Layout(f"test-{uuid.uuid4().hex}")
-
-
-@pytest.fixture
-async def etcd(etcd_node: EtcdCluster) -> AsyncIterator[EtcdClient]:
-    async with EtcdClient(etcd_node.endpoints) as client:
-        yield client
 
 
 def new_id() -> str:

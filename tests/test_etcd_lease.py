@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -27,9 +26,9 @@ from coordinator.store._etcd_lease import (
 )
 from coordinator.store._etcd_state import Change, Conflict, Layout, commit, follow, load
 
-from .etcd_support import EtcdCluster, etcd_node, requires_etcd
+from .etcd_support import EtcdCluster, etcd, etcd_node, layout, requires_etcd
 
-__all__ = ["etcd_node"]  # a fixture, used by name
+__all__ = ["etcd", "etcd_node", "layout"]  # fixtures, used by name
 
 pytestmark = requires_etcd
 WAIT = 10.0  # seconds: an upper bound for any one step (each takes milliseconds when correct)
@@ -38,15 +37,6 @@ PENDING = UnitRecord(Status.PENDING)
 HELD = UnitRecord(Status.STARTED, held=True)
 
 
-@pytest.fixture
-def layout() -> Layout:
-    return Layout(f"test-{uuid.uuid4().hex}")
-
-
-@pytest.fixture
-async def etcd(etcd_node: EtcdCluster) -> AsyncIterator[EtcdClient]:
-    async with EtcdClient(etcd_node.endpoints) as client:
-        yield client
 
 
 async def create(etcd: EtcdClient, layout: Layout, unit: str) -> int:

@@ -5,8 +5,6 @@ commit's compares, including the cycle race between two coordinators' commits.""
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -30,9 +28,9 @@ from coordinator.store._etcd_state import (
 )
 from coordinator.store._etcd_wire import RangeResult
 
-from .etcd_support import EtcdCluster, etcd_node, requires_etcd
+from .etcd_support import EtcdCluster, etcd, etcd_node, layout, requires_etcd
 
-__all__ = ["etcd_node"]  # a fixture, used by name
+__all__ = ["etcd", "etcd_node", "layout"]  # fixtures, used by name
 
 pytestmark = requires_etcd
 WAIT = 10.0  # seconds: an upper bound for any one step (each takes milliseconds when correct)
@@ -40,16 +38,6 @@ WAIT = 10.0  # seconds: an upper bound for any one step (each takes milliseconds
 PENDING = UnitRecord(Status.PENDING)
 
 
-@pytest.fixture
-def layout() -> Layout:
-    """A workspace of this test's own on the shared node."""
-    return Layout(f"test-{uuid.uuid4().hex}")
-
-
-@pytest.fixture
-async def etcd(etcd_node: EtcdCluster) -> AsyncIterator[EtcdClient]:
-    async with EtcdClient(etcd_node.endpoints) as client:
-        yield client
 
 
 def needs(*deps: str) -> UnitRecord:

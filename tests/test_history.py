@@ -350,3 +350,22 @@ def test_a_full_history_holds_at_most_twice_what_it_keeps() -> None:
     assert len(history._by_unit) == 100  # units with no kept event are gone
     assert sum(len(p.items) for p in history._by_unit.values()) <= 2 * 100
     assert [e.seq for e in history.page(unit="u999").events] == [49_999]
+
+
+def test_a_frozen_copy_is_what_was_kept_when_it_was_taken(tmp_path: Path) -> None:
+    """The journal writer compacts from a copy taken in the Trio thread and iterated in a
+    worker thread while the history goes on."""
+    history = History(3)
+    for seq in range(1, 6):
+        history.append(status_event(seq, "a", P, S))
+    frozen = history.frozen()
+    history.append(status_event(6, "b", P, S))  # after the copy: not in it
+    path = tmp_path / "state"
+    journal, _ = Journal.open(path, fsync=False)
+    with journal:
+        journal.compact({}, events=frozen, last_seq=frozen.last)
+    journal, _ = Journal.open(path, fsync=False)
+    with journal:
+        assert [e.seq for e in journal.history] == [3, 4, 5]
+        assert journal.last_seq == 5
+    assert [e.seq for e in history.events()] == [4, 5, 6]
