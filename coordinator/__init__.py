@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from ._errors import NotHeld as NotHeld
     from ._errors import NotReady as NotReady
     from ._errors import Overloaded as Overloaded
+    from ._errors import StoreUnavailable as StoreUnavailable
     from ._errors import UnitNotFound as UnitNotFound
     from ._errors import UnitsyncError as UnitsyncError
     from ._lease import Lease as Lease

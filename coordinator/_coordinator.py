@@ -25,6 +25,7 @@ from ._lease import HOLD_GRACE, HOLDER_GONE, Lease
 from ._nursery import open_service_nursery
 from ._messages import (
     Info,
+    ToUnit,
     Inspect,
     Ping,
     RegistryMessage,
@@ -40,6 +41,7 @@ from ._journal_writer import JournalWriter, open_journal
 from ._registry import MAX_UNITS, REGISTRY_INBOX_SIZE, RegistryActor
 from ._reads import published_info, read_now
 from ._reply import Reply
+from ._shared import SharedStore
 from ._status import Status
 from ._version import __version__
 
@@ -70,7 +72,9 @@ class CoordinatorStatistics:
 class LocalCoordinator:
     """The coordinator running in this process. Get one from :func:`open_coordinator`."""
 
-    __slots__ = ("_inbox", "_registry", "_events", "_nursery", "_overflow", "_unfinished")
+    __slots__ = (
+        "_inbox", "_registry", "_events", "_nursery", "_overflow", "_unfinished", "_store",
+    )
 
     def __init__(
         self,
@@ -78,7 +82,11 @@ class LocalCoordinator:
         registry: RegistryActor,
         events: EventHub,
         nursery: trio.Nursery,
+        store: SharedStore | None = None,
     ) -> None:
+        #: A store shared with other coordinators: reads first wait for its mirror to reach
+        #: the store's revision (no older than the call), so none is answered at once.
+        self._store = store
         self._inbox = inbox
         self._registry = registry
         self._events = events
@@ -99,6 +107,8 @@ class LocalCoordinator:
         """Every registered unit, sorted by name. A page of them: only names after ``after``,
         at most ``limit`` (0: no limit); only the page's actors are asked. (Pages are read one
         after the other: a listing of several is not one snapshot.)"""
+        if self._store is not None:
+            await self._store.synced()
         snapshot = await self._request(lambda reply: Snapshot(False, reply))
         names = sorted(name for name in snapshot.inboxes if name > after)
         limit = limit or len(names)
@@ -205,6 +215,8 @@ class LocalCoordinator:
         the registry's inbox is full; cancelling abandons the request (a parked waiter goes)."""
         reply: Reply[T] = Reply()
         message = operation.message(reply)
+        if self._store is not None and _reads_state(message):
+            await self._store.synced()
         if not self._read_now(message):
             await self._inbox.send(message)
         return await reply.receive()
@@ -220,14 +232,28 @@ class LocalCoordinator:
         message in order behind it instead."""
         reply: Reply[T] = Reply(on_answer)
         message = operation.message(reply)
-        if not self._read_now(message):
+        if self._store is not None and _reads_state(message):
+            self._nursery.start_soon(self._synced_post, message)
+        elif not self._read_now(message):
             self._post(message)
         return reply
+
+    async def _synced_post(self, message: RegistryMessage) -> None:
+        """A submitted read with a shared store: posted once the mirror is no older than it."""
+        assert self._store is not None
+        await self._store.synced()
+        try:
+            self._post(message)
+        except UnitsyncError as error:
+            message.request.reply.error(error)  # type: ignore[union-attr]
 
     def published_info(self, name: str) -> UnitInfo | None:
         """From ANY thread (the RPC server's KJ thread): ``name``'s current info if its actor
         has published one, else None — then ask through the actors. Serves repeated ``info``
-        calls without entering Trio. When that is correct: ``_reads.py``."""
+        calls without entering Trio. When that is correct: ``_reads.py``. (With a shared
+        store, never: a read waits for the store's revision first.)"""
+        if self._store is not None:
+            return None
         return published_info(self._registry, name)
 
     def _read_now(self, message: RegistryMessage) -> bool:
@@ -279,6 +305,11 @@ class LocalCoordinator:
     def _close(self) -> None:
         self._inbox.close()
         self._events.close()
+
+
+def _reads_state(message: RegistryMessage) -> bool:
+    """Whether ``message`` is a read that must be no older than the call (``info``)."""
+    return isinstance(message, ToUnit) and isinstance(message.request, Info)
 
 
 async def _gather(
@@ -404,6 +435,7 @@ async def open_coordinator(
     *,
     max_units: int = MAX_UNITS,
     state: str | os.PathLike[str] | None = None,
+    store: str | None = None,
     hold_grace: float = HOLD_GRACE,
     history: int = DEFAULT_HISTORY,
     clock: Callable[[], float] = time.time,
@@ -420,6 +452,11 @@ async def open_coordinator(
     ``hold_grace`` seconds, for their holders to take over (``hold(resume=True)``); the others
     then fail with ``"holder disconnected"``.
 
+    ``store``: ``"etcd://HOST:PORT[,HOST:PORT...]/WORKSPACE"`` instead of a journal: the
+    units, edges, statuses and holds are shared with every coordinator of that workspace
+    (README "Several machines"; needs the ``etcd`` extra). ``StoreUnreachable`` if no
+    endpoint answers; a mutation the store did not confirm raises :class:`StoreUnavailable`.
+
     ``history``: the events to keep (status changes and edges added, see :meth:`~LocalCoordinator.history`):
     the newest ``history`` of them, in memory and in the journal (0: none; ``watch`` still
     works). ``clock``: the wall clock the events are stamped with (tests pass a fake one).
@@ -431,8 +468,22 @@ async def open_coordinator(
     body's exception is the only one). A crash of the coordinator's own tasks (a bug) propagates
     as the ExceptionGroup the nursery raises, and cancels the body.
     """
+    if state is not None and store is not None:
+        raise InvalidArgument("a coordinator keeps its state in a journal or a store, not both")
+    if store is not None:
+        from .store._etcd_store import open_etcd_store
+
+        async with open_etcd_store(store) as (shared, loaded):
+            remote = frozenset(n for n, holder in loaded.holds.items() if holder != shared.member_id)
+            registry_options: dict[str, Any] = dict(
+                restored=loaded.state, store=shared, revisions=loaded.revisions,
+                graph_revision=loaded.graph_revision, remote_holds=remote,
+            )
+            async with _running(max_units, None, registry_options, hold_grace, History(history),
+                                clock, shared, loaded.revision) as coord:
+                yield coord
+        return
     kept = History(history)
-    inbox: Inbox[RegistryMessage] = Inbox(REGISTRY_INBOX_SIZE)
     writer, restored = None, None
     if state is not None:
         journal, restored = await open_journal(Path(state))
@@ -441,17 +492,41 @@ async def open_coordinator(
         kept.last = max(kept.last, journal.last_seq)
         journal.history = []
         writer = JournalWriter(journal, dict(restored), kept)
+    async with _running(max_units, writer, {"restored": restored}, hold_grace, kept,
+                        clock) as coord:
+        yield coord
+
+
+@asynccontextmanager
+async def _running(
+    max_units: int, writer: JournalWriter | None, registry_options: dict[str, Any],
+    hold_grace: float, kept: History, clock: Callable[[], float], store: Any = None,
+    revision: int = 0,
+) -> AsyncIterator[LocalCoordinator]:
+    """The actors (and the journal's writer, or the store's mirror) in a service nursery."""
+    inbox: Inbox[RegistryMessage] = Inbox(REGISTRY_INBOX_SIZE)
     events = EventHub(kept, clock=clock, record=writer.record_event if writer else None)
     async with open_service_nursery() as nursery:
         if writer is not None:
             nursery.start_soon(writer.run, name="unitsync:journal")
         registry = RegistryActor(
-            inbox, events, max_units=max_units, writer=writer, restored=restored,
-            hold_grace=hold_grace,
+            inbox, events, max_units=max_units, writer=writer, hold_grace=hold_grace,
+            **registry_options,
         )
-        coord = LocalCoordinator(inbox, registry, events, nursery)
+        coord = LocalCoordinator(inbox, registry, events, nursery, store)
         await nursery.start(registry.run)
+        if store is not None:
+            await nursery.start(store.mirror, inbox, revision)
+            nursery.start_soon(_stop_when_lost, store, name="unitsync:membership")
         try:
             yield coord
         finally:
             coord._close()
+
+
+async def _stop_when_lost(store: Any) -> None:
+    """A shared store's membership lease ended: this coordinator stops (``StoreLost``)."""
+    from .store._etcd_store import StoreLost
+
+    await store.member.lost.wait()
+    raise StoreLost(store.member.reason or "its lease is gone")

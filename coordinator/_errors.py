@@ -25,6 +25,7 @@ __all__ = [
     "NotReady",
     "Overloaded",
     "CoordinatorUnreachable",
+    "StoreUnavailable",
     "UnitNotFound",
     "UnitsyncError",
 ]
@@ -239,3 +240,20 @@ class CoordinatorUnreachable(UnitsyncError, ConnectionError):
         self.path = path
         self.why = why
         super().__init__(f"no unitsync coordinator at {path} ({why}); is `unitsync serve` running?")
+
+
+class StoreUnavailable(UnitsyncError):
+    """The shared store (etcd, ``serve --store``) did not take the change: no quorum, no
+    endpoint answering, the store full, or too many concurrent changes to the same unit.
+    ``applied`` says whether the change may have been applied all the same (its answer was
+    lost): ``"no"`` (it was not: retry), ``"unknown"`` (check with ``status`` before retrying).
+    The coordinator's state follows the store, whatever happened."""
+
+    code = "unitsync.unavailable"
+
+    def __init__(self, why: str, applied: str = "no") -> None:
+        self.why = why
+        self.applied = applied
+        tail = ("it was not applied" if applied == "no"
+                else "it may or may not have been applied: check before retrying")
+        super().__init__(f"the shared store did not confirm the change ({why}); {tail}")

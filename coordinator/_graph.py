@@ -102,6 +102,17 @@ class DependencyGraph:
         """:meth:`add` for several units as one step: if any new edge would close a cycle
         (with the graph or with each other), :class:`CycleError` names it and the graph's
         nodes, edges and requirements are exactly as before the call."""
+        self._add_all(units)
+
+    def check_all(self, units: Sequence[tuple[str, Mapping[str, Status]]]) -> None:
+        """Raise what :meth:`add_all` would raise, and leave the graph's nodes, edges and
+        requirements as they are either way (a shared store commits the edges first)."""
+        self._undo(self._add_all(units))
+
+    def _add_all(
+        self, units: Sequence[tuple[str, Mapping[str, Status]]]
+    ) -> list[tuple[str, set[str], dict[str, Status], set[str]]]:
+        """add_all; returns what :meth:`_undo` needs to take it back."""
         undo: list[tuple[str, set[str], dict[str, Status], set[str]]] = []
         try:
             for unit, requirements in units:
@@ -111,16 +122,20 @@ class DependencyGraph:
                 self.add(unit, requirements)
                 undo.append((unit, set(requirements) - set(old), old, created))
         except CycleError:
-            for unit, added, old, created in reversed(undo):  # later edges go first
-                deps = self._deps[unit]
-                for dep in added:
-                    del deps[dep]
-                    self._rdeps[dep].discard(unit)
-                self._edges -= len(added)
-                deps.update(old)
-                for name in created:  # by now nothing else points at or from them
-                    del self._deps[name], self._rdeps[name], self._ord[name]
+            self._undo(undo)
             raise
+        return undo
+
+    def _undo(self, undo: list[tuple[str, set[str], dict[str, Status], set[str]]]) -> None:
+        for unit, added, old, created in reversed(undo):  # later edges go first
+            deps = self._deps[unit]
+            for dep in added:
+                del deps[dep]
+                self._rdeps[dep].discard(unit)
+            self._edges -= len(added)
+            deps.update(old)
+            for name in created:  # by now nothing else points at or from them
+                del self._deps[name], self._rdeps[name], self._ord[name]
 
     def _insert(self, u: str, d: str) -> tuple[str, ...] | None:
         """Make room in the order for a new edge ``u -> d``; the whole cycle if it would close one.

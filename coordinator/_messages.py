@@ -16,12 +16,15 @@ from ._status import Status
 
 if TYPE_CHECKING:
     from ._inbox import Inbox
+    from ._journal import UnitRecord
 
 __all__ = [
     "AddRequirements",
+    "Adopt",
     "Apply",
     "Blocker",
     "Complete",
+    "EdgesCommitted",
     "Fail",
     "Hold",
     "Info",
@@ -33,6 +36,7 @@ __all__ = [
     "Reached",
     "Ready",
     "Register",
+    "RemoteChange",
     "RegistryMessage",
     "RegistrySnapshot",
     "Snapshot",
@@ -155,6 +159,20 @@ class AddRequirements:
 
 
 @dataclass(frozen=True, slots=True)
+class Adopt:
+    """A shared store (etcd) holds ``record`` for the unit at ``revision``: another
+    coordinator's change, the echo of one of ours, or edges the registry committed. Taken if
+    newer than the actor's copy; ``requirements``: the dependencies it newly requires, each
+    with the registry's copy of its state. ``reply`` (the registry's commit) is answered once
+    the message is settled."""
+
+    record: UnitRecord
+    revision: int
+    requirements: tuple[tuple[str, Status, Published], ...] = ()
+    reply: Reply[None] | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Subscribe:
     """From the registry: push your state to ``dependent`` now and on every change."""
 
@@ -179,8 +197,12 @@ class Inspect:
 
 UnitRequest = (
     Register | Start | Hold | Complete | Fail | Skip | Info | Ready | Reached | AddRequirements
-    | Subscribe | Inspect
+    | Adopt | Subscribe | Inspect
 )
+
+#: The requests that change a unit's stored state: with a shared store, each is committed
+#: before it is applied.
+MUTATIONS = (Register, Start, Hold, Complete, Fail, Skip)
 
 # --- requests the RegistryActor handles -------------------------------------------------------
 
@@ -238,7 +260,34 @@ class SleepIdle:
     reply: Reply[None] = _reply()
 
 
-RegistryMessage = ToUnit | Want | Apply | Snapshot | Ping | SleepIdle
+@dataclass(frozen=True, slots=True)
+class RemoteChange:
+    """From a shared store's mirror: what one store revision changed. ``units``: each written
+    unit's new record; ``graph``: edges were added; ``holds_gone``: units whose hold vanished
+    without their record changing (their holder's lease ended)."""
+
+    revision: int
+    units: tuple[tuple[str, UnitRecord], ...] = ()
+    graph: bool = False
+    holds_gone: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class EdgesCommitted:
+    """From the registry's own commit task: ``message`` (a Want or an Apply) was committed at
+    ``revision`` with ``writes`` (0: it was refused — ``error`` — or must be decided again,
+    ``retry``, once the mirror has caught up)."""
+
+    message: Want | Apply
+    writes: dict[str, UnitRecord]
+    revision: int = 0
+    error: BaseException | None = None
+    retry: bool = False
+
+
+RegistryMessage = (
+    ToUnit | Want | Apply | Snapshot | Ping | SleepIdle | RemoteChange | EdgesCommitted
+)
 
 
 def answer_closed(message: Any) -> None:

@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any, Final
 
 import outcome
 import trio
 
-from ._errors import CycleError, Overloaded
+from ._errors import CycleError, Overloaded, StoreUnavailable
 from ._events import EventHub
 from ._graph import DependencyGraph
 from ._inbox import POKE, Inbox
 from ._messages import (
     NOT_REGISTERED,
     AddRequirements,
+    Adopt,
     Apply,
+    EdgesCommitted,
     Fail,
     Published,
     Ping,
     RegistryMessage,
     RegistrySnapshot,
+    RemoteChange,
     SleepIdle,
     Snapshot,
     Subscribe,
@@ -33,9 +37,10 @@ from ._journal import UnitRecord
 from ._lease import HOLD_GRACE, HOLDER_GONE
 from ._reply import Reply
 from ._reads import answer_absent
+from ._shared import SharedStore, StoreConflict
 from ._status import Status
 from ._unit import IDLE_SECONDS, UnitActor
-from ._unit_state import ORPHAN
+from ._unit_state import ORPHAN, REMOTE
 
 __all__ = ["MAX_UNITS", "REGISTRY_INBOX_SIZE", "RegistryActor"]
 
@@ -61,7 +66,8 @@ class RegistryActor:
 
     __slots__ = (
         "_inbox", "_events", "_graph", "_inboxes", "_states", "_nursery", "_candidates",
-        "_max_units", "finished", "_writer", "_restored", "_hold_grace",
+        "_max_units", "finished", "_writer", "_restored", "_hold_grace", "_store", "_records",
+        "_graph_revision", "_committing", "_deferred", "_remote_holds",
     )
 
     def __init__(
@@ -73,6 +79,10 @@ class RegistryActor:
         writer: JournalWriter | None = None,
         restored: dict[str, UnitRecord] | None = None,
         hold_grace: float = HOLD_GRACE,
+        store: SharedStore | None = None,
+        revisions: dict[str, int] | None = None,
+        graph_revision: int = 0,
+        remote_holds: frozenset[str] = frozenset(),
     ) -> None:
         self._inbox = inbox
         #: How long restored holds wait for their holders (see ``_lease.HOLD_GRACE``).
@@ -92,6 +102,19 @@ class RegistryActor:
         #: Inboxes of awake unit actors without a waiter: what the idle sweep looks at (see
         #: ``_unit.IDLE_SECONDS``). Actors add and remove themselves.
         self._candidates: set[Inbox[UnitRequest]] = set()
+        #: A store shared with other coordinators (``_shared.py``), or None. With one, the
+        #: registry commits edges itself (one commit at a time: the others wait in
+        #: ``_deferred``), deciding on ``_records`` — each unit's record and revision as the
+        #: mirror last brought them — and the graph at ``_graph_revision``.
+        self._store = store
+        self._records: dict[str, tuple[UnitRecord, int]] = {
+            name: (record, (revisions or {}).get(name, 0)) for name, record in self._restored.items()
+        } if store is not None else {}
+        self._graph_revision = graph_revision
+        self._committing = False
+        self._deferred: deque[Want | Apply] = deque()
+        #: Units restored held by another coordinator (their holds end with its lease).
+        self._remote_holds = remote_holds
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled or until the inbox is closed; unit actors stop with it."""
@@ -130,6 +153,14 @@ class RegistryActor:
                         return
                     inbox = self._spawn(unit)
                 await inbox.send(request)
+            case Want(unit, requirements, reply) if self._store is not None:
+                self._commit_edges(message, ((unit, requirements),), reply)
+            case Apply(units, reply) if self._store is not None:
+                self._commit_edges(message, units, reply)
+            case EdgesCommitted():
+                await self._edges_committed(message)
+            case RemoteChange():
+                await self._remote_change(message)
             case Want(unit, requirements, reply):
                 new = {unit, *(d for d, _ in requirements)}.difference(self._inboxes)
                 if self._full(len(new), reply):
@@ -184,6 +215,117 @@ class RegistryActor:
             inbox = self._inboxes.get(dependency) or self._spawn(dependency)
             await inbox.send(Subscribe(unit, dependent))
 
+    # --- a shared store (``_shared.py``) ------------------------------------------------------
+
+    def _commit_edges(
+        self, message: Want | Apply,
+        units: tuple[tuple[str, tuple[tuple[str, Status], ...]], ...], reply: Reply[None],
+    ) -> None:
+        """Want/Apply with a shared store: the cycle check on the graph as the mirror has it,
+        then the units' new records committed (in a task: the registry goes on routing) with
+        a compare on the graph's revision; the edges are linked once the store took them."""
+        if self._committing:
+            self._deferred.append(message)
+            return
+        names = {name for unit, reqs in units for name in (unit, *(d for d, _ in reqs))}
+        if self._full(len(names.difference(self._inboxes)), reply):
+            return
+        try:
+            self._graph.check_all([(unit, dict(reqs)) for unit, reqs in units])
+        except CycleError as exc:
+            reply.error(exc)
+            return
+        writes: dict[str, UnitRecord] = {}
+        revisions: dict[str, int] = {}
+        for unit, reqs in units:
+            record, revision = self._records.get(unit, (None, 0))
+            base = record or UnitRecord(Status.PENDING)
+            merged = {**base.requirements, **dict(reqs)}
+            if record is not None and merged == record.requirements:
+                continue  # the store has these edges already
+            writes[unit] = UnitRecord(base.status, base.reason, merged, base.held)
+            revisions[unit] = revision
+        if not writes:
+            reply.ok(None)
+            return
+        self._committing = True
+        assert self._nursery is not None
+        self._nursery.start_soon(self._commit_task, message, writes, revisions,
+                                 self._graph_revision, name="unitsync:commit-edges")
+
+    async def _commit_task(
+        self, message: Want | Apply, writes: dict[str, UnitRecord], revisions: dict[str, int],
+        graph_revision: int,
+    ) -> None:
+        store = self._store
+        assert store is not None
+        try:
+            try:
+                revision = await store.commit_edges(writes, revisions, graph_revision)
+            except StoreConflict as conflict:  # decide again on the state the mirror brings
+                await store.wait_applied(conflict.revision)
+                result = EdgesCommitted(message, writes, retry=True)
+            except StoreUnavailable as error:
+                result = EdgesCommitted(message, writes, error=error)
+            else:
+                result = EdgesCommitted(message, writes, revision)
+            await self._inbox.send(result)
+        except BaseException:
+            answer_closed(message)
+            raise
+
+    async def _edges_committed(self, done: EdgesCommitted) -> None:
+        self._committing = False
+        message = done.message
+        if done.error is not None:
+            message.reply.error(done.error)
+        elif done.retry:
+            self._deferred.appendleft(message)
+        else:
+            each = _AllAnswered(len(done.writes), message.reply)
+            for unit, record in done.writes.items():
+                await self._take(unit, record, done.revision, Reply(each.answer))
+            self._graph_revision = max(self._graph_revision, done.revision)
+        while self._deferred and not self._committing:
+            await self._handle(self._deferred.popleft())
+
+    async def _remote_change(self, change: RemoteChange) -> None:
+        """The mirror's: what one store revision changed (another coordinator's commit, or the
+        echo of ours), routed to the actors; a hold that vanished with its holder's lease
+        fails its unit (every coordinator tries, the store's compare lets one win)."""
+        for unit, record in change.units:
+            await self._take(unit, record, change.revision, None)
+        if change.graph:
+            self._graph_revision = max(self._graph_revision, change.revision)
+        for unit in change.holds_gone:
+            inbox = self._inboxes.get(unit)
+            if inbox is not None:
+                await inbox.send(Fail(HOLDER_GONE, Reply(_ignore), holder=REMOTE))
+
+    async def _take(
+        self, unit: str, record: UnitRecord, revision: int, reply: Reply[None] | None
+    ) -> None:
+        """The store has ``record`` for ``unit`` at ``revision``: new edges into the graph
+        (the committer checked them against the graph at the compared revision), the actor
+        told (with the states of the dependencies it newly requires), which subscribes it."""
+        known = self._records.get(unit)
+        if known is None or known[1] < revision:
+            self._records[unit] = (record, revision)
+        dependent = self._inboxes.get(unit) or self._spawn(unit)
+        had = self._graph.dependencies(unit)
+        new = {d: r for d, r in record.requirements.items() if had.get(d) is not r}
+        if new:
+            self._graph.add(unit, new)
+        states = self._states
+        await dependent.send(Adopt(
+            record, revision, tuple((d, r, states.get(d, NOT_REGISTERED)) for d, r in new.items()),
+            reply,
+        ))
+        for dependency in new:
+            if dependency not in had:
+                inbox = self._inboxes.get(dependency) or self._spawn(dependency)
+                await inbox.send(Subscribe(unit, dependent))
+
     def lookup(self, unit: str) -> Inbox[UnitRequest] | None:
         """The inbox of ``unit``'s actor, None if the unit was never mentioned. (Entries are
         only ever added, so any thread may look; see ``LocalCoordinator``.)"""
@@ -208,7 +350,7 @@ class RegistryActor:
         await trio.sleep(self._hold_grace)
         for unit in units:
             await self._inboxes[unit].send(
-                Fail(HOLDER_GONE, Reply(lambda _result: None), holder=ORPHAN)
+                Fail(HOLDER_GONE, Reply(_ignore), holder=ORPHAN)
             )
 
     def _full(self, new_units: int, reply: Reply[Any]) -> bool:
@@ -230,7 +372,7 @@ class RegistryActor:
         assert self._nursery is not None
         actor = UnitActor(
             unit, self._inbox, self._events, self._nursery, self._candidates,  # type: ignore[arg-type]
-            self._writer,
+            self._writer, self._store,
         )
         self._inboxes[unit] = actor.inbox
         self._graph.add_node(unit)
@@ -250,6 +392,10 @@ class RegistryActor:
 
         for name in sorted(units):
             actor(name).restore(units[name])
+            if self._store is not None:
+                actors[name].stored, actors[name].revision = self._records[name]
+                if name in self._remote_holds:
+                    actors[name].state.holder = REMOTE
             for dependency in units[name].requirements:
                 actor(dependency)
             if units[name].requirements:
@@ -280,6 +426,10 @@ class RegistryActor:
         for inbox in self._inboxes.values():
             if inbox.asleep:
                 inbox.close()
+
+
+def _ignore(_result: object) -> None:
+    """The answer of a request nobody waits for."""
 
 
 class _AllAnswered:

@@ -20,7 +20,10 @@ from ._journal_writer import JournalWriter
 from ._journal import StatusRecord, UnitRecord, WantRecord
 from ._inbox import IDLE_CHECK, POKE, UNIT_INBOX_SIZE, Inbox
 from ._messages import (
+    MUTATIONS,
+    NOT_REGISTERED,
     AddRequirements,
+    Adopt,
     Complete,
     Fail,
     Hold,
@@ -37,7 +40,10 @@ from ._messages import (
     UnitStatistics,
     answer_closed,
 )
+from ._errors import StoreUnavailable
 from ._reply import Reply
+from ._shared import CONFLICT_RETRIES, SharedStore, StoreConflict
+from ._status import Status
 from ._unit_state import REFUSALS, Change, UnitState
 
 __all__ = ["IDLE_SECONDS", "SHUTTING_DOWN", "UnitActor"]
@@ -69,7 +75,7 @@ class UnitActor:
 
     __slots__ = (
         "name", "state", "_inbox", "_events", "_registry", "_subscribers", "_nursery",
-        "_candidates", "snapshot", "_writer", "_ack",
+        "_candidates", "snapshot", "_writer", "_ack", "_store", "stored", "revision",
     )
 
     def __init__(
@@ -80,6 +86,7 @@ class UnitActor:
         nursery: trio.Nursery,
         candidates: set[Inbox[UnitRequest]],
         writer: JournalWriter | None = None,
+        store: SharedStore | None = None,
     ) -> None:
         self.name = name
         #: The unit itself; waiters parked in it are replies.
@@ -101,6 +108,12 @@ class UnitActor:
         #: The reply of the mutation this message applied and its value: answered once the
         #: message is settled (dependents told), and with a journal once durable.
         self._ack: tuple[Reply[Any], object] | None = None
+        #: A store shared with other coordinators (None: journal or memory): mutations are
+        #: committed there before they are applied (``_shared.py``). ``stored`` is the unit's
+        #: record as the store has it at ``revision`` (None, 0: the store has none).
+        self._store = store
+        self.stored: UnitRecord | None = None
+        self.revision = 0
 
     @property
     def inbox(self) -> Inbox[UnitRequest]:
@@ -134,7 +147,10 @@ class UnitActor:
                 for dependency, posted in inbox.take_states(request).items():
                     state.dependency_changed(dependency, posted)
                 if request is not POKE:
-                    self._handle(request)  # type: ignore[arg-type]
+                    if self._store is not None and isinstance(request, MUTATIONS):
+                        await self._commit(request)
+                    else:
+                        self._handle(request)  # type: ignore[arg-type]
                 if state.settle(self._publish, Reply.ok, Reply.error):  # the last waiter went
                     self._candidates.add(inbox)
                 if self._ack is not None:  # after settling: dependents hear before the caller
@@ -161,35 +177,24 @@ class UnitActor:
                     if not reply.answered:
                         state.wait_reached(reply, target)
                         self._parked(reply)
-                case Start(reply):
-                    self._apply(reply, state.start())
-                case Hold(False, reply):
-                    change = state.start(held=True)
-                    self._apply(reply, change, state.holder)  # answered with the hold's token
-                case Hold(True, reply):
-                    reply.ok(state.resume())  # the status stays: nothing to journal
-                case Complete(reply):
-                    self._apply(reply, state.complete())
-                case Fail(reason, reply, holder):
-                    change = state.fail(reason, holder=holder)
-                    if change is None:  # completed, failed or re-run since: the lease has no say
-                        reply.ok(None)
+                case Register() | Start() | Hold() | Complete() | Fail() | Skip():
+                    change, value = self._decide(request)
+                    if change is None:  # a resumed hold, a stale lease's fail: nothing to journal
+                        request.reply.ok(value)
                     else:
-                        self._apply(reply, change)
-                case Skip(reason, reply):
-                    self._apply(reply, state.skip(reason))
-                case Register(reply):
-                    self._apply(reply, state.register())
+                        self._apply(request.reply, change, value)
                 case AddRequirements(requirements, reply):
-                    had = state.requirements
-                    added = [(d, r) for d, r, _ in requirements if had.get(d) is not r]
+                    had = dict(state.requirements)
                     self._apply(reply, state.add_requirements(requirements))
-                    for dependency, required in added:
-                        self._events.publish_edge(self.name, state.status, dependency, required)
+                    self._publish_edges(had, requirements)
                     if self._writer is not None:
                         self._writer.record(
                             WantRecord(self.name, tuple((d, r) for d, r, _ in requirements))
                         )
+                case Adopt(record, revision, requirements, reply):
+                    self._adopt(record, revision, requirements)
+                    if reply is not None:
+                        self._ack = (reply, None)
                 case Subscribe(dependent, inbox):
                     self._subscribers[dependent] = inbox
                     inbox.post_state(self.name, state.published)
@@ -197,6 +202,106 @@ class UnitActor:
                     reply.ok(self.statistics())
         except REFUSALS as refused:  # the state refused the mutation: nothing changed
             request.reply.error(refused)  # type: ignore[union-attr]
+
+    def _decide(self, request: Any) -> tuple[Change | None, object]:
+        """The state's decision on a mutation: its Change (None: the status stays) and the
+        caller's answer; raises the refusal with nothing changed."""
+        state = self.state
+        match request:
+            case Start():
+                return state.start(), None
+            case Hold(False):
+                change = state.start(held=True)
+                return change, state.holder  # answered with the hold's token
+            case Hold(True):
+                return None, state.resume()
+            case Complete():
+                return state.complete(), None
+            case Fail(reason, _, holder):
+                # None when completed, failed or re-run since: the lease has no say
+                return state.fail(reason, holder=holder), None
+            case Skip(reason):
+                return state.skip(reason), None
+            case Register():
+                return state.register(), None
+        raise AssertionError(f"not a mutation: {request!r}")
+
+    def _publish_edges(
+        self, had: dict[str, Status], requirements: tuple[tuple[str, Status, Any], ...]
+    ) -> None:
+        """An edge event for each requirement that is new (or changed) since ``had``."""
+        for dependency, required, _ in requirements:
+            if had.get(dependency) is not required:
+                self._events.publish_edge(self.name, self.state.status, dependency, required)
+
+    # --- a shared store (``_shared.py``): decide, commit, then keep or roll back ---------------
+
+    async def _commit(self, request: Any) -> None:
+        """A mutation with a shared store: decided as always, committed with a compare on the
+        revision the state came from, kept only if the store took it. Refused, the state goes
+        back, the store's record is read and taken, and the mutation is decided again."""
+        state, store = self.state, self._store
+        assert store is not None
+        reply = request.reply
+        for _ in range(CONFLICT_RETRIES):
+            saved = state.checkpoint()
+            try:
+                change, value = self._decide(request)
+            except REFUSALS as refused:
+                reply.error(refused)
+                return
+            if change is None and not isinstance(request, Hold):
+                reply.ok(value)  # a stale lease's fail: nothing to store
+                return
+            held = state.holder is not None
+            requirements = self.stored.requirements if self.stored is not None else {}
+            record = UnitRecord(state.status, state.reason, dict(requirements), held)
+            try:
+                revision = await store.commit_unit(self.name, record, self.revision, hold=held)
+            except StoreConflict:
+                state.rollback(saved)
+            except BaseException as error:
+                state.rollback(saved)
+                if isinstance(error, StoreUnavailable):
+                    reply.error(error)
+                    return
+                raise
+            else:
+                self.stored, self.revision = record, revision
+                if change is not None:
+                    self._events.publish(self.name, change.old, change.new, change.reason)
+                self._ack = (reply, value)
+                return
+            try:
+                stored, revision = await store.read_unit(self.name)
+            except StoreUnavailable as error:
+                reply.error(error)
+                return
+            if stored is not None and revision > self.revision:
+                unknown = tuple(
+                    (d, r, NOT_REGISTERED) for d, r in stored.requirements.items()
+                    if d not in state.requirements
+                )  # the registry brings their states (and the subscriptions) with the change
+                self._adopt(stored, revision, unknown)
+        reply.error(StoreUnavailable(
+            f"unit {self.name!r} changed {CONFLICT_RETRIES} times while this change was decided"
+        ))
+
+    def _adopt(
+        self, record: UnitRecord, revision: int, requirements: tuple[tuple[str, Status, Any], ...]
+    ) -> None:
+        """Take the store's ``record`` at ``revision`` if it is newer than ours (an echo of
+        our own commit is not), and the requirements it adds."""
+        state = self.state
+        old, old_reason, had = state.status, state.reason, dict(state.requirements)
+        if requirements:
+            state.add_requirements(requirements)
+        if revision > self.revision:
+            self.stored, self.revision = record, revision
+            state.adopt(record.status, record.reason, held=record.held)
+        if state.status is not old or state.reason != old_reason:
+            self._events.publish(self.name, old, state.status, state.reason)
+        self._publish_edges(had, requirements)
 
     def _apply(self, reply: Reply[Any], change: Change | None, value: object = None) -> None:
         """A mutation the state made: journal and publish its status change, if any, and

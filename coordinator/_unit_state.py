@@ -38,7 +38,7 @@ from ._errors import (
 from ._messages import NOT_REGISTERED, Blocker, Published
 from ._status import FAILURES, Status
 
-__all__ = ["ORPHAN", "REFUSALS", "Change", "UnitState"]
+__all__ = ["ORPHAN", "REFUSALS", "REMOTE", "Change", "UnitState"]
 
 W = TypeVar("W", bound=Hashable)
 
@@ -46,6 +46,11 @@ W = TypeVar("W", bound=Hashable)
 #: coordinator) may come back and take it over (:meth:`UnitState.resume`) until the grace
 #: period ends it (``fail(holder=ORPHAN)``). Live holders get tokens 1, 2, ...
 ORPHAN: Final = 0
+
+#: The holder token of a unit held through another coordinator sharing the store (etcd): not
+#: this coordinator's to end by token; it ends when the unit's status changes, or its holder's
+#: lease does (``fail(holder=REMOTE)``, which every coordinator tries and one wins).
+REMOTE: Final = -1
 
 
 class Change(NamedTuple):
@@ -326,17 +331,45 @@ class UnitState(Generic[W]):
                 answered = True
         return answered and not (self._ready_waiters or self._reached_waiters)
 
+    # --- a shared store: decide, commit, then keep or roll back -------------------------------------
+
+    def checkpoint(self) -> tuple[Status, str, int | None, int]:
+        """What a status mutation changes, to :meth:`rollback` to if the store refuses it."""
+        return self.status, self.reason, self.holder, self._holds
+
+    def rollback(self, saved: tuple[Status, str, int | None, int]) -> None:
+        """Undo the mutations since :meth:`checkpoint` (before anything was settled)."""
+        self.status, self.reason, self.holder, self._holds = saved
+
+    def adopt(self, status: Status, reason: str, *, held: bool) -> Change | None:
+        """Take the status another coordinator stored (a shared store's record): the Change
+        to publish, None if status and reason are as they were. A unit started and held
+        stays ours if we held it already started; otherwise it is held elsewhere
+        (:data:`REMOTE`). Any other status ends a hold."""
+        old, old_reason = self.status, self.reason
+        if held and status is Status.STARTED:
+            ours = old is Status.STARTED and self.holder is not None and self.holder > 0
+            self.holder = self.holder if ours else REMOTE
+        else:
+            self.holder = None
+        self.status, self.reason = status, reason
+        if status is old and reason == old_reason:
+            return None
+        return Change(old, status, reason, held)
+
     # --- restoring from the journal -------------------------------------------------------------
 
     def restore(
-        self, status: Status, reason: str, requirements: Mapping[str, Status], *, held: bool
+        self, status: Status, reason: str, requirements: Mapping[str, Status], *, held: bool,
+        holder: int = ORPHAN,
     ) -> None:
         """Before anything else: take the stored status, reason and requirements (and a hold,
-        as :data:`ORPHAN`). Dependencies' states follow with :meth:`dependency_changed`."""
+        as ``holder``: :data:`ORPHAN`, or :data:`REMOTE` when another coordinator sharing the
+        store holds it). Dependencies' states follow with :meth:`dependency_changed`."""
         self.status, self.reason = status, reason
         self._requirements = dict(requirements)
         if held and status is Status.STARTED:
-            self.holder = ORPHAN
+            self.holder = holder
 
     def publish_now(self) -> Published:
         """Recompute :attr:`published` without settling (restoring: nothing is pushed)."""

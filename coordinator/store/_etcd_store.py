@@ -1,0 +1,348 @@
+"""The etcd store behind ``serve --store etcd://...`` and ``open_coordinator(store=...)``.
+
+:class:`EtcdStore` is the core's :class:`~coordinator._shared.SharedStore` on the data layer
+(``_etcd_state.py``) and the membership lease (``_etcd_lease.py``): it commits what the actors
+decided, reads a unit back after a refused commit, and runs the **mirror** — the one task that
+follows the workspace's changes and hands each to the registry, in revision order — which the
+coordinator's reads wait on (:meth:`EtcdStore.synced`).
+
+Every commit carries a request id (``requests/ID``, on the membership lease): a commit whose
+answer was lost is resolved, never sent twice. The ids of commits already answered are deleted
+by the next commits (a few per txn), so they do not pile up.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+import trio
+
+from .._errors import InvalidArgument, StoreUnavailable, UnitsyncError
+from .._journal import UnitRecord
+from .._messages import RemoteChange
+from .._shared import StoreConflict
+from .._status import Status
+from ._etcd import EtcdClient
+from ._etcd_errors import (
+    EtcdError,
+    NoQuorum,
+    OutcomeUnknown,
+    RequestTooLarge,
+    StoreFull,
+    Unavailable,
+)
+from ._etcd_lease import Membership, membership, orphaned
+from ._etcd_state import (
+    Change,
+    Conflict,
+    Follow,
+    Layout,
+    Loaded,
+    Relist,
+    TxnPart,
+    barrier,
+    commit,
+    decode_unit,
+    follow,
+    load,
+    resolve,
+)
+from ._etcd_wire import Op
+
+if TYPE_CHECKING:
+    from .._inbox import Inbox
+    from .._messages import RegistryMessage
+
+__all__ = ["EtcdStore", "StoreAddress", "StoreLost", "StoreUnreachable", "open_etcd_store",
+           "parse_store"]
+
+log = logging.getLogger("unitsync.store")
+
+#: Answered request ids deleted per commit (each is one more operation of its txn).
+CLEANUP_PER_COMMIT: Final = 4
+#: Seconds a lost commit answer is tried to be resolved before the caller is told "unknown".
+RESOLVE_SECONDS: Final = 10.0
+#: Seconds a read waits for the mirror to reach the store's revision before it answers from
+#: what the mirror has (the store unreachable: a stale answer rather than none).
+SYNC_SECONDS: Final = 2.0
+#: Seconds between attempts to follow the store again after the watch gave up.
+REFOLLOW_SECONDS: Final = 1.0
+
+FULL_FIX = ("the store is full (etcd's space quota): compact it (run etcd with "
+            "--auto-compaction-mode=periodic --auto-compaction-retention=1h), then "
+            "`etcdctl defrag` and `etcdctl alarm disarm`")
+
+
+class StoreUnreachable(UnitsyncError, ConnectionError):
+    """``serve --store`` (or ``open_coordinator(store=...)``) could not reach the store at
+    start (``serve`` exits 69)."""
+
+    code = "unitsync.store-unreachable"
+
+    def __init__(self, address: str, why: str) -> None:
+        self.address = address
+        self.why = why
+        super().__init__(f"cannot reach the store {address} ({why})")
+
+
+class StoreLost(UnitsyncError):
+    """This coordinator's membership in the store ended (its lease expired or was revoked:
+    the machine was cut off for longer than the lease's TTL). The units it held have been
+    failed ``holder disconnected`` by the other coordinators; it stops (start it again)."""
+
+    code = "unitsync.store-lost"
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+        super().__init__(f"this coordinator lost its membership in the store: {why}; the units "
+                         "it held are failed by the other coordinators")
+
+
+@dataclass(frozen=True, slots=True)
+class StoreAddress:
+    """``etcd://HOST:PORT[,HOST:PORT...]/WORKSPACE``: the endpoints and the workspace."""
+
+    endpoints: tuple[str, ...]
+    workspace: str
+
+    def __str__(self) -> str:
+        hosts = ",".join(e.removeprefix("http://") for e in self.endpoints)
+        return f"etcd://{hosts}/{self.workspace}"
+
+
+def parse_store(url: str) -> StoreAddress:
+    """The address in ``url`` (:class:`InvalidArgument` saying the form if it is not one)."""
+    form = "etcd://HOST:PORT[,HOST:PORT...]/WORKSPACE"
+    if not url.startswith("etcd://"):
+        raise InvalidArgument(f"a store is {form}, not {url!r}")
+    hosts, _, workspace = url[len("etcd://"):].partition("/")
+    endpoints = [h for h in hosts.split(",") if h]
+    if not endpoints or any(":" not in h or not h.rpartition(":")[2].isdigit() for h in endpoints):
+        raise InvalidArgument(f"a store is {form}: each endpoint with its port, not {url!r}")
+    try:
+        Layout(workspace)
+    except ValueError:
+        raise InvalidArgument(
+            f"a store is {form}: a workspace name without '/', not {workspace!r}") from None
+    return StoreAddress(tuple(f"http://{h}" for h in endpoints), workspace)
+
+
+class EtcdStore:
+    """One coordinator's view of a workspace in etcd; made by :func:`open_etcd_store`."""
+
+    def __init__(self, client: EtcdClient, layout: Layout, member: Membership) -> None:
+        self._client = client
+        self._layout = layout
+        self.member = member
+        self.member_id = member.member_id
+        #: The revision of the last change the mirror handed to the registry.
+        self.applied = 0
+        self._moved = trio.Event()
+        self._follow: Follow | None = None
+        self._answered: deque[str] = deque()  # request ids whose keys the next commits delete
+
+    # --- commits ------------------------------------------------------------------------------
+
+    async def commit_unit(
+        self, name: str, record: UnitRecord, revision: int, *, hold: bool | None
+    ) -> int:
+        key = self._layout.hold(name)
+        if hold:
+            part = TxnPart((), (Op.put(key, self.member_id.encode(), lease=self.member.lease_id),))
+        elif hold is False:
+            part = TxnPart((), (Op.delete(key),))
+        else:
+            part = TxnPart()
+        return await self._commit({name: record}, {name: revision}, None, part)
+
+    async def commit_edges(
+        self, writes: Mapping[str, UnitRecord], revisions: Mapping[str, int],
+        graph_revision: int,
+    ) -> int:
+        return await self._commit(writes, revisions, graph_revision, TxnPart())
+
+    async def _commit(
+        self, writes: Mapping[str, UnitRecord], revisions: Mapping[str, int],
+        graph_revision: int | None, part: TxnPart,
+    ) -> int:
+        request = uuid.uuid4().hex
+        cleanup = [self._answered.popleft() for _ in range(min(CLEANUP_PER_COMMIT,
+                                                               len(self._answered)))]
+        deletes = TxnPart((), tuple(Op.delete(self._layout.request(r)) for r in cleanup))
+        try:
+            revision = await commit(
+                self._client, self._layout, writes, unit_revisions=revisions,
+                graph_revision=graph_revision, extra=(part, deletes), request=request,
+                lease=self.member.lease_id,
+            )
+        except Conflict as conflict:
+            self._answered.extendleft(cleanup)
+            raise StoreConflict(conflict.revision) from None
+        except (OutcomeUnknown, NoQuorum) as lost:
+            self._answered.extendleft(cleanup)
+            revision = await self._resolve(request, lost)
+        except StoreFull:
+            self._answered.extendleft(cleanup)
+            raise StoreUnavailable(FULL_FIX) from None
+        except RequestTooLarge as exc:
+            self._answered.extendleft(cleanup)
+            raise StoreUnavailable(str(exc)) from None
+        except EtcdError as exc:  # Unavailable: sent to nobody; a server's refusal
+            self._answered.extendleft(cleanup)
+            raise StoreUnavailable(str(exc)) from None
+        self._answered.append(request)
+        return revision
+
+    async def _resolve(self, request: str, lost: EtcdError) -> int:
+        """The revision of the commit whose answer was lost, or StoreUnavailable: "no" when
+        it was not applied (and now never will be), "unknown" when the store did not say."""
+        with trio.move_on_after(RESOLVE_SECONDS):
+            while True:
+                try:
+                    revision = await resolve(self._client, self._layout, request,
+                                             lease=self.member.lease_id)
+                except (Unavailable, NoQuorum, OutcomeUnknown):
+                    await trio.sleep(0.2)
+                    continue
+                except EtcdError:
+                    break
+                if revision is None:
+                    raise StoreUnavailable(str(lost)) from None
+                self._answered.append(request)
+                return revision
+        raise StoreUnavailable(str(lost), "unknown") from None
+
+    async def read_unit(self, name: str) -> tuple[UnitRecord | None, int]:
+        key = self._layout.unit(name)
+        try:
+            result = await self._client.range(key)
+        except EtcdError as exc:
+            raise StoreUnavailable(str(exc)) from None
+        if not result.kvs:
+            return None, 0
+        kv = result.kvs[0]
+        return decode_unit(kv.key, kv.value), kv.mod_revision
+
+    # --- the mirror ---------------------------------------------------------------------------
+
+    async def mirror(
+        self, registry: Inbox[RegistryMessage], after: int,
+        *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Follow the workspace from revision ``after`` and hand every change to the registry,
+        in order, for ever: a compacted revision loads the workspace again (each unit's
+        record, newer ones taken), a watch that gave up is followed again from where it was."""
+        self.applied = after
+        started = False
+        while True:
+            try:
+                async with follow(self._client, self._layout, self.applied,
+                                  member_id=self.member_id,
+                                  lease=self.member.lease_id) as changes:
+                    self._follow = changes
+                    if not started:
+                        started = True
+                        task_status.started()
+                    async for change in changes:
+                        await self._hand_over(registry, change)
+            except Relist:
+                log.warning("the store compacted changes this coordinator had not seen: "
+                            "loading the workspace again")
+                await self._relist(registry)
+            except EtcdError as exc:
+                log.warning("following the store failed (%s): again in %s s", exc,
+                            REFOLLOW_SECONDS)
+                self._wake()
+                await trio.sleep(REFOLLOW_SECONDS)
+
+    async def _hand_over(self, registry: Inbox[RegistryMessage], change: Change) -> None:
+        units = tuple((name, record) for name, record in change.units if record is not None)
+        gone = orphaned(change)
+        if units or change.graph or gone:
+            await registry.send(RemoteChange(change.revision, units, change.graph, gone))
+        self._applied(change.revision)
+
+    async def _relist(self, registry: Inbox[RegistryMessage]) -> None:
+        while True:
+            try:
+                loaded = await load(self._client, self._layout)
+                break
+            except EtcdError as exc:
+                log.warning("loading the workspace failed (%s): again in %s s", exc,
+                            REFOLLOW_SECONDS)
+                await trio.sleep(REFOLLOW_SECONDS)
+        for name, record in loaded.state.items():  # each at its own revision
+            await registry.send(RemoteChange(loaded.revisions[name], ((name, record),)))
+        await registry.send(RemoteChange(loaded.graph_revision, graph=True, holds_gone=tuple(
+            name for name, record in loaded.state.items()
+            if record.held and record.status is Status.STARTED and name not in loaded.holds
+        )))
+        self._applied(loaded.revision)
+
+    def _applied(self, revision: int) -> None:
+        self.applied = max(self.applied, revision)
+        self._wake()
+
+    def _wake(self) -> None:
+        self._moved.set()
+        self._moved = trio.Event()
+
+    async def wait_applied(self, revision: int) -> None:
+        try:
+            while self.applied < revision:
+                changes = self._follow
+                if changes is not None and changes.position < revision:
+                    # moves a watch that has nothing to deliver past ``revision``
+                    with trio.move_on_after(SYNC_SECONDS):
+                        await changes.caught_up(revision)
+                if self.applied < revision:
+                    await self._moved.wait()
+        except EtcdError as exc:
+            raise StoreUnavailable(str(exc)) from None
+
+    async def synced(self) -> None:
+        with trio.move_on_after(SYNC_SECONDS):
+            try:
+                revision = await barrier(self._client, self._layout)
+                await self.wait_applied(revision)
+            except (EtcdError, StoreUnavailable) as exc:
+                log.warning("reading the store's revision failed (%s): answering from this "
+                            "coordinator's copy", exc)
+
+
+def default_member_id() -> str:
+    """This coordinator's id in the store: host and process."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@asynccontextmanager
+async def open_etcd_store(
+    address: StoreAddress | str, *, member_id: str | None = None, ttl: float | None = None,
+) -> AsyncIterator[tuple[EtcdStore, Loaded]]:
+    """Connect, load the workspace and join it (a membership lease, revoked on exit): the
+    store and what it held. :class:`StoreUnreachable` if no endpoint answers."""
+    if isinstance(address, str):
+        address = parse_store(address)
+    layout = Layout(address.workspace)
+    async with EtcdClient(list(address.endpoints)) as client:
+        try:
+            loaded = await load(client, layout)
+        except EtcdError as exc:
+            raise StoreUnreachable(str(address), str(exc)) from None
+        options = {} if ttl is None else {"ttl": ttl}
+        joined = AsyncExitStack()
+        try:
+            member = await joined.enter_async_context(
+                membership(client, layout, member_id or default_member_id(), **options))
+        except EtcdError as exc:
+            raise StoreUnreachable(str(address), str(exc)) from None
+        async with joined:
+            yield EtcdStore(client, layout, member), loaded

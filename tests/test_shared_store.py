@@ -1,0 +1,135 @@
+"""Two coordinators sharing one workspace in a real etcd, in one process (the library's
+``open_coordinator(store=...)``): one graph, the one-machine semantics across them — a want
+seen by the other, ``ready`` pushed across, fail-fast across, no cycle however the halves race,
+holds whose holder's lease ends failed elsewhere, reads no older than the call."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+import trio
+import trio.testing
+
+from coordinator import (
+    CycleError,
+    DependencyFailed,
+    LocalCoordinator,
+    Status,
+    open_coordinator,
+)
+from coordinator._lease import HOLDER_GONE
+
+from .etcd_support import EtcdCluster, etcd_node, requires_etcd
+
+__all__ = ["etcd_node"]  # fixtures, used by name
+
+pytestmark = requires_etcd
+WAIT = 10.0  # seconds: an upper bound for any one step (each takes milliseconds when correct)
+
+
+def store_url(cluster: EtcdCluster, workspace: str) -> str:
+    hosts = ",".join(e.removeprefix("http://") for e in cluster.endpoints)
+    return f"etcd://{hosts}/{workspace}"
+
+
+@pytest.fixture
+def url(etcd_node: EtcdCluster) -> str:
+    """A workspace of this test's own on the module's node."""
+    return store_url(etcd_node, f"ws-{uuid.uuid4().hex[:12]}")
+
+
+@asynccontextmanager
+async def two(url: str) -> AsyncIterator[tuple[LocalCoordinator, LocalCoordinator]]:
+    async with open_coordinator(store=url) as a, open_coordinator(store=url) as b:
+        yield a, b
+
+
+async def test_a_want_and_a_completion_on_one_are_seen_by_the_other(url: str) -> None:
+    with trio.fail_after(WAIT):
+        async with two(url) as (a, b):
+            await a.unit("claude").want("git")
+            info = await b.unit("claude").info()  # a read no older than the call
+            assert info.status is Status.PENDING and not info.ready
+            assert [d.depends_on for d in info.dependencies] == ["git"]
+            async with trio.open_nursery() as nursery:
+                woken = trio.Event()
+
+                async def wait_on_b() -> None:
+                    await b.unit("claude").ready()
+                    woken.set()
+
+                nursery.start_soon(wait_on_b)
+                await trio.testing.wait_all_tasks_blocked()
+                await a.unit("git").start()
+                assert not woken.is_set()
+                await a.unit("git").complete()
+                await woken.wait()  # pushed from a's commit through b's mirror
+            assert (await b.unit("git").info()).status is Status.COMPLETED
+            await b.unit("claude").start()
+            assert (await a.unit("claude").info()).status is Status.STARTED
+
+
+async def test_a_failure_on_one_blocks_the_waiters_on_the_other(url: str) -> None:
+    with trio.fail_after(WAIT):
+        async with two(url) as (a, b):
+            await b.unit("claude").want("git")
+            async with trio.open_nursery() as nursery:
+                failed: list[DependencyFailed] = []
+
+                async def wait_on_b() -> None:
+                    with pytest.raises(DependencyFailed) as caught:
+                        await b.unit("claude").ready()
+                    failed.append(caught.value)
+
+                nursery.start_soon(wait_on_b)
+                await trio.testing.wait_all_tasks_blocked()
+                await a.unit("git").start()
+                await a.unit("git").fail("clone failed")
+            assert failed[0].unit == "git" and failed[0].reason == "clone failed"
+
+
+async def test_two_halves_of_a_cycle_added_at_once_never_both_land(url: str) -> None:
+    with trio.fail_after(WAIT * 3):
+        async with two(url) as (a, b):
+            for round_ in range(20):
+                x, y = f"x{round_}", f"y{round_}"
+                results: dict[str, BaseException | None] = {}
+
+                async def want(coord: LocalCoordinator, unit: str, dep: str) -> None:
+                    try:
+                        await coord.unit(unit).want(dep)
+                        results[unit] = None
+                    except CycleError as error:
+                        results[unit] = error
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(want, a, x, y)
+                    nursery.start_soon(want, b, y, x)
+                refused = [e for e in results.values() if e is not None]
+                assert len(refused) == 1, results
+                assert isinstance(refused[0], CycleError)
+                assert set(refused[0].path) == {x, y}
+                landed = {(x, y) if results[x] is None else (y, x)}
+                for coord in (a, b):  # both coordinators have that one edge, and only it
+                    edges = {(u, d.depends_on) for u in (x, y)
+                             for d in (await coord.unit(u).info()).dependencies}
+                    assert edges == landed
+
+
+async def test_a_hold_whose_coordinator_goes_fails_on_the_other(url: str) -> None:
+    with trio.fail_after(WAIT * 2):
+        async with open_coordinator(store=url) as b:
+            await b.unit("agent").want("build")
+            async with open_coordinator(store=url) as a:
+                held = a.unit("build").hold()
+                await held.__aenter__()  # held, and never let go: its holder "dies" with a
+                assert (await b.unit("build").info()).status is Status.STARTED
+            # a is gone, its lease revoked: the hold went with it, and b fails the unit
+            with pytest.raises(DependencyFailed) as caught:
+                await b.unit("agent").ready()
+            assert caught.value.unit == "build" and caught.value.reason == HOLDER_GONE
+            info = await b.unit("build").info()
+            assert info.status is Status.FAILED and info.reason == HOLDER_GONE
