@@ -8,7 +8,8 @@
 # (find it with the regular expression `unitsync\.[a-z-]+: `): unitsync.cycle,
 # unitsync.dependency-failed, unitsync.not-ready, unitsync.not-found, unitsync.invalid-name,
 # unitsync.invalid-argument, unitsync.already, unitsync.not-held, unitsync.lagged,
-# unitsync.closed, unitsync.overloaded, and unitsync.error for anything else (a bug).
+# unitsync.closed, unitsync.overloaded, unitsync.unavailable (a store shared by several
+# coordinators did not confirm the change), and unitsync.error for anything else (a bug).
 @0xf3a2d8b04c9e1a57;
 
 using import "/capnp/stream.capnp".StreamResult;
