@@ -12,7 +12,7 @@ from cyclopts import Parameter
 
 from coordinator import __version__, default_state_path, socket_path
 
-from ._connect import USAGE, CommandError
+from ._connect import UNREACHABLE, USAGE, CommandError
 from ._options import Common, Duration, format_duration
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ def serve(
     frame_timeout: Duration = 10.0,
     state: Path | None = None,
     no_state: Annotated[bool, Parameter(name="--no-state", negative=())] = False,
+    store: str | None = None,
     hold_grace: Duration = 10.0,
     history: int = 100_000,
     idle_exit: Duration = 0.0,
@@ -40,8 +41,9 @@ def serve(
     """Run the coordinator in the foreground, serving on the socket until SIGINT or SIGTERM.
 
     Prints one line to stderr when clients can connect: the version, the socket and the
-    journal. Exits 0 on SIGINT/SIGTERM (the socket file is removed), 1 if the socket is in use
-    by a live coordinator or cannot be bound. Past a limit a request gets
+    journal (or store). Exits 0 on SIGINT/SIGTERM (the socket file is removed), 1 if the
+    socket is in use by a live coordinator or cannot be bound, or the store membership was
+    lost, 69 if the store cannot be reached at start. Past a limit a request gets
     `unitsync.overloaded` and changes nothing. Started by systemd socket activation
     (LISTEN_FDS), it serves the socket it was passed, checked; with NOTIFY_SOCKET set it tells
     the service manager READY=1 once clients can connect and STOPPING=1 on the way out.
@@ -65,6 +67,10 @@ def serve(
         SOCKET_DIR/unitsync.state.
     no_state
         Keep the state in memory only: a restart starts empty.
+    store
+        Share the state with the coordinators of other machines through etcd, instead of
+        a journal: etcd://HOST:PORT[,HOST:PORT...]/WORKSPACE (every coordinator of WORKSPACE
+        shares its units, edges, statuses and holds). Exits 69 if no endpoint answers.
     hold_grace
         After a restart, how long a unit that was held by `unitsync run` stays started for
         that run to reconnect and take it over; then it fails with "holder disconnected".
@@ -97,13 +103,23 @@ def serve(
                           frame_timeout=frame_timeout)
     if no_state and state is not None:
         raise CommandError("--state and --no-state exclude each other", USAGE)
+    if store is not None:
+        if state is not None or no_state:
+            raise CommandError("--store keeps the state in etcd: no --state or --no-state with "
+                               "it", USAGE)
+        from coordinator.store._etcd_store import parse_store
+
+        try:
+            parse_store(store)
+        except UnitsyncError as error:
+            raise CommandError(str(error), USAGE) from None
     from ._systemd import Notifier, activated_path, inherited_socket
 
     activated = inherited_socket()  # systemd socket activation: fd 3, already listening
     notifier = Notifier.from_environment()
     socket = socket_path(common.socket) if activated is None \
         else activated_path(activated, common.socket)
-    journal = None if no_state else state or default_state_path(socket)
+    journal = None if no_state or store else state or default_state_path(socket)
 
     def before_the_journal() -> None:
         """The journal is opened (and locked) before the socket is bound: say "already
@@ -115,7 +131,8 @@ def serve(
     async def main() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with open_coordinator(
-                max_units=max_units, state=journal, hold_grace=hold_grace, history=history
+                max_units=max_units, state=journal, store=store, hold_grace=hold_grace,
+                history=history,
             ) as coord, \
                     trio.open_nursery() as nursery:
                 path = await nursery.start(functools.partial(
@@ -123,7 +140,8 @@ def serve(
                     limits=limits, idle_exit=idle_exit,
                 ))
                 print(f"unitsync: {__version__} serving on {path} "
-                      f"(state: {journal or 'memory only'})", file=sys.stderr, flush=True)
+                      f"(state: {store or journal or 'memory only'})", file=sys.stderr,
+                      flush=True)
                 notifier.notify(READY="1", STATUS=f"serving on {path}")
                 why = await _signal_or_closed(signals, coord) or (
                     f"no client and no unit pending or started for {format_duration(idle_exit)}"
@@ -135,15 +153,17 @@ def serve(
                 nursery.cancel_scope.deadline = trio.current_time() + SHUTDOWN_GRACE
                 await coord.aclose()
 
-    failed = False
+    code = 0
     try:
         before_the_journal()
         trio.run(main)
     except* (UnitsyncError, OSError) as group:  # binding failed: say why, exit 1
         for exc in group.exceptions:
             print(f"unitsync: cannot serve: {exc}", file=sys.stderr)
-        failed = True
-    return 1 if failed else 0
+        unreachable = all(getattr(e, "code", "") == "unitsync.store-unreachable"
+                          for e in group.exceptions)
+        code = UNREACHABLE if unreachable else 1
+    return code
 
 
 async def _signal_or_closed(

@@ -139,8 +139,8 @@ async def read_all(stream: trio.abc.ReceiveStream | None) -> str:
 
 def serving_line(path: Path, *options: str) -> str:
     """The line ``unitsync serve OPTIONS`` prints once it serves on ``path``: the version, the
-    socket, and the journal (``--state``, ``--no-state``: memory only, else next to the
-    socket)."""
+    socket, and the journal (``--state``, ``--no-state``: memory only, ``--store``: the store,
+    else next to the socket)."""
     from coordinator import __version__, default_state_path
 
     state: object = default_state_path(path)
@@ -148,6 +148,8 @@ def serving_line(path: Path, *options: str) -> str:
         state = "memory only"
     elif "--state" in options:
         state = options[options.index("--state") + 1]
+    elif "--store" in options:
+        state = options[options.index("--store") + 1]
     return f"unitsync: {__version__} serving on {path} (state: {state})\n"
 
 
