@@ -132,7 +132,7 @@ def serve(
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with open_coordinator(
                 max_units=max_units, state=journal, store=store, hold_grace=hold_grace,
-                history=history,
+                history=history, member=_member_id(socket) if store else None,
             ) as coord, \
                     trio.open_nursery() as nursery:
                 path = await nursery.start(functools.partial(
@@ -164,6 +164,16 @@ def serve(
                           for e in group.exceptions)
         code = UNREACHABLE if unreachable else 1
     return code
+
+
+def _member_id(socket: Path) -> str:
+    """This serve's id in a shared store: the host and its socket, the same when it is started
+    again, so that it finds the holds it had (and their runs can take them back)."""
+    import hashlib
+    import socket as sockets
+
+    digest = hashlib.sha256(str(socket).encode()).hexdigest()[:12]
+    return f"{sockets.gethostname()}-{digest}"
 
 
 async def _signal_or_closed(

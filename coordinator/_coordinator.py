@@ -436,6 +436,7 @@ async def open_coordinator(
     max_units: int = MAX_UNITS,
     state: str | os.PathLike[str] | None = None,
     store: str | None = None,
+    member: str | None = None,
     hold_grace: float = HOLD_GRACE,
     history: int = DEFAULT_HISTORY,
     clock: Callable[[], float] = time.time,
@@ -456,6 +457,10 @@ async def open_coordinator(
     units, edges, statuses and holds are shared with every coordinator of that workspace
     (README "Several machines"; needs the ``etcd`` extra). ``StoreUnreachable`` if no
     endpoint answers; a mutation the store did not confirm raises :class:`StoreUnavailable`.
+    ``member``: this coordinator's id among them (default: host and process id). A
+    coordinator started again with the same id finds the holds it had, if its old lease has
+    not expired yet (its TTL, 5 s), and their holders can take them back (``serve`` uses
+    the host and its socket).
 
     ``history``: the events to keep (status changes and edges added, see :meth:`~LocalCoordinator.history`):
     the newest ``history`` of them, in memory and in the journal (0: none; ``watch`` still
@@ -473,7 +478,7 @@ async def open_coordinator(
     if store is not None:
         from .store._etcd_store import open_etcd_store
 
-        async with open_etcd_store(store) as (shared, loaded):
+        async with open_etcd_store(store, member_id=member) as (shared, loaded):
             remote = frozenset(n for n, holder in loaded.holds.items() if holder != shared.member_id)
             registry_options: dict[str, Any] = dict(
                 restored=loaded.state, store=shared, revisions=loaded.revisions,

@@ -25,7 +25,7 @@ from .cli_support import (
     UNITSYNC,
     Served,
     env_for,
-    read_all,
+    read_line,
     reap,
     start_serve,
 )
@@ -173,3 +173,51 @@ async def test_a_store_that_cannot_be_reached_at_start_exits_69(tmp_path: Path) 
         )
     assert done.returncode == UNREACHABLE
     assert f"cannot reach the store etcd://127.0.0.1:{port}/ws" in done.stderr.decode()
+
+
+async def test_a_run_takes_its_hold_back_from_a_serve_started_again(
+    tmp_path: Path, url: str, etcd_node: EtcdCluster
+) -> None:
+    gate = tmp_path / "gate"
+    with trio.fail_after(WAIT * 2):
+        async with coordinators(tmp_path, url, 2) as [(a, a_process), (b, _)]:
+            run = await a.open("run", "build", "--", "sh", "-c",
+                               f"while [ ! -e {gate} ]; do sleep 0.05; done")
+            try:
+                async with b.client() as client:
+                    await client.unit("build").reached(Status.STARTED)
+                a_process.send_signal(signal.SIGKILL)  # A's coordinator dies; its run lives on
+                await a_process.wait()
+                again = await start_serve(a.path, a.env, "--store", url)  # same host, socket
+                try:
+                    assert run.stderr is not None
+                    said = ""
+                    while "is held again" not in said:  # the run reconnected, resumed its hold
+                        line = await read_line(run.stderr)
+                        assert line, said
+                        said += line
+                    # the old lease expires (its TTL, 5 s): the hold moved to the new one
+                    await _leases_down_to(etcd_node, 2)
+                    assert await b.state("build") == ("started", "")
+                    gate.touch()
+                    assert await run.wait() == OK
+                    for served in (a, b):
+                        assert await served.state("build") == ("completed", "")
+                finally:
+                    again.send_signal(signal.SIGTERM)
+                    await again.wait()
+            finally:
+                await reap(run)
+
+
+async def _leases_down_to(cluster: EtcdCluster, count: int) -> None:
+    """Until the store has ``count`` leases (the others expired): asked every 0.1 s, an
+    external clock's event (the caller's ``fail_after`` bounds it)."""
+    import httpx
+
+    async with httpx.AsyncClient(trust_env=False, timeout=2.0) as http:
+        while True:
+            answer = await http.post(f"{cluster.endpoints[0]}/v3/lease/leases", json={})
+            if len(answer.json().get("leases", [])) <= count:
+                return
+            await trio.sleep(0.1)

@@ -20,7 +20,7 @@ import json
 import math
 import os
 import socket
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 
 import trio
@@ -130,6 +130,7 @@ async def membership(
     *,
     ttl: float = DEFAULT_TTL,
     revoke_timeout: float = REVOKE_TIMEOUT,
+    keep: Callable[[], bool] | None = None,
 ) -> AsyncIterator[Membership]:
     """``async with membership(etcd, layout, "host-1234") as me``: this coordinator's lease.
 
@@ -137,7 +138,9 @@ async def membership(
     ``members/ID`` (host, pid, version as JSON) on it, and refreshes it every ``ttl / 3``
     seconds in a background task; see :class:`Membership` for ``lost``. On the way out, even
     cancelled, the lease is revoked (at most ``revoke_timeout`` seconds), which deletes
-    ``members/ID`` and every hold still on it: a clean exit does not wait out the TTL."""
+    ``members/ID`` and every hold still on it: a clean exit does not wait out the TTL —
+    unless ``keep()`` says so (holds are still on it): then it expires after its TTL, which
+    is the time a restarted coordinator with the same id has to take those holds back."""
     if not isinstance(member_id, str) or not member_id or "/" in member_id:
         raise ValueError(f"a member id is a non-empty string without '/', not {member_id!r}")
     grant = await client.lease_grant(max(MIN_TTL, math.ceil(ttl)))
@@ -151,7 +154,8 @@ async def membership(
             finally:
                 nursery.cancel_scope.cancel()
     finally:
-        await _revoke(client, grant.id, revoke_timeout)
+        if keep is None or not keep():
+            await _revoke(client, grant.id, revoke_timeout)
 
 
 # -- holds

@@ -148,6 +148,8 @@ class EtcdStore:
         self._moved = trio.Event()
         self._follow: Follow | None = None
         self._answered: deque[str] = deque()  # request ids whose keys the next commits delete
+        #: Units whose hold this coordinator's lease carries (as far as its commits know).
+        self.holding: set[str] = set()
 
     # --- commits ------------------------------------------------------------------------------
 
@@ -161,7 +163,12 @@ class EtcdStore:
             part = TxnPart((), (Op.delete(key),))
         else:
             part = TxnPart()
-        return await self._commit({name: record}, {name: revision}, None, part)
+        revision = await self._commit({name: record}, {name: revision}, None, part)
+        if hold:
+            self.holding.add(name)
+        else:
+            self.holding.discard(name)
+        return revision
 
     async def commit_edges(
         self, writes: Mapping[str, UnitRecord], revisions: Mapping[str, int],
@@ -319,7 +326,7 @@ class EtcdStore:
 
 
 def default_member_id() -> str:
-    """This coordinator's id in the store: host and process."""
+    """A coordinator's id in the store when none is given: host and process."""
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
@@ -327,8 +334,10 @@ def default_member_id() -> str:
 async def open_etcd_store(
     address: StoreAddress | str, *, member_id: str | None = None, ttl: float | None = None,
 ) -> AsyncIterator[tuple[EtcdStore, Loaded]]:
-    """Connect, load the workspace and join it (a membership lease, revoked on exit): the
-    store and what it held. :class:`StoreUnreachable` if no endpoint answers."""
+    """Connect, load the workspace and join it as ``member_id`` (a membership lease, revoked on
+    exit unless it still carries holds: then a coordinator started again with the same id has
+    the lease's TTL to take them back): the store and what it held.
+    :class:`StoreUnreachable` if no endpoint answers."""
     if isinstance(address, str):
         address = parse_store(address)
     layout = Layout(address.workspace)
@@ -339,10 +348,14 @@ async def open_etcd_store(
             raise StoreUnreachable(str(address), str(exc)) from None
         options = {} if ttl is None else {"ttl": ttl}
         joined = AsyncExitStack()
+        holding: set[str] = set()
         try:
-            member = await joined.enter_async_context(
-                membership(client, layout, member_id or default_member_id(), **options))
+            member = await joined.enter_async_context(membership(
+                client, layout, member_id or default_member_id(), keep=lambda: bool(holding),
+                **options))
         except EtcdError as exc:
             raise StoreUnreachable(str(address), str(exc)) from None
         async with joined:
-            yield EtcdStore(client, layout, member), loaded
+            store = EtcdStore(client, layout, member)
+            store.holding = holding
+            yield store, loaded
