@@ -7,7 +7,10 @@ unit), ``churn`` (clients coming, going and being killed; the server returns to 
 acknowledged is lost), ``cli`` (whole-process time of the command line), ``chain`` (an N-unit chain in-process),
 ``fsync`` (what the journal's flush policies cost on a filesystem), ``history`` (what keeping
 the coordinator's events costs: memory per event, ``want`` with and without, reading it), ``up`` (``unitsync up`` on a
-random DAG of sleeps: wall time against the critical path, scheduling delay).
+random DAG of sleeps: wall time against the critical path, scheduling delay), ``shared`` (several
+``unitsync serve --store etcd://...`` on a real etcd, 1 node and 3 members, against the local
+journal: wake-up across coordinators, want/complete throughput, a 10,000-unit load at start;
+``shared --churn``: the churn across two coordinators while an etcd member is killed).
 With ``--json`` the last line printed is one JSON object with the scenario's figures;
 ``--quick`` finishes in seconds (the CI smoke tests use it).
 """
@@ -29,6 +32,7 @@ SCENARIOS = {
     "fsync": "stress.fsync",
     "history": "stress.history",
     "up": "stress.up",
+    "shared": "stress.shared",
 }
 
 

@@ -1,0 +1,31 @@
+"""``python -m stress shared``: the figures of several coordinators on a real etcd against the
+local journal run and report every configuration's keys (not how fast: that is stress/'s job),
+and ``shared --churn``: an etcd member killed under churn across two coordinators loses
+nothing acknowledged."""
+
+from __future__ import annotations
+
+import pytest
+
+from .etcd_support import requires_etcd
+from .stress_support import run_scenario
+
+pytestmark = requires_etcd
+
+
+@pytest.mark.bench
+def test_shared_quick() -> None:
+    result, details, returncode = run_scenario("shared", "--quick", timeout=240)
+    assert returncode == 0, details
+    assert result["configs"] == ["journal", "etcd1", "etcd3"]
+    assert (result["rounds"], result["calls"], result["load_units"]) == (20, 40, 300)
+    assert result["load_edges"] == 592  # the seeded graph: every configuration loads the same
+    for config in result["configs"]:
+        # p50 <= p99 <= max over the rounds; every wake-up after the complete was sent
+        assert 0 < result[f"{config}_wake_p50_ms"] <= result[f"{config}_wake_p99_ms"] \
+            <= result[f"{config}_wake_max_ms"], config
+        for key in ("want_seq_per_s", "want_conc_per_s", "complete_seq_per_s",
+                    "complete_conc_per_s", "load_ms", "start_empty_ms"):
+            assert result[f"{config}_{key}"] > 0, (config, key)
+        assert result[f"{config}_loadavg"] >= 0
+    assert result["goal_met"] == (result["etcd3_wake_p99_ms"] <= result["goal_p99_ms"] == 10.0)
