@@ -149,8 +149,8 @@ async def lines_of(stream: trio.abc.ReceiveStream) -> AsyncIterator[str]:
 
 async def wake_up(a: Path, b: Path, rounds: int) -> list[float]:
     """Per round, ms from the complete sent (through ``a``) to the waiter's ready() on ``b``."""
-    from .wakeup import dependency
     from ._wakeup_client import unit_name
+    from .wakeup import dependency
 
     latencies: list[float] = []
     async with connect(a) as coord_a, connect(b) as coord_b:
