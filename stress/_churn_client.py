@@ -20,6 +20,14 @@ may or may not have taken effect), a connect that finds nobody is logged ``unrea
 the worker stops there and exits 0 — it never reconnects, so its log stays one server's story.
 Without the flag both are anomalies.
 
+``--also SOCKET`` (repeatable; ``stress shared --churn``): other coordinators of the same
+workspace (``serve --store etcd://...``); each connection goes to one of them or ``SOCKET`` at
+random, so a unit's calls cross coordinators. ``--store-may-fail``: a mutation answered
+``unitsync.unavailable`` (the shared store did not confirm it) is logged ``unavailable`` with its
+``applied``, then ``refused`` when it says "no" (the checker holds the server to that) or
+``abandoned`` when "unknown" (either outcome accepted; the unit retired); a read so answered is
+``done``. Without the flag each is an anomaly.
+
 Only this worker mutates its own units; shared units (:data:`SHARED`, set up by the harness) and
 other workers' units are only named as dependencies or waited on. So one log determines each
 unit's final state: :func:`replay` is the model both the worker and the checker use. A lease
@@ -205,16 +213,17 @@ class Worker:
         for self.conn in range(self.args.connections):
             if time.monotonic() >= self.args.deadline:
                 break
+            socket = self.rng.choice([self.args.socket, *self.args.also])
             try:
                 core = await asyncio.wait_for(
-                    AsyncioClient.connect(Path(self.args.socket), timeout=10), CALL_LIMIT
+                    AsyncioClient.connect(Path(socket), timeout=10), CALL_LIMIT
                 )
             except CoordinatorUnreachable as exc:
                 if not self.args.server_may_die:
                     raise
                 self.log(op="unreachable", detail=str(exc)[:200])
                 return 0
-            self.log(op="connect", conn=self.conn)
+            self.log(op="connect", conn=self.conn, socket=socket)
             try:
                 for _ in range(self.rng.randint(5, 40)):
                     if time.monotonic() >= self.args.deadline:
@@ -333,7 +342,7 @@ class Worker:
     async def mutate(self, core: Any, call: dict[str, Any], abandon: str | None = None) -> None:
         """Make the call and log it. ``abandon`` (``cancel``/``hangup``): give it up within 3 ms
         unless answered by then — the server may or may not apply it, so the unit is retired."""
-        from coordinator._errors import UnitsyncError
+        from coordinator._errors import StoreUnavailable, UnitsyncError
 
         seq, self.seq = self.seq, self.seq + 1
         self.log(op="begin", seq=seq, **call)
@@ -352,6 +361,12 @@ class Worker:
                 return
         try:
             result = await self.bounded(seq, pending)
+        except StoreUnavailable as exc:
+            if not self.args.store_may_fail:
+                self.anomaly(f"{kind} {name}: {type(exc).__name__}: {exc}")
+                raise Stop from None
+            self.unavailable(seq, name, exc)
+            return
         except UnitsyncError as exc:
             self.lost(seq, exc)
             error = type(exc).__name__
@@ -379,6 +394,19 @@ class Worker:
         if expected_refusal:
             self.anomaly(f"{kind} {name} from {before or 'not registered'} acknowledged; expected {expected_refusal}")
         self.model.apply(call, lease)
+
+    def unavailable(self, seq: int, name: str, exc: Any) -> None:
+        """``--store-may-fail``: the shared store did not confirm mutation ``seq``
+        (``unitsync.unavailable``). ``applied == "no"``: it was not applied (logged ``refused``:
+        the check holds the server to it); ``"unknown"``: it may or may not have been (logged
+        ``abandoned``: both outcomes accepted, the unit retired)."""
+        applied = getattr(exc, "applied", "unknown")
+        self.log(op="unavailable", seq=seq, applied=applied, detail=str(exc)[:300])
+        if applied == "no":
+            self.log(op="refused", seq=seq, error="StoreUnavailable", detail=str(exc)[:300])
+        else:
+            self.log(op="abandoned", seq=seq, how="unavailable")
+            self.retire({name})
 
     async def invoke(self, core: Any, call: dict[str, Any]) -> Any:
         from coordinator import Status
@@ -439,6 +467,9 @@ class Worker:
             return
         except UnitsyncError as exc:
             self.lost(seq, exc)
+            if self.args.store_may_fail and exc.code == "unitsync.unavailable":
+                self.log(op="done", seq=seq, outcome="unavailable")
+                return
             self.anomaly(f"ready {name}: {type(exc).__name__}: {exc}")
             raise Stop from None
         self.log(op="done", seq=seq, outcome="ready")
@@ -455,6 +486,9 @@ class Worker:
             info = await self.bounded(seq, core.info(name))
         except UnitsyncError as exc:
             self.lost(seq, exc)
+            if self.args.store_may_fail and exc.code == "unitsync.unavailable":
+                self.log(op="done", seq=seq, outcome="unavailable")
+                return
             self.anomaly(f"info {name}: {type(exc).__name__}: {exc}")
             raise Stop from None
         self.log(op="done", seq=seq, outcome=info.status.value)
@@ -485,6 +519,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--abandon", type=int, default=20, help="weight of calls given up mid-call")
     parser.add_argument("--server-may-die", action="store_true",
                         help="a dropped connection ends the worker (logged lost), not an anomaly")
+    parser.add_argument("--also", action="append", default=[], metavar="SOCKET",
+                        help="another coordinator of the same workspace (serve --store): each "
+                             "connection goes to one of them at random")
+    parser.add_argument("--store-may-fail", action="store_true",
+                        help="a mutation answered unitsync.unavailable is logged (refused if "
+                             "it was not applied, abandoned if unknown), not an anomaly")
     args = parser.parse_args(argv)
 
     import capnp

@@ -89,7 +89,7 @@ FIGURES: Final = ("wake_p50_ms", "wake_p99_ms", "wake_max_ms", "want_seq_per_s",
 class Serve:
     process: trio.Process
     start_s: float  # spawn until its "serving on" line
-    tail: deque[str] = field(default_factory=lambda: deque(maxlen=20))
+    tail: deque[str] = field(default_factory=lambda: deque(maxlen=200))
 
 
 @asynccontextmanager

@@ -29,3 +29,18 @@ def test_shared_quick() -> None:
             assert result[f"{config}_{key}"] > 0, (config, key)
         assert result[f"{config}_loadavg"] >= 0
     assert result["goal_met"] == (result["etcd3_wake_p99_ms"] <= result["goal_p99_ms"] == 10.0)
+
+
+@pytest.mark.slow
+def test_an_etcd_member_killed_under_churn_loses_nothing_acknowledged() -> None:
+    """``shared --churn --quick``: 12 s of churn across two coordinators on a 3-member
+    cluster; the leader, then a follower, SIGKILLed for 2 s each and started again."""
+    result, details, returncode = run_scenario("shared", "--churn", "--quick", timeout=240)
+    assert [kill["role"] for kill in result["kill_log"]] == ["leader", "follower"], result
+    assert result["acknowledged"] > 0 and result["calls"] >= result["acknowledged"]
+    # on both coordinators, every unit is what the workers' logs allow
+    assert (result["mismatches_a"], result["mismatches_b"]) == (0, 0), details
+    assert result["invariant_failures"] == 0, details
+    assert (result["anomalies"], result["worker_errors"], result["hung"]) == (0, 0, 0), details
+    assert 0 <= result["unavailable_unknown"] <= result["unavailable"]
+    assert result["ok"] and returncode == 0, details
