@@ -23,7 +23,9 @@ One run, in a short /tmp dir (etcd data dirs, two sockets, the workers' logs):
 
 Figures: ``seconds, clients, kills, workers, connections, calls, acknowledged, unavailable
 (answers; of which unavailable_unknown: applied "unknown"), mismatches (A and B together),
-mismatches_a, mismatches_b, invariant_failures, anomalies, killed (workers), cycles_refused,
+mismatches_a, mismatches_b, mismatches_held_not_released (a unit still started after its
+holder had gone: the release did not take effect), mismatches_other (the rest: an acknowledged
+call lost would be one), invariant_failures, anomalies, killed (workers), cycles_refused,
 ack_gap_max_s`` (the longest time without any acknowledged mutation, from the first kill to the
 end: the writes' pause across a failover), per kill ``kill_log`` (role, member, seconds into the
 churn, the new leader once back), ``quiesce_s``, ``loadavg``, ``ok``. Exit 1 unless everything
@@ -40,18 +42,21 @@ import os
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Final
 
 import trio
 
-from coordinator import connect
+from coordinator import Coordinator, connect
+from coordinator._lease import HOLDER_GONE
 
 from ._etcd import ETCD, NO_ETCD, EtcdCluster, open_cluster, store_url
 from .churn import (
     QUIESCE_LIMIT,
     SERVER_LIMIT,
     Churn,
+    Expected,
     check_state,
     check_until_quiet,
     read_logs,
@@ -59,6 +64,7 @@ from .churn import (
     run_slot,
     set_up_shared,
 )
+from .crash import key_of
 from .shared import serving
 
 ROLES: Final = ("leader", "follower")
@@ -90,6 +96,20 @@ def ack_gap(workdir: Path, since: float) -> float:
     return max((b - a for a, b in itertools.pairwise(stamps)), default=0.0)
 
 
+async def classify(coord: Coordinator, found: list[str], expected: Expected) -> Counter[str]:
+    """The mismatches on one coordinator by kind: ``held_not_released``, a unit still
+    ``started`` where the log says its hold ended (its holder gone: the release never took
+    effect), and ``other`` (an acknowledged call lost, or something the log cannot explain)."""
+    kinds: Counter[str] = Counter()
+    for line in found:
+        name = line.split(" (owner", 1)[0].split(":", 1)[0]
+        key = key_of(await coord.unit(name).info())
+        allowed = expected.states.get(name, set())
+        released = key[0] == "started" and ("failed", HOLDER_GONE, key[2]) in allowed
+        kinds["held_not_released" if released else "other"] += 1
+    return kinds
+
+
 async def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[str], Path]:
     workdir = Path(tempfile.mkdtemp(prefix="us-schurn-", dir="/tmp"))
     sock_a, sock_b = workdir / "a" / "s.sock", workdir / "b" / "s.sock"
@@ -100,6 +120,7 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[str], Path
     kill_log: list[dict[str, Any]] = []
     mismatches: dict[str, list[str]] = {"A": [], "B": []}
     exited: dict[str, int] = {}  # a serve that stopped during the churn: its exit status
+    kinds: Counter[str] = Counter()  # the mismatches by kind (classify)
     failures: list[str] = []
     load = os.getloadavg()[0]
     (workdir / "etcd").mkdir()
@@ -146,6 +167,8 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[str], Path
                                 return found, broken
 
                             found, failures, quiesce = await check_until_quiet(check_all)
+                            for name, coord in coords:
+                                kinds += await classify(coord, mismatches[name], expected)
                 tails = {"A": list(a.tail), "B": list(b.tail)}
                 for name, tail in tails.items():
                     (workdir / f"serve-{name}.err").write_text("\n".join(tail) + "\n")
@@ -184,6 +207,8 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[str], Path
         "mismatches": len(found),
         "mismatches_a": len(mismatches["A"]),
         "mismatches_b": len(mismatches["B"]),
+        "mismatches_held_not_released": kinds["held_not_released"],
+        "mismatches_other": kinds["other"],
         "serves_exited": exited,
         "invariant_failures": len(failures),
         "anomalies": len(expected.anomalies),

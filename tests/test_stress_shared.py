@@ -38,8 +38,14 @@ def test_an_etcd_member_killed_under_churn_loses_nothing_acknowledged() -> None:
     result, details, returncode = run_scenario("shared", "--churn", "--quick", timeout=240)
     assert [kill["role"] for kill in result["kill_log"]] == ["leader", "follower"], result
     assert result["acknowledged"] > 0 and result["calls"] >= result["acknowledged"]
-    # on both coordinators, every unit is what the workers' logs allow
+    # on both coordinators, every unit is what the workers' logs allow: nothing acknowledged
+    # lost, nothing refused (unavailable, "not applied") applied
+    assert result["mismatches_other"] == 0, details
+    # and every hold whose holder went is failed: today a release the store did not take
+    # (the leader down) is never retried, tests/test_shared_release.py (xfail)
+    assert result["mismatches_held_not_released"] == 0, details
     assert (result["mismatches_a"], result["mismatches_b"]) == (0, 0), details
+    assert result["serves_exited"] == {}, details
     assert result["invariant_failures"] == 0, details
     assert (result["anomalies"], result["worker_errors"], result["hung"]) == (0, 0, 0), details
     assert 0 <= result["unavailable_unknown"] <= result["unavailable"]
