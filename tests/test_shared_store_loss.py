@@ -1,9 +1,9 @@
 """A coordinator on a 3-member etcd must survive the leader's death (two members keep a quorum,
 and a new leader refreshes every lease: expiry is late, never early), and when it does lose its
-membership, ``serve`` must say why. Both found by ``python -m stress shared --churn``: once in
-about 40 runs (and in 1 of 4 runs killing the leader 3 times) a ``serve --store`` stopped 1-2 s
-after a leader's kill, saying only ``unitsync: cannot serve: Exceptions from Trio nursery
-(1 sub-exception)``.
+membership, ``serve`` must say why. Both found by ``python -m stress shared --churn``: in 1 of
+about 25 runs killing the leader once, and in 3 of 14 runs killing it 3 times, a ``serve
+--store`` stopped 1-2 s after a leader's kill, saying only ``unitsync: cannot serve: Exceptions
+from Trio nursery (1 sub-exception)``.
 
 The first: ``Membership._keep_alive`` (``coordinator/store/_etcd_lease.py``) declares the lease
 lost when no refresh succeeded for longer than its TTL *by this process's clock*; during a
