@@ -26,7 +26,7 @@ from .etcd_support import requires_etcd, start_cluster
 
 pytestmark = requires_etcd
 WAIT = 10.0  # seconds: an upper bound for any one step (each takes milliseconds when correct)
-RETRY = 5.0  # seconds for the release to be taken once the store is back (it never is today)
+RETRY = 3.0  # seconds for the release to be taken once the store is back (it never is today)
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError,
