@@ -50,6 +50,11 @@ REGISTRY_INBOX_SIZE: Final = 1024
 #: Default limit on units (every name mentioned, registered or only depended on).
 MAX_UNITS: Final = 100_000
 
+#: Units per commit of an ``apply`` to a shared store: etcd takes at most 128 operations per
+#: txn by default (``--max-txn-ops``), and a commit adds a few of its own. A bigger apply is
+#: committed in parts, each atomic (the cycle check covers the whole).
+COMMIT_PART: Final = 100
+
 
 class RegistryActor:
     """Owns the name → actor routing table and the dependency graph.
@@ -257,35 +262,54 @@ class RegistryActor:
         self, message: Want | Apply, writes: dict[str, UnitRecord], revisions: dict[str, int],
         graph_revision: int,
     ) -> None:
+        """Commit ``writes``, in parts of at most :data:`COMMIT_PART` units (a txn has at most
+        128 operations in etcd's default set-up), each atomic and comparing the graph's
+        revision with the one before it; report what was committed to the registry."""
         store = self._store
         assert store is not None
+        committed: dict[str, UnitRecord] = {}
+        revision = graph_revision
+        names = list(writes)
         try:
             try:
-                revision = await store.commit_edges(writes, revisions, graph_revision)
+                for start in range(0, len(names), COMMIT_PART):
+                    part = {u: writes[u] for u in names[start:start + COMMIT_PART]}
+                    revision = await store.commit_edges(
+                        part, {u: revisions[u] for u in part}, revision)
+                    committed.update(part)
             except StoreConflict as conflict:  # decide again on the state the mirror brings
                 await store.wait_applied(conflict.revision)
-                result = EdgesCommitted(message, writes, retry=True)
+                result = EdgesCommitted(message, committed, revision, retry=True)
             except StoreUnavailable as error:
-                result = EdgesCommitted(message, writes, error=error)
+                result = EdgesCommitted(message, committed, revision, error=error)
             else:
-                result = EdgesCommitted(message, writes, revision)
+                result = EdgesCommitted(message, committed, revision)
             await self._inbox.send(result)
         except BaseException:
             answer_closed(message)
             raise
 
     async def _edges_committed(self, done: EdgesCommitted) -> None:
+        """What the commit task did: the committed records taken (linked, the actors told),
+        then the caller answered — or its message decided again (the parts committed are
+        in the store now: only the rest is written), or refused."""
         self._committing = False
         message = done.message
+        finished = done.error is None and not done.retry
+        each = _AllAnswered(len(done.writes), message.reply) if finished else None
+        for unit, record in done.writes.items():
+            answer = Reply(each.answer) if each is not None else Reply(_ignore)
+            await self._take(unit, record, done.revision, answer)
+        if done.writes:
+            self._graph_revision = max(self._graph_revision, done.revision)
         if done.error is not None:
-            message.reply.error(done.error)
+            error = done.error
+            if done.writes and isinstance(error, StoreUnavailable):  # an apply's first parts
+                error = StoreUnavailable(
+                    f"{error.why}; {len(done.writes)} of its units were applied before", "unknown")
+            message.reply.error(error)
         elif done.retry:
             self._deferred.appendleft(message)
-        else:
-            each = _AllAnswered(len(done.writes), message.reply)
-            for unit, record in done.writes.items():
-                await self._take(unit, record, done.revision, Reply(each.answer))
-            self._graph_revision = max(self._graph_revision, done.revision)
         while self._deferred and not self._committing:
             await self._handle(self._deferred.popleft())
 

@@ -133,3 +133,19 @@ async def test_a_hold_whose_coordinator_goes_fails_on_the_other(url: str) -> Non
             assert caught.value.unit == "build" and caught.value.reason == HOLDER_GONE
             info = await b.unit("build").info()
             assert info.status is Status.FAILED and info.reason == HOLDER_GONE
+
+
+async def test_an_apply_bigger_than_one_txn_is_committed_in_parts(url: str) -> None:
+    # etcd takes at most 128 operations per txn by default: 250 units take three parts
+    graph = {f"u{i:03}": ({f"u{i - 1:03}": Status.COMPLETED} if i else {}) for i in range(250)}
+    with trio.fail_after(WAIT):
+        async with two(url) as (a, b):
+            await a.apply(graph)
+            infos = await b.list()
+            assert len(infos) == 250
+            assert all(i.status is Status.PENDING for i in infos)
+            assert [d.depends_on for d in (await b.unit("u249").info()).dependencies] == ["u248"]
+            await a.apply(graph)  # the same again: nothing to write
+            with pytest.raises(CycleError) as caught:
+                await b.apply({"u000": {"u249": Status.COMPLETED}})
+            assert caught.value.path[0] == "u000" and "u249" in caught.value.path
