@@ -476,9 +476,16 @@ async def open_coordinator(
     if state is not None and store is not None:
         raise InvalidArgument("a coordinator keeps its state in a journal or a store, not both")
     if store is not None:
-        from .store._etcd_store import open_etcd_store
+        from .store._address import parse_store
 
-        async with open_etcd_store(store, member_id=member) as (shared, loaded):
+        address = parse_store(store)
+        try:
+            from .store._etcd_store import open_etcd_store
+        except ImportError as missing:
+            raise InvalidArgument(f"a store needs the etcd extra: pip install 'unitsync[etcd]' "
+                                  f"({missing})") from None
+
+        async with open_etcd_store(address, member_id=member) as (shared, loaded):
             remote = frozenset(n for n, holder in loaded.holds.items() if holder != shared.member_id)
             registry_options: dict[str, Any] = dict(
                 restored=loaded.state, store=shared, revisions=loaded.revisions,
@@ -531,7 +538,7 @@ async def _running(
 
 async def _stop_when_lost(store: Any) -> None:
     """A shared store's membership lease ended: this coordinator stops (``StoreLost``)."""
-    from .store._etcd_store import StoreLost
+    from .store._address import StoreLost
 
     await store.member.lost.wait()
     raise StoreLost(store.member.reason or "its lease is gone")

@@ -20,16 +20,16 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 import trio
 
-from .._errors import InvalidArgument, StoreUnavailable, UnitsyncError
+from .._errors import StoreUnavailable
 from .._journal import UnitRecord
 from .._messages import RemoteChange
 from .._shared import StoreConflict
 from .._status import Status
+from ._address import StoreAddress, StoreLost, StoreUnreachable, parse_store
 from ._etcd import EtcdClient
 from ._etcd_errors import (
     EtcdError,
@@ -79,60 +79,6 @@ REFOLLOW_SECONDS: Final = 1.0
 FULL_FIX = ("the store is full (etcd's space quota): compact it (run etcd with "
             "--auto-compaction-mode=periodic --auto-compaction-retention=1h), then "
             "`etcdctl defrag` and `etcdctl alarm disarm`")
-
-
-class StoreUnreachable(UnitsyncError, ConnectionError):
-    """``serve --store`` (or ``open_coordinator(store=...)``) could not reach the store at
-    start (``serve`` exits 69)."""
-
-    code = "unitsync.store-unreachable"
-
-    def __init__(self, address: str, why: str) -> None:
-        self.address = address
-        self.why = why
-        super().__init__(f"cannot reach the store {address} ({why})")
-
-
-class StoreLost(UnitsyncError):
-    """This coordinator's membership in the store ended (its lease expired or was revoked:
-    the machine was cut off for longer than the lease's TTL). The units it held have been
-    failed ``holder disconnected`` by the other coordinators; it stops (start it again)."""
-
-    code = "unitsync.store-lost"
-
-    def __init__(self, why: str) -> None:
-        self.why = why
-        super().__init__(f"this coordinator lost its membership in the store: {why}; the units "
-                         "it held are failed by the other coordinators")
-
-
-@dataclass(frozen=True, slots=True)
-class StoreAddress:
-    """``etcd://HOST:PORT[,HOST:PORT...]/WORKSPACE``: the endpoints and the workspace."""
-
-    endpoints: tuple[str, ...]
-    workspace: str
-
-    def __str__(self) -> str:
-        hosts = ",".join(e.removeprefix("http://") for e in self.endpoints)
-        return f"etcd://{hosts}/{self.workspace}"
-
-
-def parse_store(url: str) -> StoreAddress:
-    """The address in ``url`` (:class:`InvalidArgument` saying the form if it is not one)."""
-    form = "etcd://HOST:PORT[,HOST:PORT...]/WORKSPACE"
-    if not url.startswith("etcd://"):
-        raise InvalidArgument(f"a store is {form}, not {url!r}")
-    hosts, _, workspace = url[len("etcd://"):].partition("/")
-    endpoints = [h for h in hosts.split(",") if h]
-    if not endpoints or any(":" not in h or not h.rpartition(":")[2].isdigit() for h in endpoints):
-        raise InvalidArgument(f"a store is {form}: each endpoint with its port, not {url!r}")
-    try:
-        Layout(workspace)
-    except ValueError:
-        raise InvalidArgument(
-            f"a store is {form}: a workspace name without '/', not {workspace!r}") from None
-    return StoreAddress(tuple(f"http://{h}" for h in endpoints), workspace)
 
 
 class EtcdStore:
