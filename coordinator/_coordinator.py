@@ -486,12 +486,16 @@ async def open_coordinator(
                                   f"({missing})") from None
 
         async with open_etcd_store(address, member_id=member) as (shared, loaded):
+            kept = History(history)
+            if history:  # the workspace's past, as the store still has it
+                for event in await shared.past_events(loaded, clock):
+                    kept.append(event)
             remote = frozenset(n for n, holder in loaded.holds.items() if holder != shared.member_id)
             registry_options: dict[str, Any] = dict(
                 restored=loaded.state, store=shared, revisions=loaded.revisions,
                 graph_revision=loaded.graph_revision, remote_holds=remote,
             )
-            async with _running(max_units, None, registry_options, hold_grace, History(history),
+            async with _running(max_units, None, registry_options, hold_grace, kept,
                                 clock, shared, loaded.revision) as coord:
                 yield coord
         return

@@ -242,13 +242,14 @@ class RegistryActor:
             return
         writes: dict[str, UnitRecord] = {}
         revisions: dict[str, int] = {}
+        now = self._events.now()
         for unit, reqs in units:
             record, revision = self._records.get(unit, (None, 0))
             base = record or UnitRecord(Status.PENDING)
             merged = {**base.requirements, **dict(reqs)}
             if record is not None and merged == record.requirements:
                 continue  # the store has these edges already
-            writes[unit] = UnitRecord(base.status, base.reason, merged, base.held)
+            writes[unit] = UnitRecord(base.status, base.reason, merged, base.held, now)
             revisions[unit] = revision
         if not writes:
             reply.ok(None)

@@ -227,12 +227,14 @@ class UnitActor:
         raise AssertionError(f"not a mutation: {request!r}")
 
     def _publish_edges(
-        self, had: dict[str, Status], requirements: tuple[tuple[str, Status, Any], ...]
+        self, had: dict[str, Status], requirements: tuple[tuple[str, Status, Any], ...],
+        *, at: float = 0.0,
     ) -> None:
         """An edge event for each requirement that is new (or changed) since ``had``."""
         for dependency, required, _ in requirements:
             if had.get(dependency) is not required:
-                self._events.publish_edge(self.name, self.state.status, dependency, required)
+                self._events.publish_edge(self.name, self.state.status, dependency, required,
+                                          at=at)
 
     # --- a shared store (``_shared.py``): decide, commit, then keep or roll back ---------------
 
@@ -255,7 +257,8 @@ class UnitActor:
                 return
             held = state.holder is not None
             requirements = self.stored.requirements if self.stored is not None else {}
-            record = UnitRecord(state.status, state.reason, dict(requirements), held)
+            now = self._events.now()
+            record = UnitRecord(state.status, state.reason, dict(requirements), held, now)
             try:
                 revision = await store.commit_unit(self.name, record, self.revision, hold=held)
             except StoreConflict:
@@ -269,7 +272,7 @@ class UnitActor:
             else:
                 self.stored, self.revision = record, revision
                 if change is not None:
-                    self._events.publish(self.name, change.old, change.new, change.reason)
+                    self._events.publish(self.name, change.old, change.new, change.reason, at=now)
                 self._ack = (reply, value)
                 return
             try:
@@ -300,8 +303,8 @@ class UnitActor:
             self.stored, self.revision = record, revision
             state.adopt(record.status, record.reason, held=record.held)
         if state.status is not old or state.reason != old_reason:
-            self._events.publish(self.name, old, state.status, state.reason)
-        self._publish_edges(had, requirements)
+            self._events.publish(self.name, old, state.status, state.reason, at=record.time)
+        self._publish_edges(had, requirements, at=record.time)
 
     def _apply(self, reply: Reply[Any], change: Change | None, value: object = None) -> None:
         """A mutation the state made: journal and publish its status change, if any, and

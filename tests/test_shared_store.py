@@ -149,3 +149,26 @@ async def test_an_apply_bigger_than_one_txn_is_committed_in_parts(url: str) -> N
             with pytest.raises(CycleError) as caught:
                 await b.apply({"u000": {"u249": Status.COMPLETED}})
             assert caught.value.path[0] == "u000" and "u249" in caught.value.path
+
+
+async def test_a_coordinator_started_later_has_the_workspace_s_history(url: str) -> None:
+    clock = iter(range(1_000, 2_000)).__next__
+
+    def ticking() -> float:  # a wall clock that moves on by a second per event
+        return float(clock())
+
+    with trio.fail_after(WAIT):
+        async with open_coordinator(store=url, clock=ticking) as a:
+            await a.unit("claude").want("git")
+            await a.unit("git").start()
+            await a.unit("git").complete()
+            mine = (await a.history()).events
+        async with open_coordinator(store=url) as b:  # started after it all happened
+            theirs = (await b.history()).events
+    def shape(events: object) -> list[tuple[object, ...]]:
+        return [(e.unit, e.old, e.new, e.depends_on, e.requires, e.time) for e in events]  # type: ignore[attr-defined]
+
+    assert shape(theirs) == shape(mine)
+    assert [e.seq for e in theirs] == list(range(1, len(mine) + 1))
+    assert [(e.unit, e.new) for e in mine if not e.is_edge] == [
+        ("claude", Status.PENDING), ("git", Status.STARTED), ("git", Status.COMPLETED)]

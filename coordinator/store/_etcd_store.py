@@ -18,12 +18,13 @@ import os
 import socket
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING, Final
 
 import trio
 
+from .._api import Event
 from .._errors import StoreUnavailable
 from .._journal import UnitRecord
 from .._messages import RemoteChange
@@ -73,6 +74,8 @@ RESOLVE_SECONDS: Final = 10.0
 #: Seconds a read waits for the mirror to reach the store's revision before it answers from
 #: what the mirror has (the store unreachable: a stale answer rather than none).
 SYNC_SECONDS: Final = 2.0
+#: Seconds the workspace's history may take to read at start (then it starts without it).
+PAST_SECONDS: Final = 30.0
 #: Seconds between attempts to follow the store again after the watch gave up.
 REFOLLOW_SECONDS: Final = 1.0
 
@@ -184,6 +187,21 @@ class EtcdStore:
         kv = result.kvs[0]
         return decode_unit(kv.key, kv.value), kv.mod_revision
 
+    async def past_events(self, loaded: Loaded, clock: Callable[[], float]) -> list[Event]:
+        """:func:`past_events` of this store's workspace up to what was ``loaded`` (before the
+        coordinator starts)."""
+        until = max(loaded.revisions.values(), default=0)
+        try:
+            with trio.fail_after(PAST_SECONDS):
+                return await past_events(self._client, self._layout, until, clock=clock)
+        except trio.TooSlowError:
+            log.warning("reading the workspace's history took more than %s s: starting "
+                        "without it", PAST_SECONDS)
+            return []
+        except EtcdError as exc:
+            log.warning("reading the workspace's history failed (%s): starting without it", exc)
+            return []
+
     # --- the mirror ---------------------------------------------------------------------------
 
     async def mirror(
@@ -269,6 +287,57 @@ class EtcdStore:
             except (EtcdError, StoreUnavailable) as exc:
                 log.warning("reading the store's revision failed (%s): answering from this "
                             "coordinator's copy", exc)
+
+
+async def past_events(
+    client: EtcdClient, layout: Layout, until: int, *, clock: Callable[[], float],
+) -> list[Event]:
+    """The workspace's history up to revision ``until`` (the last revision that wrote a unit's
+    record: the watch has nothing after it to deliver), as events numbered from 1: etcd keeps
+    every revision since its last compaction, so the changes of the units' records are read
+    back (one watch from the oldest kept revision) and each becomes the events a coordinator
+    would have published — a status change, an edge added — stamped with the record's
+    ``time``. A unit first seen after a compaction starts from "not registered"."""
+    events: list[Event] = []
+    records: dict[str, UnitRecord] = {}
+    after = 0
+    if not until:
+        return events
+    while True:
+        try:
+            async with follow(client, layout, after) as changes:
+                async for change in changes:
+                    if change.revision > until:
+                        return events
+                    for name, record in change.units:
+                        if record is not None:
+                            _diff(events, name, records.get(name), record, clock)
+                            records[name] = record
+                    if change.revision >= until:
+                        return events
+        except Relist as compacted:  # start at the oldest revision kept
+            if not compacted.compact_revision or compacted.compact_revision - 1 <= after:
+                raise
+            after = compacted.compact_revision - 1
+            events.clear()
+            records.clear()
+
+
+def _diff(
+    events: list[Event], unit: str, old: UnitRecord | None, new: UnitRecord,
+    clock: Callable[[], float],
+) -> None:
+    at = new.time or clock()
+    status = old.status if old is not None else Status.NOT_REGISTERED
+    reason = old.reason if old is not None else ""
+    if new.status is not status or new.reason != reason:
+        events.append(Event(seq=len(events) + 1, time=at, unit=unit, old=status, new=new.status,
+                            reason=new.reason))
+    had = old.requirements if old is not None else {}
+    for dependency, required in sorted(new.requirements.items()):
+        if had.get(dependency) is not required:
+            events.append(Event(seq=len(events) + 1, time=at, unit=unit, old=new.status,
+                                new=new.status, depends_on=dependency, requires=required))
 
 
 def default_member_id() -> str:
