@@ -241,11 +241,14 @@ class LocalCoordinator:
     async def _synced_post(self, message: RegistryMessage) -> None:
         """A submitted read with a shared store: posted once the mirror is no older than it."""
         assert self._store is not None
-        await self._store.synced()
         try:
+            await self._store.synced()
             self._post(message)
         except UnitsyncError as error:
             message.request.reply.error(error)  # type: ignore[union-attr]
+        except BaseException:
+            answer_closed(message)  # cancelled: the coordinator is closing
+            raise
 
     def published_info(self, name: str) -> UnitInfo | None:
         """From ANY thread (the RPC server's KJ thread): ``name``'s current info if its actor

@@ -448,6 +448,8 @@ class RegistryActor:
         """Answer what is still queued with CoordinatorClosed and refuse anything more; sleeping
         unit actors refuse too (awake ones close as their tasks are cancelled)."""
         self._inbox.drain_and_close(answer_closed)
+        while self._deferred:  # want/apply waiting for a shared store's commit
+            answer_closed(self._deferred.popleft())
         for inbox in self._inboxes.values():
             if inbox.asleep:
                 inbox.close()

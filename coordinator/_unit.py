@@ -40,7 +40,7 @@ from ._messages import (
     UnitStatistics,
     answer_closed,
 )
-from ._errors import StoreUnavailable
+from ._errors import NotReady, StoreUnavailable
 from ._reply import Reply
 from ._shared import CONFLICT_RETRIES, SharedStore, StoreConflict
 from ._status import Status
@@ -249,9 +249,19 @@ class UnitActor:
             saved = state.checkpoint()
             try:
                 change, value = self._decide(request)
-            except REFUSALS as refused:
+            except NotReady as refused:  # a waiting caller parks; the change will come to it
                 reply.error(refused)
                 return
+            except REFUSALS as refused:  # decided on our copy: refuse only if it is the store's
+                try:
+                    newer = await self._newer_in_store()
+                except StoreUnavailable as error:
+                    reply.error(error)
+                    return
+                if not newer:
+                    reply.error(refused)
+                    return
+                continue
             if change is None and not isinstance(request, Hold):
                 reply.ok(value)  # a stale lease's fail: nothing to store
                 return
@@ -276,19 +286,28 @@ class UnitActor:
                 self._ack = (reply, value)
                 return
             try:
-                stored, revision = await store.read_unit(self.name)
+                await self._newer_in_store()
             except StoreUnavailable as error:
                 reply.error(error)
                 return
-            if stored is not None and revision > self.revision:
-                unknown = tuple(
-                    (d, r, NOT_REGISTERED) for d, r in stored.requirements.items()
-                    if d not in state.requirements
-                )  # the registry brings their states (and the subscriptions) with the change
-                self._adopt(stored, revision, unknown)
         reply.error(StoreUnavailable(
             f"unit {self.name!r} changed {CONFLICT_RETRIES} times while this change was decided"
         ))
+
+    async def _newer_in_store(self) -> bool:
+        """Read the unit's record from the store; if it is newer than ours, take it and
+        return True (decide again). ``StoreUnavailable`` if the store cannot be read."""
+        assert self._store is not None
+        stored, revision = await self._store.read_unit(self.name)
+        if stored is None or revision <= self.revision:
+            return False
+        state = self.state
+        unknown = tuple(
+            (d, r, NOT_REGISTERED) for d, r in stored.requirements.items()
+            if d not in state.requirements
+        )  # the registry brings their states (and the subscriptions) with the change
+        self._adopt(stored, revision, unknown)
+        return True
 
     def _adopt(
         self, record: UnitRecord, revision: int, requirements: tuple[tuple[str, Status, Any], ...]

@@ -18,13 +18,20 @@ from coordinator import (
     DependencyFailed,
     LocalCoordinator,
     Status,
+    StoreUnavailable,
     open_coordinator,
 )
 from coordinator._lease import HOLDER_GONE
 
-from .etcd_support import EtcdCluster, etcd_node, requires_etcd
+from .etcd_support import (
+    EtcdCluster,
+    etcd_cluster,
+    etcd_cluster_shared,
+    etcd_node,
+    requires_etcd,
+)
 
-__all__ = ["etcd_node"]  # fixtures, used by name
+__all__ = ["etcd_cluster", "etcd_cluster_shared", "etcd_node"]  # fixtures, used by name
 
 pytestmark = requires_etcd
 WAIT = 10.0  # seconds: an upper bound for any one step (each takes milliseconds when correct)
@@ -172,3 +179,30 @@ async def test_a_coordinator_started_later_has_the_workspace_s_history(url: str)
     assert [e.seq for e in theirs] == list(range(1, len(mine) + 1))
     assert [(e.unit, e.new) for e in mine if not e.is_edge] == [
         ("claude", Status.PENDING), ("git", Status.STARTED), ("git", Status.COMPLETED)]
+
+
+async def test_without_a_quorum_a_mutation_says_so_and_a_read_answers_from_the_copy(
+    etcd_cluster: EtcdCluster,
+) -> None:
+    url = store_url(etcd_cluster, f"ws-{uuid.uuid4().hex[:12]}")
+    with trio.fail_after(WAIT * 3):
+        async with two(url) as (a, b):
+            await a.unit("claude").want("git")
+            await a.unit("git").start()
+            leader = await etcd_cluster.leader()
+            for member in etcd_cluster.members:
+                if member is not leader:
+                    member.kill()  # 1 of 3 left: no quorum
+            with pytest.raises(StoreUnavailable) as caught:
+                await b.unit("git").complete()
+            assert caught.value.applied in ("no", "unknown")
+            assert "shared store did not confirm" in str(caught.value)
+            with trio.fail_after(5):  # the copy answers (stale is all there is)
+                info = await b.unit("git").info()
+            assert info.status is Status.STARTED
+            for member in etcd_cluster.members:
+                if member is not leader:
+                    member.start()
+            await etcd_cluster.wait_healthy()
+            await b.unit("git").complete()  # the store is back: so is every write
+            assert (await a.unit("claude").info()).ready

@@ -13,6 +13,7 @@ by the next commits (a few per txn), so they do not pile up.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Final
 import trio
 
 from .._api import Event
-from .._errors import StoreUnavailable
+from .._errors import CoordinatorClosed, StoreUnavailable
 from .._journal import UnitRecord
 from .._messages import RemoteChange
 from .._shared import StoreConflict
@@ -212,6 +213,12 @@ class EtcdStore:
         in order, for ever: a compacted revision loads the workspace again (each unit's
         record, newer ones taken), a watch that gave up is followed again from where it was."""
         self.applied = after
+        with contextlib.suppress(CoordinatorClosed):  # the registry stopped: so do we
+            await self._follow_for_ever(registry, task_status)
+
+    async def _follow_for_ever(
+        self, registry: Inbox[RegistryMessage], task_status: trio.TaskStatus[None]
+    ) -> None:
         started = False
         while True:
             try:
