@@ -25,6 +25,8 @@ from ._lease import HOLD_GRACE, HOLDER_GONE, Lease
 from ._nursery import open_service_nursery
 from ._messages import (
     Info,
+    Reached,
+    Ready,
     ToUnit,
     Inspect,
     Ping,
@@ -262,7 +264,11 @@ class LocalCoordinator:
     def _read_now(self, message: RegistryMessage) -> bool:
         """Answer a request for a unit at once if it only reads state and nothing is queued
         ahead of it anywhere on its way; the answer is the one the actors would give, without
-        two task switches. When that is correct: ``_reads.py``."""
+        two task switches. When that is correct: ``_reads.py``. (With a shared store, only
+        the reads, after ``synced``: a mutation of a unit this copy does not have yet is the
+        actors' to decide, with the store.)"""
+        if self._store is not None and not _reads_state(message):
+            return False
         return read_now(self._inbox, self._overflow, self._registry, message)
 
     def _post(self, message: RegistryMessage) -> None:
@@ -311,8 +317,10 @@ class LocalCoordinator:
 
 
 def _reads_state(message: RegistryMessage) -> bool:
-    """Whether ``message`` is a read that must be no older than the call (``info``)."""
-    return isinstance(message, ToUnit) and isinstance(message.request, Info)
+    """Whether ``message`` reads state that must be no older than the call (``info``, and the
+    waits ``ready``/``reached``, which must not answer at once from a copy that has not seen
+    a requirement added elsewhere)."""
+    return isinstance(message, ToUnit) and isinstance(message.request, Info | Ready | Reached)
 
 
 async def _gather(

@@ -13,6 +13,7 @@ from ._events import EventHub
 from ._graph import DependencyGraph
 from ._inbox import POKE, Inbox
 from ._messages import (
+    MUTATIONS,
     NOT_REGISTERED,
     AddRequirements,
     Adopt,
@@ -152,7 +153,10 @@ class RegistryActor:
             case ToUnit(unit, request):
                 inbox = self._inboxes.get(unit)
                 if inbox is None:
-                    if answer_absent(unit, request):
+                    # (with a shared store, a mutation is decided by an actor, which asks the
+                    # store before it refuses: the unit may be there and not yet here)
+                    if (self._store is None or not isinstance(request, MUTATIONS)) \
+                            and answer_absent(unit, request):
                         return
                     if self._full(1, request.reply):  # type: ignore[union-attr]
                         return

@@ -13,7 +13,6 @@ by the next commits (a few per txn), so they do not pile up.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import socket
@@ -77,6 +76,8 @@ RESOLVE_SECONDS: Final = 10.0
 SYNC_SECONDS: Final = 2.0
 #: Seconds the workspace's history may take to read at start (then it starts without it).
 PAST_SECONDS: Final = 30.0
+#: Seconds a decision waits for the mirror to catch up (after a refused commit).
+CATCH_UP_SECONDS: Final = 10.0
 #: Seconds between attempts to follow the store again after the watch gave up.
 REFOLLOW_SECONDS: Final = 1.0
 
@@ -213,14 +214,9 @@ class EtcdStore:
         in order, for ever: a compacted revision loads the workspace again (each unit's
         record, newer ones taken), a watch that gave up is followed again from where it was."""
         self.applied = after
-        with contextlib.suppress(CoordinatorClosed):  # the registry stopped: so do we
-            await self._follow_for_ever(registry, task_status)
-
-    async def _follow_for_ever(
-        self, registry: Inbox[RegistryMessage], task_status: trio.TaskStatus[None]
-    ) -> None:
         started = False
         while True:
+            relist = failed = closed = False
             try:
                 async with follow(self._client, self._layout, self.applied,
                                   member_id=self.member_id,
@@ -231,13 +227,25 @@ class EtcdStore:
                         task_status.started()
                     async for change in changes:
                         await self._hand_over(registry, change)
-            except Relist:
+            # (the watch's own tasks wrap what ends it in an ExceptionGroup)
+            except* CoordinatorClosed:  # the registry stopped: so do we
+                closed = True
+            except* Relist:
+                relist = True
+            except* EtcdError as group:
+                failed = True
+                log.warning("following the store failed (%s): again in %s s",
+                            group.exceptions[0], REFOLLOW_SECONDS)
+            if closed:
+                return
+            if relist:
                 log.warning("the store compacted changes this coordinator had not seen: "
                             "loading the workspace again")
-                await self._relist(registry)
-            except EtcdError as exc:
-                log.warning("following the store failed (%s): again in %s s", exc,
-                            REFOLLOW_SECONDS)
+                try:
+                    await self._relist(registry)
+                except CoordinatorClosed:
+                    return
+            elif failed:
                 self._wake()
                 await trio.sleep(REFOLLOW_SECONDS)
 
@@ -274,17 +282,22 @@ class EtcdStore:
         self._moved = trio.Event()
 
     async def wait_applied(self, revision: int) -> None:
-        try:
+        """(See ``SharedStore``.) ``StoreUnavailable`` after :data:`CATCH_UP_SECONDS`."""
+        with trio.move_on_after(CATCH_UP_SECONDS):
             while self.applied < revision:
                 changes = self._follow
                 if changes is not None and changes.position < revision:
                     # moves a watch that has nothing to deliver past ``revision``
                     with trio.move_on_after(SYNC_SECONDS):
-                        await changes.caught_up(revision)
+                        try:
+                            await changes.caught_up(revision)
+                        except EtcdError:
+                            pass  # that watch ended: the mirror follows again, or re-lists
                 if self.applied < revision:
                     await self._moved.wait()
-        except EtcdError as exc:
-            raise StoreUnavailable(str(exc)) from None
+            return
+        raise StoreUnavailable(f"this coordinator's copy did not reach revision {revision} "
+                               f"within {CATCH_UP_SECONDS} s")
 
     async def synced(self) -> None:
         with trio.move_on_after(SYNC_SECONDS):
