@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 import contextlib
+import functools
 import os
 import time
 from contextlib import asynccontextmanager
@@ -16,7 +17,7 @@ import outcome
 import trio
 
 from ._api import HistoryPage, UnitInfo
-from ._errors import CoordinatorClosed, InvalidArgument, Overloaded, UnitsyncError
+from ._errors import CoordinatorClosed, InvalidArgument, NotReady, Overloaded, UnitsyncError
 from ._events import WATCH_BUFFER, EventHub, Subscription
 from ._graph import units_to_dot
 from ._history import DEFAULT_HISTORY, History
@@ -221,7 +222,17 @@ class LocalCoordinator:
             await self._store.synced()
         if not self._read_now(message):
             await self._inbox.send(message)
-        return await reply.receive()
+        if self._store is None:
+            return await reply.receive()
+        try:
+            return await reply.receive()
+        except NotReady:
+            # decided on a copy that may not have a dependency's change yet: once more, on
+            # one no older than the call (an actor cannot wait for the mirror; we can)
+            await self._store.synced()
+            reply = Reply()
+            await self._inbox.send(operation.message(reply))
+            return await reply.receive()
 
     def submit(
         self, operation: Operation[T], on_answer: Callable[[outcome.Outcome[T]], object]
@@ -232,6 +243,8 @@ class LocalCoordinator:
         ``reply.abandon()``. :class:`Overloaded` when too much is queued, CoordinatorClosed
         once closed. The same path as :meth:`call` but for the wait: a full inbox queues the
         message in order behind it instead."""
+        if self._store is not None:  # NotReady once more on a copy no older (see call)
+            on_answer = functools.partial(self._not_ready_again, operation, on_answer)
         reply: Reply[T] = Reply(on_answer)
         message = operation.message(reply)
         if self._store is not None and _reads_state(message):
@@ -239,6 +252,30 @@ class LocalCoordinator:
         elif not self._read_now(message):
             self._post(message)
         return reply
+
+    def _not_ready_again(
+        self, operation: Operation[T], on_answer: Callable[[outcome.Outcome[T]], object],
+        result: outcome.Outcome[T],
+    ) -> None:
+        if isinstance(result, outcome.Error) and isinstance(result.error, NotReady):
+            self._nursery.start_soon(self._post_synced, operation, on_answer)
+        else:
+            on_answer(result)
+
+    async def _post_synced(
+        self, operation: Operation[T], on_answer: Callable[[outcome.Outcome[T]], object]
+    ) -> None:
+        assert self._store is not None
+        reply: Reply[T] = Reply(on_answer)
+        message = operation.message(reply)
+        try:
+            await self._store.synced()
+            self._post(message)
+        except UnitsyncError as error:
+            reply.error(error)
+        except BaseException:
+            answer_closed(message)  # cancelled: the coordinator is closing
+            raise
 
     async def _synced_post(self, message: RegistryMessage) -> None:
         """A submitted read with a shared store: posted once the mirror is no older than it."""
