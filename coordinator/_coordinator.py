@@ -17,7 +17,14 @@ import outcome
 import trio
 
 from ._api import HistoryPage, UnitInfo
-from ._errors import CoordinatorClosed, InvalidArgument, NotReady, Overloaded, UnitsyncError
+from ._errors import (
+    CoordinatorClosed,
+    InvalidArgument,
+    NotReady,
+    Overloaded,
+    StoreUnavailable,
+    UnitsyncError,
+)
 from ._events import WATCH_BUFFER, EventHub, Subscription
 from ._graph import units_to_dot
 from ._history import DEFAULT_HISTORY, History
@@ -25,6 +32,7 @@ from ._inbox import Inbox
 from ._lease import HOLD_GRACE, HOLDER_GONE, Lease
 from ._nursery import open_service_nursery
 from ._messages import (
+    Fail,
     Info,
     Reached,
     Ready,
@@ -51,6 +59,9 @@ from ._version import __version__
 __all__ = ["CoordinatorStatistics", "LocalCoordinator", "LocalUnit", "open_coordinator"]
 
 T = TypeVar("T")
+
+#: Seconds between attempts to store the end of a hold that a shared store did not take.
+RELEASE_RETRY: Final = 1.0
 
 #: Requests :meth:`LocalCoordinator.submit` may queue beyond the registry's inbox before it refuses
 #: with :class:`Overloaded` (callers that cannot wait, like the RPC bridge, queue here in order).
@@ -247,11 +258,36 @@ class LocalCoordinator:
             on_answer = functools.partial(self._not_ready_again, operation, on_answer)
         reply: Reply[T] = Reply(on_answer)
         message = operation.message(reply)
+        if self._store is not None and _releases(message):
+            # the end of a hold must reach the store, or the unit stays started for good:
+            # while the store does not take it, it is tried again
+            reply = Reply(functools.partial(self._release_again, operation, on_answer))
+            message = operation.message(reply)
         if self._store is not None and _reads_state(message):
             self._nursery.start_soon(self._synced_post, message)
         elif not self._read_now(message):
             self._post(message)
         return reply
+
+    def _release_again(
+        self, operation: Operation[T], on_answer: Callable[[outcome.Outcome[T]], object],
+        result: outcome.Outcome[T],
+    ) -> None:
+        if isinstance(result, outcome.Error) and isinstance(result.error, StoreUnavailable):
+            self._nursery.start_soon(self._post_later, operation, on_answer)
+        else:
+            on_answer(result)
+
+    async def _post_later(
+        self, operation: Operation[T], on_answer: Callable[[outcome.Outcome[T]], object]
+    ) -> None:
+        await trio.sleep(RELEASE_RETRY)
+        reply: Reply[T] = Reply(functools.partial(self._release_again, operation, on_answer))
+        message = operation.message(reply)
+        try:
+            self._post(message)
+        except UnitsyncError as error:  # closed: nothing more to try
+            on_answer(outcome.Error(error))
 
     def _not_ready_again(
         self, operation: Operation[T], on_answer: Callable[[outcome.Outcome[T]], object],
@@ -351,6 +387,12 @@ class LocalCoordinator:
     def _close(self) -> None:
         self._inbox.close()
         self._events.close()
+
+
+def _releases(message: RegistryMessage) -> bool:
+    """Whether ``message`` ends a hold (``release``: a fail in the name of its holder)."""
+    return (isinstance(message, ToUnit) and isinstance(message.request, Fail)
+            and message.request.holder is not None)
 
 
 def _reads_state(message: RegistryMessage) -> bool:
