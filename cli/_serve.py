@@ -107,7 +107,7 @@ def serve(
         if state is not None or no_state:
             raise CommandError("--store keeps the state in etcd: no --state or --no-state with "
                                "it", USAGE)
-        from coordinator.store._etcd_store import parse_store
+        from coordinator import parse_store
 
         try:
             parse_store(store)

@@ -37,6 +37,9 @@ if TYPE_CHECKING:
     from ._errors import NotReady as NotReady
     from ._errors import Overloaded as Overloaded
     from ._errors import StoreUnavailable as StoreUnavailable
+    from .store._address import StoreLost as StoreLost
+    from .store._address import StoreUnreachable as StoreUnreachable
+    from .store._address import parse_store as parse_store
     from ._errors import UnitNotFound as UnitNotFound
     from ._errors import UnitsyncError as UnitsyncError
     from ._lease import Lease as Lease

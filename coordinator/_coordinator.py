@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 import contextlib
+import functools
 import os
 import time
 from contextlib import asynccontextmanager
@@ -16,7 +17,14 @@ import outcome
 import trio
 
 from ._api import HistoryPage, UnitInfo
-from ._errors import CoordinatorClosed, InvalidArgument, Overloaded, UnitsyncError
+from ._errors import (
+    CoordinatorClosed,
+    InvalidArgument,
+    NotReady,
+    Overloaded,
+    StoreUnavailable,
+    UnitsyncError,
+)
 from ._events import WATCH_BUFFER, EventHub, Subscription
 from ._graph import units_to_dot
 from ._history import DEFAULT_HISTORY, History
@@ -24,7 +32,10 @@ from ._inbox import Inbox
 from ._lease import HOLD_GRACE, HOLDER_GONE, Lease
 from ._nursery import open_service_nursery
 from ._messages import (
+    Fail,
     Info,
+    Reached,
+    Ready,
     ToUnit,
     Inspect,
     Ping,
@@ -48,6 +59,9 @@ from ._version import __version__
 __all__ = ["CoordinatorStatistics", "LocalCoordinator", "LocalUnit", "open_coordinator"]
 
 T = TypeVar("T")
+
+#: Seconds between attempts to store the end of a hold that a shared store did not take.
+RELEASE_RETRY: Final = 1.0
 
 #: Requests :meth:`LocalCoordinator.submit` may queue beyond the registry's inbox before it refuses
 #: with :class:`Overloaded` (callers that cannot wait, like the RPC bridge, queue here in order).
@@ -219,7 +233,17 @@ class LocalCoordinator:
             await self._store.synced()
         if not self._read_now(message):
             await self._inbox.send(message)
-        return await reply.receive()
+        if self._store is None:
+            return await reply.receive()
+        try:
+            return await reply.receive()
+        except NotReady:
+            # decided on a copy that may not have a dependency's change yet: once more, on
+            # one no older than the call (an actor cannot wait for the mirror; we can)
+            await self._store.synced()
+            reply = Reply()
+            await self._inbox.send(operation.message(reply))
+            return await reply.receive()
 
     def submit(
         self, operation: Operation[T], on_answer: Callable[[outcome.Outcome[T]], object]
@@ -230,22 +254,76 @@ class LocalCoordinator:
         ``reply.abandon()``. :class:`Overloaded` when too much is queued, CoordinatorClosed
         once closed. The same path as :meth:`call` but for the wait: a full inbox queues the
         message in order behind it instead."""
+        if self._store is not None:  # NotReady once more on a copy no older (see call)
+            on_answer = functools.partial(self._not_ready_again, operation, on_answer)
         reply: Reply[T] = Reply(on_answer)
         message = operation.message(reply)
+        if self._store is not None and _releases(message):
+            # the end of a hold must reach the store, or the unit stays started for good:
+            # while the store does not take it, it is tried again
+            reply = Reply(functools.partial(self._release_again, operation, on_answer))
+            message = operation.message(reply)
         if self._store is not None and _reads_state(message):
             self._nursery.start_soon(self._synced_post, message)
         elif not self._read_now(message):
             self._post(message)
         return reply
 
+    def _release_again(
+        self, operation: Operation[T], on_answer: Callable[[outcome.Outcome[T]], object],
+        result: outcome.Outcome[T],
+    ) -> None:
+        if isinstance(result, outcome.Error) and isinstance(result.error, StoreUnavailable):
+            self._nursery.start_soon(self._post_later, operation, on_answer)
+        else:
+            on_answer(result)
+
+    async def _post_later(
+        self, operation: Operation[T], on_answer: Callable[[outcome.Outcome[T]], object]
+    ) -> None:
+        await trio.sleep(RELEASE_RETRY)
+        reply: Reply[T] = Reply(functools.partial(self._release_again, operation, on_answer))
+        message = operation.message(reply)
+        try:
+            self._post(message)
+        except UnitsyncError as error:  # closed: nothing more to try
+            on_answer(outcome.Error(error))
+
+    def _not_ready_again(
+        self, operation: Operation[T], on_answer: Callable[[outcome.Outcome[T]], object],
+        result: outcome.Outcome[T],
+    ) -> None:
+        if isinstance(result, outcome.Error) and isinstance(result.error, NotReady):
+            self._nursery.start_soon(self._post_synced, operation, on_answer)
+        else:
+            on_answer(result)
+
+    async def _post_synced(
+        self, operation: Operation[T], on_answer: Callable[[outcome.Outcome[T]], object]
+    ) -> None:
+        assert self._store is not None
+        reply: Reply[T] = Reply(on_answer)
+        message = operation.message(reply)
+        try:
+            await self._store.synced()
+            self._post(message)
+        except UnitsyncError as error:
+            reply.error(error)
+        except BaseException:
+            answer_closed(message)  # cancelled: the coordinator is closing
+            raise
+
     async def _synced_post(self, message: RegistryMessage) -> None:
         """A submitted read with a shared store: posted once the mirror is no older than it."""
         assert self._store is not None
-        await self._store.synced()
         try:
+            await self._store.synced()
             self._post(message)
         except UnitsyncError as error:
             message.request.reply.error(error)  # type: ignore[union-attr]
+        except BaseException:
+            answer_closed(message)  # cancelled: the coordinator is closing
+            raise
 
     def published_info(self, name: str) -> UnitInfo | None:
         """From ANY thread (the RPC server's KJ thread): ``name``'s current info if its actor
@@ -259,7 +337,11 @@ class LocalCoordinator:
     def _read_now(self, message: RegistryMessage) -> bool:
         """Answer a request for a unit at once if it only reads state and nothing is queued
         ahead of it anywhere on its way; the answer is the one the actors would give, without
-        two task switches. When that is correct: ``_reads.py``."""
+        two task switches. When that is correct: ``_reads.py``. (With a shared store, only
+        the reads, after ``synced``: a mutation of a unit this copy does not have yet is the
+        actors' to decide, with the store.)"""
+        if self._store is not None and not _reads_state(message):
+            return False
         return read_now(self._inbox, self._overflow, self._registry, message)
 
     def _post(self, message: RegistryMessage) -> None:
@@ -307,9 +389,17 @@ class LocalCoordinator:
         self._events.close()
 
 
+def _releases(message: RegistryMessage) -> bool:
+    """Whether ``message`` ends a hold (``release``: a fail in the name of its holder)."""
+    return (isinstance(message, ToUnit) and isinstance(message.request, Fail)
+            and message.request.holder is not None)
+
+
 def _reads_state(message: RegistryMessage) -> bool:
-    """Whether ``message`` is a read that must be no older than the call (``info``)."""
-    return isinstance(message, ToUnit) and isinstance(message.request, Info)
+    """Whether ``message`` reads state that must be no older than the call (``info``, and the
+    waits ``ready``/``reached``, which must not answer at once from a copy that has not seen
+    a requirement added elsewhere)."""
+    return isinstance(message, ToUnit) and isinstance(message.request, Info | Ready | Reached)
 
 
 async def _gather(
@@ -476,15 +566,26 @@ async def open_coordinator(
     if state is not None and store is not None:
         raise InvalidArgument("a coordinator keeps its state in a journal or a store, not both")
     if store is not None:
-        from .store._etcd_store import open_etcd_store
+        from .store._address import parse_store
 
-        async with open_etcd_store(store, member_id=member) as (shared, loaded):
+        address = parse_store(store)
+        try:
+            from .store._etcd_store import open_etcd_store
+        except ImportError as missing:
+            raise InvalidArgument(f"a store needs the etcd extra: pip install 'unitsync[etcd]' "
+                                  f"({missing})") from None
+
+        async with open_etcd_store(address, member_id=member) as (shared, loaded):
+            kept = History(history)
+            if history:  # the workspace's past, as the store still has it
+                for event in await shared.past_events(loaded, clock):
+                    kept.append(event)
             remote = frozenset(n for n, holder in loaded.holds.items() if holder != shared.member_id)
             registry_options: dict[str, Any] = dict(
                 restored=loaded.state, store=shared, revisions=loaded.revisions,
                 graph_revision=loaded.graph_revision, remote_holds=remote,
             )
-            async with _running(max_units, None, registry_options, hold_grace, History(history),
+            async with _running(max_units, None, registry_options, hold_grace, kept,
                                 clock, shared, loaded.revision) as coord:
                 yield coord
         return
@@ -531,7 +632,7 @@ async def _running(
 
 async def _stop_when_lost(store: Any) -> None:
     """A shared store's membership lease ended: this coordinator stops (``StoreLost``)."""
-    from .store._etcd_store import StoreLost
+    from .store._address import StoreLost
 
     await store.member.lost.wait()
     raise StoreLost(store.member.reason or "its lease is gone")

@@ -135,18 +135,27 @@ class EventHub:
     def watchers(self) -> int:
         return len(self._subscribers)
 
-    def publish(self, unit: str, old: Status, new: Status, reason: str) -> None:
-        """``unit``'s status changed from ``old`` to ``new``."""
+    def now(self) -> float:
+        """The wall clock events are stamped with."""
+        return self._clock()
+
+    def publish(
+        self, unit: str, old: Status, new: Status, reason: str, *, at: float = 0.0
+    ) -> None:
+        """``unit``'s status changed from ``old`` to ``new`` (``at``: when, if not now — a
+        change another coordinator made, as the shared store says)."""
         self._emit(Event(
-            seq=self.history.last + 1, time=self._clock(), unit=unit, old=old, new=new,
+            seq=self.history.last + 1, time=at or self._clock(), unit=unit, old=old, new=new,
             reason=reason,
         ))
 
-    def publish_edge(self, unit: str, status: Status, depends_on: str, requires: Status) -> None:
+    def publish_edge(
+        self, unit: str, status: Status, depends_on: str, requires: Status, *, at: float = 0.0
+    ) -> None:
         """``unit`` (in ``status``) now requires ``depends_on`` to reach ``requires``."""
         self._emit(Event(
-            seq=self.history.last + 1, time=self._clock(), unit=unit, old=status, new=status,
-            depends_on=depends_on, requires=requires,
+            seq=self.history.last + 1, time=at or self._clock(), unit=unit, old=status,
+            new=status, depends_on=depends_on, requires=requires,
         ))
 
     def _emit(self, event: Event) -> None:

@@ -109,6 +109,10 @@ class UnitRecord:
     requirements: dict[str, Status] = field(default_factory=dict)
     #: Started by a holder (a lease) that has not completed or failed it yet.
     held: bool = False
+    #: When it last changed (wall clock, s), where a shared store keeps it so that every
+    #: coordinator's events carry the time of the change; 0: not kept (the journal's events
+    #: have their own).
+    time: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

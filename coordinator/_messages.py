@@ -274,9 +274,10 @@ class RemoteChange:
 
 @dataclass(frozen=True, slots=True)
 class EdgesCommitted:
-    """From the registry's own commit task: ``message`` (a Want or an Apply) was committed at
-    ``revision`` with ``writes`` (0: it was refused — ``error`` — or must be decided again,
-    ``retry``, once the mirror has caught up)."""
+    """From the registry's own commit task: ``writes`` of ``message`` (a Want or an Apply)
+    were committed, the last part at ``revision``; all of it, unless the store refused a part
+    (``error``) or the state changed under it (``retry``: decide the rest again, the mirror
+    has caught up)."""
 
     message: Want | Apply
     writes: dict[str, UnitRecord]

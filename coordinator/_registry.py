@@ -13,6 +13,7 @@ from ._events import EventHub
 from ._graph import DependencyGraph
 from ._inbox import POKE, Inbox
 from ._messages import (
+    MUTATIONS,
     NOT_REGISTERED,
     AddRequirements,
     Adopt,
@@ -49,6 +50,11 @@ REGISTRY_INBOX_SIZE: Final = 1024
 
 #: Default limit on units (every name mentioned, registered or only depended on).
 MAX_UNITS: Final = 100_000
+
+#: Units per commit of an ``apply`` to a shared store: etcd takes at most 128 operations per
+#: txn by default (``--max-txn-ops``), and a commit adds a few of its own. A bigger apply is
+#: committed in parts, each atomic (the cycle check covers the whole).
+COMMIT_PART: Final = 100
 
 
 class RegistryActor:
@@ -147,7 +153,10 @@ class RegistryActor:
             case ToUnit(unit, request):
                 inbox = self._inboxes.get(unit)
                 if inbox is None:
-                    if answer_absent(unit, request):
+                    # (with a shared store, a mutation is decided by an actor, which asks the
+                    # store before it refuses: the unit may be there and not yet here)
+                    if (self._store is None or not isinstance(request, MUTATIONS)) \
+                            and answer_absent(unit, request):
                         return
                     if self._full(1, request.reply):  # type: ignore[union-attr]
                         return
@@ -237,13 +246,14 @@ class RegistryActor:
             return
         writes: dict[str, UnitRecord] = {}
         revisions: dict[str, int] = {}
+        now = self._events.now()
         for unit, reqs in units:
             record, revision = self._records.get(unit, (None, 0))
             base = record or UnitRecord(Status.PENDING)
             merged = {**base.requirements, **dict(reqs)}
             if record is not None and merged == record.requirements:
                 continue  # the store has these edges already
-            writes[unit] = UnitRecord(base.status, base.reason, merged, base.held)
+            writes[unit] = UnitRecord(base.status, base.reason, merged, base.held, now)
             revisions[unit] = revision
         if not writes:
             reply.ok(None)
@@ -257,35 +267,54 @@ class RegistryActor:
         self, message: Want | Apply, writes: dict[str, UnitRecord], revisions: dict[str, int],
         graph_revision: int,
     ) -> None:
+        """Commit ``writes``, in parts of at most :data:`COMMIT_PART` units (a txn has at most
+        128 operations in etcd's default set-up), each atomic and comparing the graph's
+        revision with the one before it; report what was committed to the registry."""
         store = self._store
         assert store is not None
+        committed: dict[str, UnitRecord] = {}
+        revision = graph_revision
+        names = list(writes)
         try:
             try:
-                revision = await store.commit_edges(writes, revisions, graph_revision)
+                for start in range(0, len(names), COMMIT_PART):
+                    part = {u: writes[u] for u in names[start:start + COMMIT_PART]}
+                    revision = await store.commit_edges(
+                        part, {u: revisions[u] for u in part}, revision)
+                    committed.update(part)
             except StoreConflict as conflict:  # decide again on the state the mirror brings
                 await store.wait_applied(conflict.revision)
-                result = EdgesCommitted(message, writes, retry=True)
+                result = EdgesCommitted(message, committed, revision, retry=True)
             except StoreUnavailable as error:
-                result = EdgesCommitted(message, writes, error=error)
+                result = EdgesCommitted(message, committed, revision, error=error)
             else:
-                result = EdgesCommitted(message, writes, revision)
+                result = EdgesCommitted(message, committed, revision)
             await self._inbox.send(result)
         except BaseException:
             answer_closed(message)
             raise
 
     async def _edges_committed(self, done: EdgesCommitted) -> None:
+        """What the commit task did: the committed records taken (linked, the actors told),
+        then the caller answered — or its message decided again (the parts committed are
+        in the store now: only the rest is written), or refused."""
         self._committing = False
         message = done.message
+        finished = done.error is None and not done.retry
+        each = _AllAnswered(len(done.writes), message.reply) if finished else None
+        for unit, record in done.writes.items():
+            answer = Reply(each.answer) if each is not None else Reply(_ignore)
+            await self._take(unit, record, done.revision, answer)
+        if done.writes:
+            self._graph_revision = max(self._graph_revision, done.revision)
         if done.error is not None:
-            message.reply.error(done.error)
+            error = done.error
+            if done.writes and isinstance(error, StoreUnavailable):  # an apply's first parts
+                error = StoreUnavailable(
+                    f"{error.why}; {len(done.writes)} of its units were applied before", "unknown")
+            message.reply.error(error)
         elif done.retry:
             self._deferred.appendleft(message)
-        else:
-            each = _AllAnswered(len(done.writes), message.reply)
-            for unit, record in done.writes.items():
-                await self._take(unit, record, done.revision, Reply(each.answer))
-            self._graph_revision = max(self._graph_revision, done.revision)
         while self._deferred and not self._committing:
             await self._handle(self._deferred.popleft())
 
@@ -423,6 +452,8 @@ class RegistryActor:
         """Answer what is still queued with CoordinatorClosed and refuse anything more; sleeping
         unit actors refuse too (awake ones close as their tasks are cancelled)."""
         self._inbox.drain_and_close(answer_closed)
+        while self._deferred:  # want/apply waiting for a shared store's commit
+            answer_closed(self._deferred.popleft())
         for inbox in self._inboxes.values():
             if inbox.asleep:
                 inbox.close()

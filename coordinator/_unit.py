@@ -40,7 +40,7 @@ from ._messages import (
     UnitStatistics,
     answer_closed,
 )
-from ._errors import StoreUnavailable
+from ._errors import NotReady, StoreUnavailable
 from ._reply import Reply
 from ._shared import CONFLICT_RETRIES, SharedStore, StoreConflict
 from ._status import Status
@@ -227,12 +227,14 @@ class UnitActor:
         raise AssertionError(f"not a mutation: {request!r}")
 
     def _publish_edges(
-        self, had: dict[str, Status], requirements: tuple[tuple[str, Status, Any], ...]
+        self, had: dict[str, Status], requirements: tuple[tuple[str, Status, Any], ...],
+        *, at: float = 0.0,
     ) -> None:
         """An edge event for each requirement that is new (or changed) since ``had``."""
         for dependency, required, _ in requirements:
             if had.get(dependency) is not required:
-                self._events.publish_edge(self.name, self.state.status, dependency, required)
+                self._events.publish_edge(self.name, self.state.status, dependency, required,
+                                          at=at)
 
     # --- a shared store (``_shared.py``): decide, commit, then keep or roll back ---------------
 
@@ -247,15 +249,26 @@ class UnitActor:
             saved = state.checkpoint()
             try:
                 change, value = self._decide(request)
-            except REFUSALS as refused:
+            except NotReady as refused:  # a waiting caller parks; the change will come to it
                 reply.error(refused)
                 return
+            except REFUSALS as refused:  # decided on our copy: refuse only if it is the store's
+                try:
+                    newer = await self._newer_in_store()
+                except StoreUnavailable as error:
+                    reply.error(error)
+                    return
+                if not newer:
+                    reply.error(refused)
+                    return
+                continue
             if change is None and not isinstance(request, Hold):
                 reply.ok(value)  # a stale lease's fail: nothing to store
                 return
             held = state.holder is not None
             requirements = self.stored.requirements if self.stored is not None else {}
-            record = UnitRecord(state.status, state.reason, dict(requirements), held)
+            now = self._events.now()
+            record = UnitRecord(state.status, state.reason, dict(requirements), held, now)
             try:
                 revision = await store.commit_unit(self.name, record, self.revision, hold=held)
             except StoreConflict:
@@ -269,23 +282,32 @@ class UnitActor:
             else:
                 self.stored, self.revision = record, revision
                 if change is not None:
-                    self._events.publish(self.name, change.old, change.new, change.reason)
+                    self._events.publish(self.name, change.old, change.new, change.reason, at=now)
                 self._ack = (reply, value)
                 return
             try:
-                stored, revision = await store.read_unit(self.name)
+                await self._newer_in_store()
             except StoreUnavailable as error:
                 reply.error(error)
                 return
-            if stored is not None and revision > self.revision:
-                unknown = tuple(
-                    (d, r, NOT_REGISTERED) for d, r in stored.requirements.items()
-                    if d not in state.requirements
-                )  # the registry brings their states (and the subscriptions) with the change
-                self._adopt(stored, revision, unknown)
         reply.error(StoreUnavailable(
             f"unit {self.name!r} changed {CONFLICT_RETRIES} times while this change was decided"
         ))
+
+    async def _newer_in_store(self) -> bool:
+        """Read the unit's record from the store; if it is newer than ours, take it and
+        return True (decide again). ``StoreUnavailable`` if the store cannot be read."""
+        assert self._store is not None
+        stored, revision = await self._store.read_unit(self.name)
+        if stored is None or revision <= self.revision:
+            return False
+        state = self.state
+        unknown = tuple(
+            (d, r, NOT_REGISTERED) for d, r in stored.requirements.items()
+            if d not in state.requirements
+        )  # the registry brings their states (and the subscriptions) with the change
+        self._adopt(stored, revision, unknown)
+        return True
 
     def _adopt(
         self, record: UnitRecord, revision: int, requirements: tuple[tuple[str, Status, Any], ...]
@@ -300,8 +322,8 @@ class UnitActor:
             self.stored, self.revision = record, revision
             state.adopt(record.status, record.reason, held=record.held)
         if state.status is not old or state.reason != old_reason:
-            self._events.publish(self.name, old, state.status, state.reason)
-        self._publish_edges(had, requirements)
+            self._events.publish(self.name, old, state.status, state.reason, at=record.time)
+        self._publish_edges(had, requirements, at=record.time)
 
     def _apply(self, reply: Reply[Any], change: Change | None, value: object = None) -> None:
         """A mutation the state made: journal and publish its status change, if any, and

@@ -344,11 +344,14 @@ class UnitState(Generic[W]):
     def adopt(self, status: Status, reason: str, *, held: bool) -> Change | None:
         """Take the status another coordinator stored (a shared store's record): the Change
         to publish, None if status and reason are as they were. A unit started and held
-        stays ours if we held it already started; otherwise it is held elsewhere
-        (:data:`REMOTE`). Any other status ends a hold."""
+        stays ours if we held it already started (or had lost its holder in a restart:
+        :data:`ORPHAN`); otherwise it is held elsewhere (:data:`REMOTE`). Any other status
+        ends a hold."""
         old, old_reason = self.status, self.reason
         if held and status is Status.STARTED:
-            ours = old is Status.STARTED and self.holder is not None and self.holder > 0
+            # a hold that was ours (a live token, or one lost in a restart and still to be
+            # taken back) stays ours while the unit stays started
+            ours = old is Status.STARTED and self.holder is not None and self.holder >= ORPHAN
             self.holder = self.holder if ours else REMOTE
         else:
             self.holder = None

@@ -175,6 +175,7 @@ async def test_a_store_that_cannot_be_reached_at_start_exits_69(tmp_path: Path) 
     assert f"cannot reach the store etcd://127.0.0.1:{port}/ws" in done.stderr.decode()
 
 
+@pytest.mark.slow  # the restart must beat the old lease's TTL (5 s): not under a loaded -n 3 run
 async def test_a_run_takes_its_hold_back_from_a_serve_started_again(
     tmp_path: Path, url: str, etcd_node: EtcdCluster
 ) -> None:

@@ -59,7 +59,8 @@ def test_an_error_raised_inside_the_library_names_its_public_class() -> None:
 
 
 #: Codes of errors a client makes itself: they never cross the wire.
-CLIENT_SIDE = {"unitsync.unreachable", "unitsync.address-in-use"}
+CLIENT_SIDE = {"unitsync.unreachable", "unitsync.address-in-use", "unitsync.store-unreachable",
+               "unitsync.store-lost"}  # never cross the wire (README "RPC")
 
 
 def test_every_error_is_a_unitsync_error_with_a_documented_code() -> None:

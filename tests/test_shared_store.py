@@ -14,17 +14,25 @@ import trio
 import trio.testing
 
 from coordinator import (
+    AlreadyInStatus,
     CycleError,
     DependencyFailed,
     LocalCoordinator,
     Status,
+    StoreUnavailable,
     open_coordinator,
 )
 from coordinator._lease import HOLDER_GONE
 
-from .etcd_support import EtcdCluster, etcd_node, requires_etcd
+from .etcd_support import (
+    EtcdCluster,
+    etcd_cluster,
+    etcd_cluster_shared,
+    etcd_node,
+    requires_etcd,
+)
 
-__all__ = ["etcd_node"]  # fixtures, used by name
+__all__ = ["etcd_cluster", "etcd_cluster_shared", "etcd_node"]  # fixtures, used by name
 
 pytestmark = requires_etcd
 WAIT = 10.0  # seconds: an upper bound for any one step (each takes milliseconds when correct)
@@ -133,3 +141,106 @@ async def test_a_hold_whose_coordinator_goes_fails_on_the_other(url: str) -> Non
             assert caught.value.unit == "build" and caught.value.reason == HOLDER_GONE
             info = await b.unit("build").info()
             assert info.status is Status.FAILED and info.reason == HOLDER_GONE
+
+
+async def test_an_apply_bigger_than_one_txn_is_committed_in_parts(url: str) -> None:
+    # etcd takes at most 128 operations per txn by default: 250 units take three parts
+    graph = {f"u{i:03}": ({f"u{i - 1:03}": Status.COMPLETED} if i else {}) for i in range(250)}
+    with trio.fail_after(WAIT):
+        async with two(url) as (a, b):
+            await a.apply(graph)
+            infos = await b.list()
+            assert len(infos) == 250
+            assert all(i.status is Status.PENDING for i in infos)
+            assert [d.depends_on for d in (await b.unit("u249").info()).dependencies] == ["u248"]
+            await a.apply(graph)  # the same again: nothing to write
+            with pytest.raises(CycleError) as caught:
+                await b.apply({"u000": {"u249": Status.COMPLETED}})
+            assert caught.value.path[0] == "u000" and "u249" in caught.value.path
+
+
+async def test_a_coordinator_started_later_has_the_workspace_s_history(url: str) -> None:
+    clock = iter(range(1_000, 2_000)).__next__
+
+    def ticking() -> float:  # a wall clock that moves on by a second per event
+        return float(clock())
+
+    with trio.fail_after(WAIT):
+        async with open_coordinator(store=url, clock=ticking) as a:
+            await a.unit("claude").want("git")
+            await a.unit("git").start()
+            await a.unit("git").complete()
+            mine = (await a.history()).events
+        async with open_coordinator(store=url) as b:  # started after it all happened
+            theirs = (await b.history()).events
+    def shape(events: object) -> list[tuple[object, ...]]:
+        return [(e.unit, e.old, e.new, e.depends_on, e.requires, e.time) for e in events]  # type: ignore[attr-defined]
+
+    assert shape(theirs) == shape(mine)
+    assert [e.seq for e in theirs] == list(range(1, len(mine) + 1))
+    assert [(e.unit, e.new) for e in mine if not e.is_edge] == [
+        ("claude", Status.PENDING), ("git", Status.STARTED), ("git", Status.COMPLETED)]
+
+
+@pytest.mark.slow  # a commit whose answer is lost is resolved for up to 10 s
+async def test_without_a_quorum_a_mutation_says_so_and_a_read_answers_from_the_copy(
+    etcd_cluster: EtcdCluster,
+) -> None:
+    url = store_url(etcd_cluster, f"ws-{uuid.uuid4().hex[:12]}")
+    with trio.fail_after(WAIT * 3):
+        async with two(url) as (a, b):
+            await a.unit("claude").want("git")
+            await a.unit("git").start()
+            leader = await etcd_cluster.leader()
+            for member in etcd_cluster.members:
+                if member is not leader:
+                    member.kill()  # 1 of 3 left: no quorum
+            with pytest.raises(StoreUnavailable) as caught:
+                await b.unit("git").complete()
+            assert caught.value.applied in ("no", "unknown")
+            assert "shared store did not confirm" in str(caught.value)
+            with trio.fail_after(5):  # the copy answers (stale is all there is)
+                info = await b.unit("git").info()
+            assert info.status is Status.STARTED
+            for member in etcd_cluster.members:
+                if member is not leader:
+                    member.start()
+            await etcd_cluster.wait_healthy()
+            try:  # the store is back: so is every write
+                await b.unit("git").complete()
+            except AlreadyInStatus:  # the first one was applied after all: it said it might be
+                assert caught.value.applied == "unknown"
+            assert (await a.unit("claude").info()).ready
+
+
+async def test_a_mirror_behind_a_compaction_loads_the_workspace_again(url: str) -> None:
+    from coordinator._inbox import Inbox
+    from coordinator._messages import RemoteChange
+    from coordinator.store._etcd_store import open_etcd_store
+
+    with trio.fail_after(WAIT):
+        async with open_coordinator(store=url) as a:
+            await a.unit("claude").want("git")
+            await a.unit("git").start()
+            await a.unit("git").complete()
+        async with open_etcd_store(url) as (store, loaded), trio.open_nursery() as nursery:
+            client = store._client
+            await client.compact(loaded.revision)  # the changes before it are gone
+            registry: Inbox[object] = Inbox(64)
+            await nursery.start(store.mirror, registry, 1)  # behind the compaction
+            await store.wait_applied(loaded.revision)
+            assert registry.receiver is not None
+            got: dict[str, object] = {}
+            while True:
+                try:
+                    message = registry.receiver.receive_nowait()
+                except trio.WouldBlock:
+                    break
+                assert isinstance(message, RemoteChange)
+                for unit, record in message.units:
+                    got[unit] = (record.status, dict(record.requirements), message.revision)
+            nursery.cancel_scope.cancel()
+    assert got == {
+        "claude": (Status.PENDING, {"git": Status.COMPLETED}, loaded.revisions["claude"]),
+        "git": (Status.COMPLETED, {}, loaded.revisions["git"]),
+    }

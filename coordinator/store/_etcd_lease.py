@@ -17,6 +17,7 @@ by a holder without the hold that makes its holder's death visible, nor the othe
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import socket
@@ -33,6 +34,8 @@ from ._etcd import EtcdClient
 from ._etcd_errors import EtcdError, LeaseNotFound
 from ._etcd_state import Change, Conflict, Layout, TxnPart, commit
 from ._etcd_wire import Compare, Op
+
+log = logging.getLogger("unitsync.store")
 
 __all__ = [
     "DEFAULT_TTL",
@@ -57,12 +60,16 @@ class Membership:
     """A coordinator's lease, alive while :func:`membership`'s block runs.
 
     ``lease_id`` is what holds attach to, ``member_id`` what they say. ``lost`` is set (and
-    ``reason`` says why) when the lease is gone or may be: the store answered that it no longer
-    exists, or no refresh succeeded for longer than ``ttl`` (by then the store has expired it).
-    From then on this coordinator's holds are gone too: its held units are someone else's to
-    fail, and the caller must stop acting as their holder (and re-list). It is never reset."""
+    ``reason`` says why) when the store answers that the lease no longer exists (it expired:
+    this machine was cut off for longer than ``ttl``, or it was revoked). From then on this
+    coordinator's holds are gone too: its held units are someone else's to fail, and the caller
+    must stop acting as their holder (and re-list). It is never reset. While no refresh
+    succeeds for longer than ``ttl``, ``doubtful`` is set and refreshing goes on: a store
+    without a quorum expires no lease, so only its answer tells."""
 
-    __slots__ = ("_keepalive", "lease_id", "lost", "member_id", "reason", "refreshed", "ttl")
+    __slots__ = (
+        "_keepalive", "doubtful", "lease_id", "lost", "member_id", "reason", "refreshed", "ttl",
+    )
 
     def __init__(self, member_id: str, lease_id: int, ttl: int) -> None:
         self.member_id = member_id
@@ -71,6 +78,9 @@ class Membership:
         self.lost = trio.Event()
         self.reason: str | None = None
         self.refreshed = 0  #: successful keepalives so far
+        #: No refresh succeeded for longer than the TTL: the lease may be gone (or the store
+        #: lost its quorum, which expires no lease); refreshing goes on.
+        self.doubtful = False
         self._keepalive = trio.CancelScope()  # the refresh task's (a test stops it to play dead)
 
     def __repr__(self) -> str:
@@ -95,15 +105,19 @@ class Membership:
                                "revoked): this coordinator's holds were deleted with it")
                     return
                 except EtcdError as exc:
-                    # last_ok is after the store's last refresh: past last_ok + ttl it expired
+                    # past last_ok + ttl the lease may have expired (this machine cut off) or
+                    # not (the store lost its quorum: then no lease expires, and the next
+                    # leader extends them): keep refreshing, the answer tells which
                     silent = trio.current_time() - last_ok
-                    if silent > self.ttl:
-                        self._lose(f"no lease refresh succeeded for {silent:.1f} s, more than "
-                                   f"its {self.ttl} s TTL: the store has expired it ({exc})")
-                        return
+                    if silent > self.ttl and not self.doubtful:
+                        self.doubtful = True
+                        log.warning("no lease refresh succeeded for %.1f s, more than its %s s "
+                                    "TTL: this coordinator's holds may have expired (%s)",
+                                    silent, self.ttl, exc)
                 else:
                     last_ok = trio.current_time()
                     self.refreshed += 1
+                    self.doubtful = False
 
 
 def _member_value() -> bytes:

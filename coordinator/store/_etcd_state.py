@@ -16,8 +16,10 @@ the store into etcd requests on :class:`~coordinator.store._etcd.EtcdClient`:
 
 Keys, under ``/unitsync/WORKSPACE/`` (:class:`Layout`)::
 
-    units/NAME   {"status":"started","reason":"","held":true,"requirements":{"git":"completed"}}
-                 (compact UTF-8 JSON; "held" only when true, "requirements" only when not empty)
+    units/NAME   {"status":"started","reason":"","held":true,"requirements":{"git":"completed"},
+                  "time":1764950000.123456}
+                 (compact UTF-8 JSON; "held" only when true, "requirements" only when not
+                 empty, "time" — when the record last changed — only when known)
     graph        bumped by every commit that adds an edge: its ``mod_revision`` is what the
                  cycle check compares, its etcd ``version`` counts the bumps; its value is the
                  graph revision the commit was decided on (for a human reading the store)
@@ -198,6 +200,8 @@ def encode_unit(record: UnitRecord) -> bytes:
         obj["held"] = True
     if record.requirements:
         obj["requirements"] = {dep: req.value for dep, req in sorted(record.requirements.items())}
+    if record.time:
+        obj["time"] = round(record.time, 6)
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
 
 
@@ -216,6 +220,7 @@ def decode_unit(key: bytes, value: bytes) -> UnitRecord:
         case _:
             raise StoreCorrupt(key, f"not a unit record: {value[:200]!r}")
     held, requirements = obj.get("held", False), obj.get("requirements", {})
+    when = obj.get("time", 0.0)
     try:
         stored = Status(status)
         needs = {validate_name(dep): Status(req) for dep, req in requirements.items()}
@@ -225,11 +230,13 @@ def decode_unit(key: bytes, value: bytes) -> UnitRecord:
         raise StoreCorrupt(key, f"status {status!r} is not one a registered unit can have")
     if not isinstance(held, bool):
         raise StoreCorrupt(key, f"held must be true or false, not {held!r}")
-    if unknown := set(obj) - {"status", "reason", "held", "requirements"}:
+    if not isinstance(when, int | float) or isinstance(when, bool) or when < 0:
+        raise StoreCorrupt(key, f"time must be a number of seconds, not {when!r}")
+    if unknown := set(obj) - {"status", "reason", "held", "requirements", "time"}:
         raise StoreCorrupt(key, f"unknown fields {sorted(unknown)}")
     if bad := [dep for dep, req in needs.items() if req not in REQUIREMENTS]:
         raise StoreCorrupt(key, f"requirement on {bad[0]!r} is not started, completed or finished")
-    return UnitRecord(stored, reason, needs, held)
+    return UnitRecord(stored, reason, needs, held, float(when))
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,18 +18,19 @@ import os
 import socket
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 import trio
 
-from .._errors import InvalidArgument, StoreUnavailable, UnitsyncError
+from .._api import Event
+from .._errors import CoordinatorClosed, StoreUnavailable
 from .._journal import UnitRecord
 from .._messages import RemoteChange
 from .._shared import StoreConflict
 from .._status import Status
+from ._address import StoreAddress, StoreLost, StoreUnreachable, parse_store
 from ._etcd import EtcdClient
 from ._etcd_errors import (
     EtcdError,
@@ -73,66 +74,16 @@ RESOLVE_SECONDS: Final = 10.0
 #: Seconds a read waits for the mirror to reach the store's revision before it answers from
 #: what the mirror has (the store unreachable: a stale answer rather than none).
 SYNC_SECONDS: Final = 2.0
+#: Seconds the workspace's history may take to read at start (then it starts without it).
+PAST_SECONDS: Final = 30.0
+#: Seconds a decision waits for the mirror to catch up (after a refused commit).
+CATCH_UP_SECONDS: Final = 10.0
 #: Seconds between attempts to follow the store again after the watch gave up.
 REFOLLOW_SECONDS: Final = 1.0
 
 FULL_FIX = ("the store is full (etcd's space quota): compact it (run etcd with "
             "--auto-compaction-mode=periodic --auto-compaction-retention=1h), then "
             "`etcdctl defrag` and `etcdctl alarm disarm`")
-
-
-class StoreUnreachable(UnitsyncError, ConnectionError):
-    """``serve --store`` (or ``open_coordinator(store=...)``) could not reach the store at
-    start (``serve`` exits 69)."""
-
-    code = "unitsync.store-unreachable"
-
-    def __init__(self, address: str, why: str) -> None:
-        self.address = address
-        self.why = why
-        super().__init__(f"cannot reach the store {address} ({why})")
-
-
-class StoreLost(UnitsyncError):
-    """This coordinator's membership in the store ended (its lease expired or was revoked:
-    the machine was cut off for longer than the lease's TTL). The units it held have been
-    failed ``holder disconnected`` by the other coordinators; it stops (start it again)."""
-
-    code = "unitsync.store-lost"
-
-    def __init__(self, why: str) -> None:
-        self.why = why
-        super().__init__(f"this coordinator lost its membership in the store: {why}; the units "
-                         "it held are failed by the other coordinators")
-
-
-@dataclass(frozen=True, slots=True)
-class StoreAddress:
-    """``etcd://HOST:PORT[,HOST:PORT...]/WORKSPACE``: the endpoints and the workspace."""
-
-    endpoints: tuple[str, ...]
-    workspace: str
-
-    def __str__(self) -> str:
-        hosts = ",".join(e.removeprefix("http://") for e in self.endpoints)
-        return f"etcd://{hosts}/{self.workspace}"
-
-
-def parse_store(url: str) -> StoreAddress:
-    """The address in ``url`` (:class:`InvalidArgument` saying the form if it is not one)."""
-    form = "etcd://HOST:PORT[,HOST:PORT...]/WORKSPACE"
-    if not url.startswith("etcd://"):
-        raise InvalidArgument(f"a store is {form}, not {url!r}")
-    hosts, _, workspace = url[len("etcd://"):].partition("/")
-    endpoints = [h for h in hosts.split(",") if h]
-    if not endpoints or any(":" not in h or not h.rpartition(":")[2].isdigit() for h in endpoints):
-        raise InvalidArgument(f"a store is {form}: each endpoint with its port, not {url!r}")
-    try:
-        Layout(workspace)
-    except ValueError:
-        raise InvalidArgument(
-            f"a store is {form}: a workspace name without '/', not {workspace!r}") from None
-    return StoreAddress(tuple(f"http://{h}" for h in endpoints), workspace)
 
 
 class EtcdStore:
@@ -238,6 +189,21 @@ class EtcdStore:
         kv = result.kvs[0]
         return decode_unit(kv.key, kv.value), kv.mod_revision
 
+    async def past_events(self, loaded: Loaded, clock: Callable[[], float]) -> list[Event]:
+        """:func:`past_events` of this store's workspace up to what was ``loaded`` (before the
+        coordinator starts)."""
+        until = max(loaded.revisions.values(), default=0)
+        try:
+            with trio.fail_after(PAST_SECONDS):
+                return await past_events(self._client, self._layout, until, clock=clock)
+        except trio.TooSlowError:
+            log.warning("reading the workspace's history took more than %s s: starting "
+                        "without it", PAST_SECONDS)
+            return []
+        except EtcdError as exc:
+            log.warning("reading the workspace's history failed (%s): starting without it", exc)
+            return []
+
     # --- the mirror ---------------------------------------------------------------------------
 
     async def mirror(
@@ -250,6 +216,7 @@ class EtcdStore:
         self.applied = after
         started = False
         while True:
+            relist = failed = closed = False
             try:
                 async with follow(self._client, self._layout, self.applied,
                                   member_id=self.member_id,
@@ -260,13 +227,25 @@ class EtcdStore:
                         task_status.started()
                     async for change in changes:
                         await self._hand_over(registry, change)
-            except Relist:
+            # (the watch's own tasks wrap what ends it in an ExceptionGroup)
+            except* CoordinatorClosed:  # the registry stopped: so do we
+                closed = True
+            except* Relist:
+                relist = True
+            except* EtcdError as group:
+                failed = True
+                log.warning("following the store failed (%s): again in %s s",
+                            group.exceptions[0], REFOLLOW_SECONDS)
+            if closed:
+                return
+            if relist:
                 log.warning("the store compacted changes this coordinator had not seen: "
                             "loading the workspace again")
-                await self._relist(registry)
-            except EtcdError as exc:
-                log.warning("following the store failed (%s): again in %s s", exc,
-                            REFOLLOW_SECONDS)
+                try:
+                    await self._relist(registry)
+                except CoordinatorClosed:
+                    return
+            elif failed:
                 self._wake()
                 await trio.sleep(REFOLLOW_SECONDS)
 
@@ -303,17 +282,22 @@ class EtcdStore:
         self._moved = trio.Event()
 
     async def wait_applied(self, revision: int) -> None:
-        try:
+        """(See ``SharedStore``.) ``StoreUnavailable`` after :data:`CATCH_UP_SECONDS`."""
+        with trio.move_on_after(CATCH_UP_SECONDS):
             while self.applied < revision:
                 changes = self._follow
                 if changes is not None and changes.position < revision:
                     # moves a watch that has nothing to deliver past ``revision``
                     with trio.move_on_after(SYNC_SECONDS):
-                        await changes.caught_up(revision)
+                        try:
+                            await changes.caught_up(revision)
+                        except EtcdError:
+                            pass  # that watch ended: the mirror follows again, or re-lists
                 if self.applied < revision:
                     await self._moved.wait()
-        except EtcdError as exc:
-            raise StoreUnavailable(str(exc)) from None
+            return
+        raise StoreUnavailable(f"this coordinator's copy did not reach revision {revision} "
+                               f"within {CATCH_UP_SECONDS} s")
 
     async def synced(self) -> None:
         with trio.move_on_after(SYNC_SECONDS):
@@ -323,6 +307,57 @@ class EtcdStore:
             except (EtcdError, StoreUnavailable) as exc:
                 log.warning("reading the store's revision failed (%s): answering from this "
                             "coordinator's copy", exc)
+
+
+async def past_events(
+    client: EtcdClient, layout: Layout, until: int, *, clock: Callable[[], float],
+) -> list[Event]:
+    """The workspace's history up to revision ``until`` (the last revision that wrote a unit's
+    record: the watch has nothing after it to deliver), as events numbered from 1: etcd keeps
+    every revision since its last compaction, so the changes of the units' records are read
+    back (one watch from the oldest kept revision) and each becomes the events a coordinator
+    would have published — a status change, an edge added — stamped with the record's
+    ``time``. A unit first seen after a compaction starts from "not registered"."""
+    events: list[Event] = []
+    records: dict[str, UnitRecord] = {}
+    after = 0
+    if not until:
+        return events
+    while True:
+        try:
+            async with follow(client, layout, after) as changes:
+                async for change in changes:
+                    if change.revision > until:
+                        return events
+                    for name, record in change.units:
+                        if record is not None:
+                            _diff(events, name, records.get(name), record, clock)
+                            records[name] = record
+                    if change.revision >= until:
+                        return events
+        except Relist as compacted:  # start at the oldest revision kept
+            if not compacted.compact_revision or compacted.compact_revision - 1 <= after:
+                raise
+            after = compacted.compact_revision - 1
+            events.clear()
+            records.clear()
+
+
+def _diff(
+    events: list[Event], unit: str, old: UnitRecord | None, new: UnitRecord,
+    clock: Callable[[], float],
+) -> None:
+    at = new.time or clock()
+    status = old.status if old is not None else Status.NOT_REGISTERED
+    reason = old.reason if old is not None else ""
+    if new.status is not status or new.reason != reason:
+        events.append(Event(seq=len(events) + 1, time=at, unit=unit, old=status, new=new.status,
+                            reason=new.reason))
+    had = old.requirements if old is not None else {}
+    for dependency, required in sorted(new.requirements.items()):
+        if had.get(dependency) is not required:
+            events.append(Event(seq=len(events) + 1, time=at, unit=unit, old=new.status,
+                                new=new.status, depends_on=dependency, requires=required))
 
 
 def default_member_id() -> str:
