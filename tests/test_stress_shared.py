@@ -41,8 +41,8 @@ def test_an_etcd_member_killed_under_churn_loses_nothing_acknowledged() -> None:
     # on both coordinators, every unit is what the workers' logs allow: nothing acknowledged
     # lost, nothing refused (unavailable, "not applied") applied
     assert result["mismatches_other"] == 0, details
-    # and every hold whose holder went is failed: today a release the store did not take
-    # (the leader down) is never retried, tests/test_shared_release.py (xfail)
+    # and every hold whose holder went is failed (a release the store did not take, the leader
+    # down, is tried again: tests/test_shared_release.py)
     assert result["mismatches_held_not_released"] == 0, details
     assert (result["mismatches_a"], result["mismatches_b"]) == (0, 0), details
     assert result["serves_exited"] == {}, details
