@@ -157,13 +157,22 @@ def serve(
     try:
         before_the_journal()
         trio.run(main)
-    except* (UnitsyncError, OSError) as group:  # binding failed: say why, exit 1
-        for exc in group.exceptions:
+    except* (UnitsyncError, OSError) as group:  # binding failed, the store lost: say why
+        errors = _leaves(group)
+        for exc in errors:
             print(f"unitsync: cannot serve: {exc}", file=sys.stderr)
-        unreachable = all(getattr(e, "code", "") == "unitsync.store-unreachable"
-                          for e in group.exceptions)
+        unreachable = all(getattr(e, "code", "") == "unitsync.store-unreachable" for e in errors)
         code = UNREACHABLE if unreachable else 1
     return code
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    """The exceptions in ``group`` and the groups nested in it (a coordinator's own task that
+    fails, such as the store's membership ending, comes wrapped by each nursery it crosses)."""
+    found: list[BaseException] = []
+    for exc in group.exceptions:
+        found.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return found
 
 
 def _member_id(socket: Path) -> str:
