@@ -12,9 +12,9 @@ attempts 1.7 s apart plus their timeouts passed the 5 s TTL, and the coordinator
 ``StoreLost`` ("no lease refresh succeeded for 5.4 s, more than its 5 s TTL: the store has
 expired it") although the new leader, elected within ~1 s, had renewed the lease for a full
 TTL. Since ``9d4db27`` a lease is lost only when the store says so (slow test below). The
-second, still open: ``cli/_serve.py``'s ``except*`` prints each exception of the group it
-caught, and the ``StoreLost`` is one level down, inside the coordinator's nursery's group: the
-message users get is the group's, not the reason (strict xfail below).
+second (until ``70371e1``): ``cli/_serve.py``'s ``except*`` printed each exception of the group
+it caught, and the ``StoreLost`` was one level down, inside the coordinator's nursery's group:
+the message users got was the group's, not the reason.
 """
 
 from __future__ import annotations
@@ -63,8 +63,6 @@ def test_two_coordinators_outlive_ten_leader_deaths(tmp_path: Path) -> None:
         assert survived == list(range(KILLS))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="bug: serve prints the exception group, not the StoreLost in it")
 def test_a_serve_that_lost_its_membership_says_why(tmp_path: Path) -> None:
     """Its lease revoked in the store (as an operator, or an expiry, would end it): serve
     stops (rightly), and says why."""
@@ -94,5 +92,5 @@ def test_a_serve_that_lost_its_membership_says_why(tmp_path: Path) -> None:
 
         trio.run(body)
         (stderr,) = said
-        # today: "unitsync: cannot serve: Exceptions from Trio nursery (1 sub-exception)"
+        # at f5a8fba: "unitsync: cannot serve: Exceptions from Trio nursery (1 sub-exception)"
         assert "lost its membership in the store" in stderr, stderr
