@@ -104,15 +104,17 @@ class DependencyGraph:
         nodes, edges and requirements are exactly as before the call."""
         self._add_all(units)
 
-    def check_all(self, units: Sequence[tuple[str, Mapping[str, Status]]]) -> None:
-        """Raise what :meth:`add_all` would raise, and leave the graph's nodes, edges and
-        requirements as they are either way (a shared store commits the edges first)."""
-        self._undo(self._add_all(units))
+    def add_all_undoable(
+        self, units: Sequence[tuple[str, Mapping[str, Status]]]
+    ) -> list[tuple[str, set[str], dict[str, Status], set[str]]]:
+        """:meth:`add_all`, returning what :meth:`undo` needs to take it back (a shared store
+        checks edges here, then commits them, and adds them for good once the store took
+        them; undo in the reverse order of adding)."""
+        return self._add_all(units)
 
     def _add_all(
         self, units: Sequence[tuple[str, Mapping[str, Status]]]
     ) -> list[tuple[str, set[str], dict[str, Status], set[str]]]:
-        """add_all; returns what :meth:`_undo` needs to take it back."""
         undo: list[tuple[str, set[str], dict[str, Status], set[str]]] = []
         try:
             for unit, requirements in units:
@@ -122,11 +124,12 @@ class DependencyGraph:
                 self.add(unit, requirements)
                 undo.append((unit, set(requirements) - set(old), old, created))
         except CycleError:
-            self._undo(undo)
+            self.undo(undo)
             raise
         return undo
 
-    def _undo(self, undo: list[tuple[str, set[str], dict[str, Status], set[str]]]) -> None:
+    def undo(self, undo: list[tuple[str, set[str], dict[str, Status], set[str]]]) -> None:
+        """Take back what :meth:`add_all_undoable` added."""
         for unit, added, old, created in reversed(undo):  # later edges go first
             deps = self._deps[unit]
             for dep in added:

@@ -274,12 +274,12 @@ class RemoteChange:
 
 @dataclass(frozen=True, slots=True)
 class EdgesCommitted:
-    """From the registry's own commit task: ``writes`` of ``message`` (a Want or an Apply)
-    were committed, the last part at ``revision``; all of it, unless the store refused a part
-    (``error``) or the state changed under it (``retry``: decide the rest again, the mirror
-    has caught up)."""
+    """From the registry's own commit task: ``writes`` of ``batch`` (wants and applies, each
+    with the units it needs written) were committed, the last part at ``revision``; all of
+    it, unless the store refused a part (``error``) or the state changed under it (``retry``:
+    decide the rest again, the mirror has caught up)."""
 
-    message: Want | Apply
+    batch: tuple[tuple[Want | Apply, frozenset[str]], ...]
     writes: dict[str, UnitRecord]
     revision: int = 0
     error: BaseException | None = None

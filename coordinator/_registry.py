@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Final
 
 import outcome
@@ -232,40 +234,64 @@ class RegistryActor:
     ) -> None:
         """Want/Apply with a shared store: the cycle check on the graph as the mirror has it,
         then the units' new records committed (in a task: the registry goes on routing) with
-        a compare on the graph's revision; the edges are linked once the store took them."""
+        a compare on the graph's revision; the edges are linked once the store took them.
+
+        One commit at a time; the wants that came meanwhile go together in the next one (up
+        to :data:`COMMIT_PART` units), each checked against the graph with the edges of those
+        before it in the batch: a cycle refuses only the want that closes it."""
         if self._committing:
             self._deferred.append(message)
             return
-        names = {name for unit, reqs in units for name in (unit, *(d for d, _ in reqs))}
-        if self._full(len(names.difference(self._inboxes)), reply):
-            return
-        try:
-            self._graph.check_all([(unit, dict(reqs)) for unit, reqs in units])
-        except CycleError as exc:
-            reply.error(exc)
-            return
+        batch: list[tuple[Want | Apply, frozenset[str]]] = []
+        undos: list[Any] = []
         writes: dict[str, UnitRecord] = {}
         revisions: dict[str, int] = {}
         now = self._events.now()
-        for unit, reqs in units:
-            record, revision = self._records.get(unit, (None, 0))
-            base = record or UnitRecord(Status.PENDING)
-            merged = {**base.requirements, **dict(reqs)}
-            if record is not None and merged == record.requirements:
-                continue  # the store has these edges already
-            writes[unit] = UnitRecord(base.status, base.reason, merged, base.held, now)
-            revisions[unit] = revision
-        if not writes:
-            reply.ok(None)
+        size = 0
+        while True:
+            wanted = _edge_units(message)
+            if batch and size + len(wanted) > COMMIT_PART:
+                self._deferred.appendleft(message)  # the next commit takes it
+                break
+            names = {name for unit, reqs in wanted for name in (unit, *(d for d, _ in reqs))}
+            if not self._full(len(names.difference(self._inboxes)), message.reply):
+                try:
+                    undos.append(self._graph.add_all_undoable(
+                        [(unit, dict(reqs)) for unit, reqs in wanted]))
+                except CycleError as exc:
+                    message.reply.error(exc)
+                else:
+                    needs = set()
+                    for unit, reqs in wanted:
+                        record, revision = self._records.get(unit, (None, 0))
+                        base = writes.get(unit) or record or UnitRecord(Status.PENDING)
+                        merged = {**base.requirements, **dict(reqs)}
+                        if record is not None and merged == record.requirements:
+                            continue  # the store has these edges already
+                        writes[unit] = UnitRecord(base.status, base.reason, merged, base.held,
+                                                  now)
+                        revisions[unit] = revision
+                        needs.add(unit)
+                    if needs:
+                        batch.append((message, frozenset(needs)))
+                        size += len(wanted)
+                    else:
+                        message.reply.ok(None)
+            if not self._deferred:
+                break
+            message = self._deferred.popleft()
+        for undo in reversed(undos):  # the edges go in once the store has taken them
+            self._graph.undo(undo)
+        if not batch:
             return
         self._committing = True
         assert self._nursery is not None
-        self._nursery.start_soon(self._commit_task, message, writes, revisions,
+        self._nursery.start_soon(self._commit_task, tuple(batch), writes, revisions,
                                  self._graph_revision, name="unitsync:commit-edges")
 
     async def _commit_task(
-        self, message: Want | Apply, writes: dict[str, UnitRecord], revisions: dict[str, int],
-        graph_revision: int,
+        self, batch: tuple[tuple[Want | Apply, frozenset[str]], ...],
+        writes: dict[str, UnitRecord], revisions: dict[str, int], graph_revision: int,
     ) -> None:
         """Commit ``writes``, in parts of at most :data:`COMMIT_PART` units (a txn has at most
         128 operations in etcd's default set-up), each atomic and comparing the graph's
@@ -284,38 +310,45 @@ class RegistryActor:
                     committed.update(part)
             except StoreConflict as conflict:  # decide again on the state the mirror brings
                 await store.wait_applied(conflict.revision)
-                result = EdgesCommitted(message, committed, revision, retry=True)
+                result = EdgesCommitted(batch, committed, revision, retry=True)
             except StoreUnavailable as error:
-                result = EdgesCommitted(message, committed, revision, error=error)
+                result = EdgesCommitted(batch, committed, revision, error=error)
             else:
-                result = EdgesCommitted(message, committed, revision)
+                result = EdgesCommitted(batch, committed, revision)
             await self._inbox.send(result)
         except BaseException:
-            answer_closed(message)
+            for message, _ in batch:
+                answer_closed(message)
             raise
 
     async def _edges_committed(self, done: EdgesCommitted) -> None:
         """What the commit task did: the committed records taken (linked, the actors told),
-        then the caller answered — or its message decided again (the parts committed are
+        then the callers answered — or their messages decided again (the parts committed are
         in the store now: only the rest is written), or refused."""
         self._committing = False
-        message = done.message
         finished = done.error is None and not done.retry
-        each = _AllAnswered(len(done.writes), message.reply) if finished else None
+        answers: dict[str, list[Callable[[outcome.Outcome[None]], object]]] = {}
+        if finished:
+            for message, needs in done.batch:
+                each = _AllAnswered(len(needs), message.reply)
+                for unit in needs:
+                    answers.setdefault(unit, []).append(each.answer)
         for unit, record in done.writes.items():
-            answer = Reply(each.answer) if each is not None else Reply(_ignore)
-            await self._take(unit, record, done.revision, answer)
+            await self._take(unit, record, done.revision,
+                             Reply(functools.partial(_answer_all, answers.get(unit, []))))
         if done.writes:
             self._graph_revision = max(self._graph_revision, done.revision)
         if done.error is not None:
-            error = done.error
-            if done.writes and isinstance(error, StoreUnavailable):  # an apply's first parts
-                error = StoreUnavailable(
-                    f"{error.why}; {len(done.writes)} of its units were applied before", "unknown")
-            message.reply.error(error)
+            for message, needs in done.batch:
+                error = done.error
+                applied = len(needs.intersection(done.writes))
+                if applied and isinstance(error, StoreUnavailable):  # an apply's first parts
+                    error = StoreUnavailable(
+                        f"{error.why}; {applied} of its units were applied before", "unknown")
+                message.reply.error(error)
         elif done.retry:
-            self._deferred.appendleft(message)
-        while self._deferred and not self._committing:
+            self._deferred.extendleft(message for message, _ in reversed(done.batch))
+        if self._deferred and not self._committing:
             await self._handle(self._deferred.popleft())
 
     async def _remote_change(self, change: RemoteChange) -> None:
@@ -461,6 +494,21 @@ class RegistryActor:
 
 def _ignore(_result: object) -> None:
     """The answer of a request nobody waits for."""
+
+
+def _answer_all(
+    answers: list[Callable[[outcome.Outcome[None]], object]], result: outcome.Outcome[None]
+) -> None:
+    """One unit's edges taken: every want of the batch that needed them hears it."""
+    for answer in answers:
+        answer(result)
+
+
+def _edge_units(message: Want | Apply) -> tuple[tuple[str, tuple[tuple[str, Status], ...]], ...]:
+    """The units and requirements of a want or an apply."""
+    if isinstance(message, Want):
+        return ((message.unit, message.requirements),)
+    return message.units
 
 
 class _AllAnswered:

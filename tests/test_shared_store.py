@@ -244,3 +244,33 @@ async def test_a_mirror_behind_a_compaction_loads_the_workspace_again(url: str) 
         "claude": (Status.PENDING, {"git": Status.COMPLETED}, loaded.revisions["claude"]),
         "git": (Status.COMPLETED, {}, loaded.revisions["git"]),
     }
+
+
+async def test_wants_that_come_together_are_committed_together_and_a_cycle_refuses_one(
+    url: str,
+) -> None:
+    with trio.fail_after(WAIT):
+        async with two(url) as (a, b):
+            results: dict[str, BaseException | None] = {}
+
+            async def want(unit: str, dep: str) -> None:
+                try:
+                    await a.unit(unit).want(dep)
+                    results[unit] = None
+                except CycleError as error:
+                    results[unit] = error
+
+            async with trio.open_nursery() as nursery:  # queued behind one another's commit
+                for n in range(20):
+                    nursery.start_soon(want, f"x{n}", f"y{n}")
+                nursery.start_soon(want, "y0", "x0")  # closes a cycle with x0 -> y0
+            refused = {u: e for u, e in results.items() if e is not None}
+            assert len(results) == 21 and len(refused) == 1, refused
+            (loser,) = refused
+            assert loser in ("x0", "y0") and set(refused[loser].path) == {"x0", "y0"}
+            for coord in (a, b):
+                edges = {(u, d.depends_on) for u in [*results, *(f"y{n}" for n in range(20))]
+                         for d in (await coord.unit(u).info()).dependencies}
+                expected = {(f"x{n}", f"y{n}") for n in range(1, 20)}
+                expected.add(("y0", "x0") if loser == "x0" else ("x0", "y0"))
+                assert edges == expected
