@@ -127,6 +127,7 @@ async def test_two_halves_of_a_cycle_added_at_once_never_both_land(url: str) -> 
                     assert edges == landed
 
 
+@pytest.mark.slow  # the lease's TTL (5 s); tests/test_cli_shared.py kills a serve in the fast run
 async def test_a_hold_whose_coordinator_goes_fails_on_the_other(url: str) -> None:
     with trio.fail_after(WAIT * 2):
         async with open_coordinator(store=url) as b:

@@ -90,7 +90,7 @@ class SharedCoordinatorMachine(CoordinatorMachine):
 
 
 SharedCoordinatorMachine.TestCase.settings = settings(
-    max_examples=12, stateful_step_count=20, deadline=None
+    max_examples=6, stateful_step_count=20, deadline=None
 )
 test_two_coordinators_agree_with_model = SharedCoordinatorMachine.TestCase
 
