@@ -169,10 +169,12 @@ async def test_sigint_stops_dependents_first_and_kill_9_leaves_no_command(
         output = [line for line in out.splitlines() if " | " in line]
         assert output.index("app | stopping app") < output.index("db  | stopping db")
 
-        # kill -9: the commands get SIGTERM from the kernel (parent death), not left running
+        # kill -9: the commands, and their own children, get SIGTERM from up's watchdog (the
+        # end of its pipe), not left running
         pids = tmp_path / "pids"
-        workspace(tmp_path, SERVICES.replace("echo db up", f"echo $$ >> {pids}; echo db up")
-                  .replace("echo app up", f"echo $$ >> {pids}; echo app up"))
+        record = f"sleep 600 & echo $! >> {pids}; echo $$ >> {pids}"  # a child of the command
+        workspace(tmp_path, SERVICES.replace("echo db up", f"{record}; echo db up")
+                  .replace("echo app up", f"{record}; echo app up"))
         process = await trio.lowlevel.open_process(
             [*UNITSYNC, "up"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -184,7 +186,7 @@ async def test_sigint_stops_dependents_first_and_kill_9_leaves_no_command(
         finally:
             await reap(process)
         children = [int(pid) for pid in pids.read_text().split()]
-        assert len(children) == 2
+        assert len(children) == 4  # two commands, a `sleep 600` each
         for pid in children:  # another process's end: nothing to wait on but its pid
             while _alive(pid):
                 await trio.sleep(0.01)
