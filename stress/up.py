@@ -229,9 +229,12 @@ async def read_history(path: Path) -> tuple[dict[str, float], dict[str, float], 
 
 def run_round(
     units: int, edges: int, seed: int, sleep: float, timeout: float, wrap: list[str] | None = None,
+    checkout: Path | None = None,
 ) -> Round:
     """One DAG run by ``unitsync up`` on a fresh server; server and up stopped whatever
-    happens. ``wrap``: a command that runs up (py-spy)."""
+    happens. ``wrap``: a command that runs up (py-spy). ``checkout``: up is ``python -m cli``
+    with that directory first on ``PYTHONPATH`` (its ``cli`` and ``coordinator``; the server is
+    this checkout's)."""
     import trio
 
     from .rpc import start
@@ -254,8 +257,12 @@ def run_round(
             server_cpu = process_cpu(server.pid)
             launched = time.time()
             t0 = time.monotonic()
-            up = subprocess.Popen([*(wrap or []), *unitsync, "up", "-f", str(toml), "--socket", str(path)],
-                                  cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=out,
+            up_command, up_env = unitsync, env
+            if checkout is not None:
+                up_command = [sys.executable, "-m", "cli"]
+                up_env = {**env, "PYTHONPATH": str(checkout)}
+            up = subprocess.Popen([*(wrap or []), *up_command, "up", "-f", str(toml), "--socket", str(path)],
+                                  cwd=workdir, env=up_env, stdin=subprocess.DEVNULL, stdout=out,
                                   stderr=subprocess.STDOUT)
             cpu = CpuWatch(up.pid)
             try:
@@ -546,6 +553,12 @@ def main(argv: list[str]) -> int:
                         help="after the measured rounds, one more (seed S, not in the figures) "
                              "with up under `py-spy record --idle --nonblocking -r 1000 -f "
                              "speedscope -o FILE`; prints where up's main thread spent it")
+    parser.add_argument("--compare", type=Path, nargs="+", metavar="DIR",
+                        help="run each round twice, with this checkout's up (or the first of "
+                             "two DIRs') and with DIR's (a git worktree of another commit), in "
+                             "alternating order; both as `python -m cli` on PYTHONPATH, against "
+                             "this checkout's server; reports both and their medians side by "
+                             "side")
     parser.add_argument("--quick", action="store_true",
                         help=f"{QUICK_UNITS} units, {QUICK_ROUNDS} round (smoke test)")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
@@ -556,6 +569,8 @@ def main(argv: list[str]) -> int:
     if units < 2 or edges < 1 or rounds < 1 or args.sleep <= 0:
         parser.error("need --units >= 2, --edges >= 1, --rounds >= 1, --sleep > 0")
 
+    if args.compare:
+        return compare(args, units, edges, rounds)
     runs: list[Round] = []
     per_round: list[dict[str, Any]] = []
     for r in range(rounds):
@@ -584,3 +599,48 @@ def main(argv: list[str]) -> int:
         print(json.dumps({**summary, "sleep": args.sleep, "seed": args.seed,
                           "profile_main_thread_ms": profile, "per_round": per_round}))
     return 0 if summary["all_completed"] else 1
+
+
+#: The figures :func:`compare` puts side by side (medians over rounds).
+COMPARED = (
+    "wall_over_critical", "span_over_critical", "startup_ms", "apply_ms", "first_hold_ms",
+    "sources_spread_ms", "exit_ms", "delay_p50_ms", "delay_p99_ms", "delay_max_ms",
+    "hold_p50_ms", "launch_p50_ms", "lag_p50_ms", "chain_delay_ms", "chain_run_ms", "up_cpu_s",
+)
+
+
+def compare(args: argparse.Namespace, units: int, edges: int, rounds: int) -> int:
+    """``--compare DIR``: every seed run by both checkouts, interleaved (the order alternates
+    by round, so that neither always runs on the machine the other just warmed or loaded)."""
+    if len(args.compare) > 2:
+        raise SystemExit("--compare takes one or two checkouts")
+    this = args.compare[0] if len(args.compare) == 2 else Path(__file__).resolve().parents[1]
+    checkouts = {"this": this.resolve(), "other": args.compare[-1].resolve()}
+    runs: dict[str, list[Round]] = {name: [] for name in checkouts}
+    for r in range(rounds):
+        order = list(checkouts) if r % 2 == 0 else list(checkouts)[::-1]
+        for name in order:
+            run = run_round(units, edges, args.seed + r, args.sleep, args.timeout,
+                            checkout=checkouts[name])
+            print(f"round {r} ({name}: {checkouts[name]}): seed {args.seed + r}, depth {run.depth},"
+                  f" wall {run.wall_s:.3f} s", flush=True)
+            if run.returncode != 0 or len(run.completed) != units:
+                print(f"up: exit {run.returncode}, {len(run.completed)} of {units} completed; "
+                      f"its output ends: {run.output_tail!r}", file=sys.stderr)
+            runs[name].append(run)
+    summaries: dict[str, dict[str, Any]] = {}
+    for name, checkout in checkouts.items():
+        per_round = [figures(run) for run in runs[name]]
+        summaries[name] = summarize(runs[name], per_round)
+        print(f"== {name}: {checkout}")
+        print_report(per_round, summaries[name])
+    print(f"medians of {rounds} rounds each | this | other")
+    for key in COMPARED:
+        print(f"  {key:20} {summaries['this'].get(key, float('nan')):9.3f}"
+              f" {summaries['other'].get(key, float('nan')):9.3f}")
+    for key in ("wall_over_critical_range", "delay_p99_ms_range"):
+        print(f"  {key:20} {summaries['this'][key]} {summaries['other'][key]}")
+    if args.json:
+        print(json.dumps({name: {**summary, "checkout": str(checkouts[name])}
+                          for name, summary in summaries.items()}))
+    return 0 if all(s["all_completed"] for s in summaries.values()) else 1
