@@ -143,6 +143,17 @@ def write_workspace(directory: Path, graph: Graph, sleep: float) -> Path:
     return path
 
 
+def compile_checkout(root: Path) -> None:
+    """Byte-compile ``root``'s ``cli``, ``coordinator`` and ``stress`` packages (quietly; what
+    is current is left alone), as a wheel install does: with ``PYTHONDONTWRITEBYTECODE`` set
+    (as on the machine these figures come from) an editable checkout would otherwise be
+    compiled anew by every ``up`` (30-40 ms of its startup)."""
+    import compileall
+
+    for package in ("cli", "coordinator", "stress"):
+        compileall.compile_dir(root / package, quiet=2)
+
+
 def unitsync_command() -> list[str]:
     """The console script installed next to this interpreter (what a user runs), else
     ``python -m cli``."""
@@ -571,6 +582,7 @@ def main(argv: list[str]) -> int:
 
     if args.compare:
         return compare(args, units, edges, rounds)
+    compile_checkout(Path(__file__).resolve().parents[1])
     runs: list[Round] = []
     per_round: list[dict[str, Any]] = []
     for r in range(rounds):
@@ -616,6 +628,8 @@ def compare(args: argparse.Namespace, units: int, edges: int, rounds: int) -> in
         raise SystemExit("--compare takes one or two checkouts")
     this = args.compare[0] if len(args.compare) == 2 else Path(__file__).resolve().parents[1]
     checkouts = {"this": this.resolve(), "other": args.compare[-1].resolve()}
+    for checkout in {Path(__file__).resolve().parents[1], *checkouts.values()}:
+        compile_checkout(checkout)
     runs: dict[str, list[Round]] = {name: [] for name in checkouts}
     for r in range(rounds):
         order = list(checkouts) if r % 2 == 0 else list(checkouts)[::-1]
