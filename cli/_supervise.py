@@ -225,7 +225,7 @@ def copy_output(
                 copy.feed(chunk)
                 return
             copy.end()
-        except Exception as exc:  # a bug: surfaces in whoever awaits the copy
+        except Exception as exc:  # noqa: BLE001 - a bug: raised to whoever awaits the copy
             if not done.done():
                 done.set_exception(exc)
         loop.remove_reader(fd)
