@@ -82,6 +82,10 @@ class Launched:
     pumps: list[asyncio.Future[None]] = field(default_factory=list)
     lines: _LogLines | None = None
     group: bool = False
+    #: What :func:`supervise` recorded on the lease when CMD ended: ("completed", "") or
+    #: ("failed", reason), answered by the coordinator. None: recorded otherwise (by name,
+    #: or completed when it became ready) or not at all.
+    recorded: tuple[str, str] | None = None
 
     def signal(self, signum: int) -> None:
         """Send ``signum`` to CMD (its group, if it has one); nothing if it is gone."""
@@ -399,6 +403,7 @@ async def supervise(
                 await core.lease_fail(run.lease, reason)
             else:
                 await core.lease_complete(run.lease)
+            launched.recorded = ("failed", reason) if reason else ("completed", "")
             return code
         except CoordinatorClosed:
             pass

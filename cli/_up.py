@@ -322,8 +322,11 @@ class Up:
         finally:
             self.running.pop(unit, None)
         outcome.ran = time.monotonic() - started
-        info = await core.info(unit)
-        status, reason = info.status.value, info.reason
+        if launched.recorded is not None:  # on the lease, answered: no need to ask
+            status, reason = launched.recorded
+        else:
+            info = await core.info(unit)
+            status, reason = info.status.value, info.reason
         if code and status == "completed":  # a service that ended badly after it was ready
             status, reason = "failed", f"exit code {code} after it was ready"
         self._ended(unit, status, reason)
