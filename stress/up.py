@@ -238,6 +238,19 @@ async def read_history(path: Path) -> tuple[dict[str, float], dict[str, float], 
             after = page.events[-1].seq
 
 
+def exited_within(process: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Wait until ``process`` has exited (not reaped), at most ``timeout`` s: woken by its
+    pidfd the moment it exits. (``Popen.wait(timeout=...)`` polls, sleeping up to 50 ms
+    between looks: the exit would be seen up to 50 ms late.)"""
+    import select
+
+    pidfd = os.pidfd_open(process.pid)
+    try:
+        return bool(select.select([pidfd], [], [], timeout)[0])
+    finally:
+        os.close(pidfd)
+
+
 def run_round(
     units: int, edges: int, seed: int, sleep: float, timeout: float, wrap: list[str] | None = None,
     checkout: Path | None = None,
@@ -276,12 +289,11 @@ def run_round(
                                   cwd=workdir, env=up_env, stdin=subprocess.DEVNULL, stdout=out,
                                   stderr=subprocess.STDOUT)
             cpu = CpuWatch(up.pid)
-            try:
-                returncode = up.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
+            if not exited_within(up, timeout):
                 raise RuntimeError(f"up: not done within {timeout} s; server stderr: "
-                                   f"{''.join(server_tail)!r}") from None
+                                   f"{''.join(server_tail)!r}")
             wall = time.monotonic() - t0
+            returncode = up.wait()
             server_cpu = process_cpu(server.pid) - server_cpu
         result = Round(graph, depth, sleep, launched, wall, returncode)
         result.up_cpu_s, result.server_cpu_s = cpu.stop(), server_cpu
