@@ -167,31 +167,31 @@ def _launch_detached(
     watchdog.watch(process.pid)
     on_line = lines.line if lines else None
     pumps = [copy_output(out_r, sinks.stdout, on_line), copy_output(err_r, sinks.stderr, on_line)]
-    child = DetachedProcess(process, lambda: watchdog.forget(process.pid))
-    return Launched(child, pumps, lines, group=True)
+    return Launched(DetachedProcess(process, watchdog), pumps, lines, group=True)
 
 
 class DetachedProcess:
     """A command ``launch`` started for ``up``: what ``supervise`` uses of an
     :class:`asyncio.subprocess.Process` (``pid``, ``returncode``, ``wait()``,
-    ``send_signal()``), its exit seen on the loop through a pidfd. ``on_exit`` is called when
-    it has exited and before it is reaped (its pid cannot be reused until then)."""
+    ``send_signal()``), its exit seen on the loop through a pidfd. Once it has exited, the
+    ``watchdog`` strikes its group off, and only then is it reaped (its pid cannot be used
+    again until then)."""
 
-    def __init__(self, process: subprocess.Popen[bytes], on_exit: Callable[[], object]) -> None:
+    def __init__(self, process: subprocess.Popen[bytes], watchdog: Watchdog) -> None:
         loop = asyncio.get_running_loop()
         self.pid = process.pid
         self._process = process
         self._exited: asyncio.Future[int] = loop.create_future()
         self._pidfd = os.pidfd_open(process.pid)
-        loop.add_reader(self._pidfd, self._reap, loop, on_exit)
+        loop.add_reader(self._pidfd, self._ended, loop, watchdog)
 
-    def _reap(self, loop: asyncio.AbstractEventLoop, on_exit: Callable[[], object]) -> None:
+    def _ended(self, loop: asyncio.AbstractEventLoop, watchdog: Watchdog) -> None:
         loop.remove_reader(self._pidfd)
         os.close(self._pidfd)
-        try:
-            on_exit()
-        finally:
-            self._exited.set_result(self._process.wait())
+        watchdog.forget(self.pid, then=self._reap)
+
+    def _reap(self) -> None:
+        self._exited.set_result(self._process.wait())
 
     @property
     def returncode(self) -> int | None:
@@ -263,11 +263,18 @@ class Watchdog:
     close-on-exec). When this process dies — even by SIGKILL — the pipe ends and the watchdog
     sends SIGTERM to every group still listed: the command and its own children (``sh -c``'s
     ``sleep``), where the kernel's parent-death signal would reach the command only. A group
-    is removed when its leader has exited, before it is reaped, so that a pid used again is
-    never signalled. Not removed: a group whose leader exits while its children live on.
-    (A command started in the instant between its spawn and :meth:`watch` is not covered.)"""
+    is struck off when its leader has exited, and the leader reaped only once that is
+    written, so that a pid used again is never signalled. (Its children still running then
+    are not covered any more.)
+
+    The lines are written once per turn of the event loop, all that turn's together: a write
+    that wakes the watchdog costs the loop far more than the write itself (stress/README.md
+    "up"). So a command spawned in the same turn as this process is killed is not
+    covered either; a pid is never used again before its line is written."""
 
     def __init__(self) -> None:
+        self._lines: list[str] = []
+        self._then: list[Callable[[], object]] = []
         read_end, self._fd = os.pipe()
         try:
             self.pid = os.posix_spawn(
@@ -281,14 +288,27 @@ class Watchdog:
             os.close(read_end)
 
     def watch(self, pgid: int) -> None:
-        self._send(f"+ {pgid}\n")
+        """List ``pgid`` (written at the end of this turn of the running loop)."""
+        self._queue(f"+ {pgid}\n")
 
-    def forget(self, pgid: int) -> None:
-        self._send(f"- {pgid}\n")
+    def forget(self, pgid: int, *, then: Callable[[], object]) -> None:
+        """Strike ``pgid`` off; ``then()`` once that is written (reap the leader there)."""
+        self._queue(f"- {pgid}\n")
+        self._then.append(then)
 
-    def _send(self, line: str) -> None:
+    def _queue(self, line: str) -> None:
+        if not self._lines:
+            asyncio.get_running_loop().call_soon(self._write)
+        self._lines.append(line)
+
+    def _write(self) -> None:
+        data, self._lines = "".join(self._lines).encode(), []
+        then, self._then = self._then, []
         with contextlib.suppress(OSError):  # the watchdog is gone: nothing more to do
-            os.write(self._fd, line.encode())
+            while data:
+                data = data[os.write(self._fd, data):]
+        for call in then:
+            call()
 
 
 _watchdog: Watchdog | None = None
