@@ -12,12 +12,13 @@ end):
   ``["bash", "-c", "echo $EPOCHREALTIME > starts/NAME; sleep 0.1; echo $EPOCHREALTIME > ends/NAME"]``:
   ``$EPOCHREALTIME`` is a bash builtin (wall clock, µs), so the start stamp costs no fork (``sh
   -c 'date +%s.%N > ...'`` would fork and exec one more program first). It is written after
-  ``setpriv`` and bash have been exec'd and bash has started (0.8-0.9 ms after a spawn from
-  Python on this machine): the recorded "process start" is late by that much, so the delays
-  below are conservative (too long, never too short). ``sleep`` is forked rather than exec'd
+  bash has been exec'd and has started (until 2026-12-05 after ``setpriv`` too: 0.8-0.9 ms
+  after a spawn from Python on this machine then): the recorded "process start" is late by
+  that much, so the delays below are conservative (too long, never too short). ``sleep`` is forked rather than exec'd
   so that bash can stamp the end, which adds one fork per unit to its running time;
-* ``unitsync up`` is launched as a real subprocess (the console script next to this Python)
-  against the server, its output to a file, and timed from just before the spawn to its exit;
+* ``unitsync up`` is launched as a real subprocess (the console script next to this Python;
+  ``--compare``: ``python -m cli`` from each checkout) against the server, its output to a
+  file, and timed from just before the spawn to its exit (seen through a pidfd);
 * the coordinator's history (``coordinator.connect``, ``history()`` pages) gives each unit's
   ``started`` (the hold ``up`` takes) and ``completed`` events, wall-clock ``time``.
 
@@ -28,7 +29,7 @@ commands themselves took; ``wall_over_critical`` (the goal: <= 1.15). ``delay_*_
 every unit with dependencies, its start stamp minus the ``completed`` event of its
 last-completing dependency (p50, p99, max); split into ``hold_*`` (that completion to the
 unit's ``started`` event: the wake-up pushed to up and up's hold round trip) and ``launch_*``
-(``started`` event to the start stamp: fork/exec of setpriv and bash, asyncio). ``lag_*_ms``:
+(``started`` event to the start stamp: up's launch, the fork/exec of bash, bash's start). ``lag_*_ms``:
 a unit's end stamp to its ``completed`` event (up seeing the exit, its output pumps closing,
 the lease's ``complete``). ``startup_ms``: up's spawn to the first start stamp (the ratio
 includes it), of which ``apply_ms``: spawn to the coordinator's first event (interpreter,
@@ -533,9 +534,13 @@ def print_report(per_round: list[dict[str, Any]], summary: dict[str, Any]) -> No
 PROFILE_CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("imports", ("_find_and_load",)),
     ("launch: vfork+exec of the command (Popen._execute_child)", ("Popen._execute_child",)),
+    ("launch: asyncio's subprocess transport (before the pidfd launch)",
+     ("_make_subprocess_transport", "BaseSubprocessTransport")),
     ("launch: a waitpid thread per child (ThreadedChildWatcher.add_child_handler)",
      ("ThreadedChildWatcher.add_child_handler",)),
-    ("launch: the rest (transport, pipes, setpriv lookup)", ("launch",)),
+    ("launch: the watchdog's pipe (Watchdog)", ("Watchdog.",)),
+    ("launch: the rest (pipes, pidfd, readers; before: transport, setpriv lookup)",
+     ("launch",)),
     ("output pumps", ("pass_through",)),
     ("status lines (Display)", ("Display.",)),
     ("supervise (the lease's complete)", ("supervise", "_keep_the_hold")),
