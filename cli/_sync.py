@@ -188,35 +188,35 @@ async def _when_ready(
     async def attempt() -> T:
         nonlocal first_info, unmet, waited
         info: UnitInfo | None = None
+        refused: NotReady | None = None  # the first begin's NotReady (None: not tried)
         if look:
             info, first = await asyncio.gather(core.info(unit), try_begin(),
                                                return_exceptions=True)
             if isinstance(info, BaseException):
                 raise info
             first_info = first_info or info
-        elif park_first:
-            first = None
-        else:
-            try:
-                return await try_begin()
-            except NotReady as refused:
-                first = refused
-        if first is not None:
             if not isinstance(first, BaseException):
                 return first
             if not isinstance(first, NotReady):
                 raise first
-            unmet, waited = first.unmet, True
+            refused = first
+        elif not park_first:
+            try:
+                return await try_begin()
+            except NotReady as not_ready:
+                refused = not_ready
+        if refused is not None:
+            unmet, waited = refused.unmet, True
         parked = asyncio.ensure_future(core.ready(unit))
         try:
             # E-order: once this info (sent after it, on the same capability) is answered,
             # the ready call is parked, so "is waiting" is true when printed
             parked_info = await core.info(unit)
-            if first is None:  # parked first: what is unsatisfied now (none: ready at once)
+            if refused is None:  # parked first: what is unsatisfied now (none: ready at once)
                 unmet = [d.depends_on for d in parked_info.dependencies if not d.satisfied]
                 waited = bool(unmet)
             # blocked: `ready` answers DependencyFailed at once
-            if unmet and not (info or parked_info).blocked_by:
+            if (refused is not None or unmet) and not (info or parked_info).blocked_by:
                 waiting(unmet)
             await with_progress(parked, progress, still_waiting)
         finally:
