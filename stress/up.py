@@ -475,6 +475,32 @@ def summarize(rounds: list[Round], per_round: list[dict[str, Any]]) -> dict[str,
     return result
 
 
+#: What ``up`` imports before it can send its apply, for :func:`startup_floor`.
+UP_IMPORTS = "import cli._app, cli._up, cli._check, cli._sync, coordinator.rpc"
+
+
+def startup_floor(checkout: Path | None = None, runs: int = 11) -> dict[str, float]:
+    """Spawn to exit (seen through a pidfd), median of ``runs``, of ``python -c pass``
+    (``python_ms``: the interpreter alone, with this venv's site) and of a python that only
+    imports what ``up`` imports (``imports_ms``: :data:`UP_IMPORTS`) and ends with
+    ``os._exit`` as ``up`` does: what any ``up`` written on this stack pays before its first
+    call, whatever it then does."""
+    env = {**os.environ}
+    if checkout is not None:
+        env["PYTHONPATH"] = str(checkout)
+    figures: dict[str, float] = {}
+    for name, code in (("python_ms", "pass"), ("imports_ms", f"{UP_IMPORTS}; import os; os._exit(0)")):
+        times = []
+        for _ in range(runs):
+            t0 = time.monotonic()
+            process = subprocess.Popen([sys.executable, "-c", code], env=env)
+            exited_within(process, 60.0)
+            times.append(time.monotonic() - t0)
+            process.wait()
+        figures[name] = round(statistics.median(times) * 1e3, 1)
+    return figures
+
+
 def print_report(per_round: list[dict[str, Any]], summary: dict[str, Any]) -> None:
     print(f"{'round':>5} {'depth':>5} {'wall s':>7} {'crit s':>7} {'meas s':>7} {'/crit':>6}"
           f" {'/meas':>6} {'startup':>8} {'apply':>7} {'exit':>6} {'delay p50':>9} {'p99':>7}"
@@ -613,6 +639,10 @@ def main(argv: list[str]) -> int:
         per_round.append(figures(run))
     summary = summarize(runs, per_round)
     print_report(per_round, summary)
+    floor = startup_floor()
+    summary.update(floor)
+    print(f"startup floor (spawn to exit, median of 11): python -c pass {floor['python_ms']:.1f} ms;"
+          f" a python importing what up imports {floor['imports_ms']:.1f} ms")
     profile: dict[str, float] = {}
     if args.py_spy:
         spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
@@ -635,6 +665,7 @@ COMPARED = (
     "wall_over_critical", "span_over_critical", "startup_ms", "apply_ms", "first_hold_ms",
     "sources_spread_ms", "exit_ms", "delay_p50_ms", "delay_p99_ms", "delay_max_ms",
     "hold_p50_ms", "launch_p50_ms", "lag_p50_ms", "chain_delay_ms", "chain_run_ms", "up_cpu_s",
+    "python_ms", "imports_ms",
 )
 
 
@@ -663,6 +694,7 @@ def compare(args: argparse.Namespace, units: int, edges: int, rounds: int) -> in
     for name, checkout in checkouts.items():
         per_round = [figures(run) for run in runs[name]]
         summaries[name] = summarize(runs[name], per_round)
+        summaries[name].update(startup_floor(checkout))
         print(f"== {name}: {checkout}")
         print_report(per_round, summaries[name])
     print(f"medians of {rounds} rounds each | this | other")
