@@ -595,6 +595,85 @@ def profile_main_thread(path: Path) -> dict[str, float]:
     return {k: round(v, 1) for k, v in sorted(spent.items(), key=lambda kv: -kv[1])}
 
 
+def launch_bench(launches: int = 100, rounds: int = 5) -> None:
+    """``--launch-bench``: what one detached launch costs up's event loop, four ways, each
+    ``launches`` in a row of ``bash -c 'exit 0'`` (own session, stdin /dev/null, stdout and
+    stderr pipes), the loop's time per launch (until the next may begin), ``rounds`` times
+    interleaved: asyncio's ``create_subprocess_exec`` through ``setpriv --pdeathsig TERM`` (up
+    before 2026-12-05), the same without setpriv, a plain ``Popen`` with a pidfd reader (up
+    now), and that ``Popen`` in a worker thread (``run_in_executor``) awaited by the loop."""
+    import asyncio
+    import warnings
+
+    command = ["bash", "-c", "exit 0"]
+    setpriv = shutil.which("setpriv")
+
+    def popen() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, start_new_session=True)
+
+    async def via_asyncio(prefix: list[str]) -> float:
+        t0 = time.perf_counter()
+        children = []
+        for _ in range(launches):
+            children.append(await asyncio.create_subprocess_exec(
+                *prefix, *command, stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                start_new_session=True))
+        spent = time.perf_counter() - t0
+        for child in children:
+            await child.communicate()
+        return spent
+
+    async def via_popen(thread: bool) -> float:
+        loop = asyncio.get_running_loop()
+        t0 = time.perf_counter()
+        exits = []
+        for _ in range(launches):
+            process = await loop.run_in_executor(None, popen) if thread else popen()
+            pidfd = os.pidfd_open(process.pid)
+            exited = loop.create_future()
+
+            def reap(pidfd: int = pidfd, process: subprocess.Popen[bytes] = process,
+                     exited: asyncio.Future[int] = exited) -> None:
+                loop.remove_reader(pidfd)
+                os.close(pidfd)
+                exited.set_result(process.wait())
+
+            loop.add_reader(pidfd, reap)
+            exits.append((process, exited))
+        spent = time.perf_counter() - t0
+        for process, exited in exits:
+            await exited
+            assert process.stdout is not None and process.stderr is not None
+            process.stdout.close()
+            process.stderr.close()
+        return spent
+
+    async def bench() -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            watcher = asyncio.PidfdChildWatcher()
+            watcher.attach_loop(asyncio.get_running_loop())
+            asyncio.set_child_watcher(watcher)
+        ways = {"asyncio + setpriv": lambda: via_asyncio([setpriv] + ["--pdeathsig", "TERM", "--"]),
+                "asyncio": lambda: via_asyncio([]), "Popen + pidfd": lambda: via_popen(False),
+                "Popen in a thread": lambda: via_popen(True)}
+        if setpriv is None:
+            del ways["asyncio + setpriv"]
+        spent: dict[str, list[float]] = {way: [] for way in ways}
+        for _ in range(rounds):
+            for way, run in ways.items():
+                spent[way].append(await run() / launches * 1e3)
+        print(f"the loop's time per launch, ms ({launches} launches x {rounds} rounds, "
+              f"interleaved): median (min-max)")
+        for way, values in spent.items():
+            print(f"  {way:20} {statistics.median(values):6.3f} ({min(values):.3f}-"
+                  f"{max(values):.3f})")
+
+    asyncio.run(bench())
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m stress up")
     parser.add_argument("--units", type=int, help="units in the DAG (default 200; --quick 30)")
@@ -613,6 +692,9 @@ def main(argv: list[str]) -> int:
                              "alternating order; both as `python -m cli` on PYTHONPATH, against "
                              "this checkout's server; reports both and their medians side by "
                              "side")
+    parser.add_argument("--launch-bench", action="store_true",
+                        help="only measure what one launch costs up's loop, four ways "
+                             "(see launch_bench)")
     parser.add_argument("--quick", action="store_true",
                         help=f"{QUICK_UNITS} units, {QUICK_ROUNDS} round (smoke test)")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
@@ -623,6 +705,9 @@ def main(argv: list[str]) -> int:
     if units < 2 or edges < 1 or rounds < 1 or args.sleep <= 0:
         parser.error("need --units >= 2, --edges >= 1, --rounds >= 1, --sleep > 0")
 
+    if args.launch_bench:
+        launch_bench()
+        return 0
     if args.compare:
         return compare(args, units, edges, rounds)
     compile_checkout(Path(__file__).resolve().parents[1])
