@@ -196,13 +196,11 @@ class Up:
         before = 0
         if self.log_dir is not None:  # where the timeline starts
             before = (await self.core.history(newest=True, limit=1)).last
-        applying = asyncio.ensure_future(self.core.apply(graph))
-        # while the coordinator applies: what the first launch would otherwise wait for
         loop = asyncio.get_running_loop()
         _watch_children_with_pidfds(loop)
         if any(self.workspace.units[u].run is not None for u in self.selected):
-            start_watchdog()
-        await applying
+            start_watchdog()  # here, not in the first launch
+        await self.core.apply(graph)
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, self._signalled, signum)
         real_stderr = sys.stderr
