@@ -479,26 +479,28 @@ def summarize(rounds: list[Round], per_round: list[dict[str, Any]]) -> dict[str,
 UP_IMPORTS = "import cli._app, cli._up, cli._check, cli._sync, coordinator.rpc"
 
 
-def startup_floor(checkout: Path | None = None, runs: int = 11) -> dict[str, float]:
+def startup_floor(*checkouts: Path | None, runs: int = 11) -> list[dict[str, float]]:
     """Spawn to exit (seen through a pidfd), median of ``runs``, of ``python -c pass``
     (``python_ms``: the interpreter alone, with this venv's site) and of a python that only
     imports what ``up`` imports (``imports_ms``: :data:`UP_IMPORTS`) and ends with
     ``os._exit`` as ``up`` does: what any ``up`` written on this stack pays before its first
-    call, whatever it then does."""
-    env = {**os.environ}
-    if checkout is not None:
-        env["PYTHONPATH"] = str(checkout)
-    figures: dict[str, float] = {}
-    for name, code in (("python_ms", "pass"), ("imports_ms", f"{UP_IMPORTS}; import os; os._exit(0)")):
-        times = []
-        for _ in range(runs):
-            t0 = time.monotonic()
-            process = subprocess.Popen([sys.executable, "-c", code], env=env)
-            exited_within(process, 60.0)
-            times.append(time.monotonic() - t0)
-            process.wait()
-        figures[name] = round(statistics.median(times) * 1e3, 1)
-    return figures
+    call, whatever it then does. One dict per checkout (None: this one), measured
+    interleaved."""
+    programs = (("python_ms", "pass"), ("imports_ms", f"{UP_IMPORTS}; import os; os._exit(0)"))
+    times: list[dict[str, list[float]]] = [{name: [] for name, _ in programs} for _ in checkouts]
+    for _ in range(runs):
+        for checkout, spent in zip(checkouts, times):
+            env = {**os.environ}
+            if checkout is not None:
+                env["PYTHONPATH"] = str(checkout)
+            for name, code in programs:
+                t0 = time.monotonic()
+                process = subprocess.Popen([sys.executable, "-c", code], env=env)
+                exited_within(process, 60.0)
+                spent[name].append(time.monotonic() - t0)
+                process.wait()
+    return [{name: round(statistics.median(values) * 1e3, 1) for name, values in spent.items()}
+            for spent in times]
 
 
 def print_report(per_round: list[dict[str, Any]], summary: dict[str, Any]) -> None:
@@ -724,7 +726,7 @@ def main(argv: list[str]) -> int:
         per_round.append(figures(run))
     summary = summarize(runs, per_round)
     print_report(per_round, summary)
-    floor = startup_floor()
+    (floor,) = startup_floor(None)
     summary.update(floor)
     print(f"startup floor (spawn to exit, median of 11): python -c pass {floor['python_ms']:.1f} ms;"
           f" a python importing what up imports {floor['imports_ms']:.1f} ms")
@@ -776,10 +778,11 @@ def compare(args: argparse.Namespace, units: int, edges: int, rounds: int) -> in
                       f"its output ends: {run.output_tail!r}", file=sys.stderr)
             runs[name].append(run)
     summaries: dict[str, dict[str, Any]] = {}
+    floors = dict(zip(checkouts, startup_floor(*checkouts.values())))
     for name, checkout in checkouts.items():
         per_round = [figures(run) for run in runs[name]]
         summaries[name] = summarize(runs[name], per_round)
-        summaries[name].update(startup_floor(checkout))
+        summaries[name].update(floors[name])
         print(f"== {name}: {checkout}")
         print_report(per_round, summaries[name])
     print(f"medians of {rounds} rounds each | this | other")
