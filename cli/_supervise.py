@@ -188,9 +188,7 @@ class DetachedProcess:
     def _ended(self, loop: asyncio.AbstractEventLoop, watchdog: Watchdog) -> None:
         loop.remove_reader(self._pidfd)
         os.close(self._pidfd)
-        watchdog.forget(self.pid, then=self._reap)
-
-    def _reap(self) -> None:
+        watchdog.forget(self.pid)
         self._exited.set_result(self._process.wait())
 
     @property
@@ -241,74 +239,69 @@ def copy_output(
     return done
 
 
-#: What the watchdog runs (``sh``: a few hundred microseconds to start, no interpreter):
-#: ``+ PGID`` lines add a process group, ``- PGID`` lines remove one; at EOF — the process
-#: that holds the pipe's other end is gone, however it died — SIGTERM to each group left.
+#: What the watchdog runs (``sh``: a few hundred microseconds to start, no interpreter): it
+#: waits for the end of its stdin, a pipe nothing is written to — the process that holds the
+#: other end is gone, however it died —, then reads the list the process kept in the file on
+#: its fd 3 (reopened, to read it from the start): ``+ PGID`` adds a process group, ``- PGID``
+#: removes one (a last line without its newline, cut short, is not read), and sends SIGTERM
+#: to each group left.
 _WATCHDOG_SCRIPT = """\
+read -r _
 g=' '
 while read -r o p; do
   case $o in
     +) g="$g$p " ;;
     -) case $g in *" $p "*) g="${g%% $p *} ${g#* $p }" ;; esac ;;
   esac
-done
+done < /proc/self/fd/3
 for p in $g; do kill -s TERM -- "-$p" 2>/dev/null; done
 """
 
 
 class Watchdog:
     """One ``sh`` per process that launches detached commands, in a session of its own (a
-    Ctrl-C or a signal to our process group does not reach it), reading the commands'
-    process-group ids from a pipe only this process holds (not inherited: Python's fds are
-    close-on-exec). When this process dies — even by SIGKILL — the pipe ends and the watchdog
+    Ctrl-C or a signal to our process group does not reach it). It holds the read end of a
+    pipe whose write end only this process has (not inherited: Python's fds are
+    close-on-exec), and a memory file (``memfd``) in which this process lists the commands'
+    process groups. When this process dies — even by SIGKILL — the pipe ends and the watchdog
     sends SIGTERM to every group still listed: the command and its own children (``sh -c``'s
     ``sleep``), where the kernel's parent-death signal would reach the command only. A group
-    is struck off when its leader has exited, and the leader reaped only once that is
-    written, so that a pid used again is never signalled. (Its children still running then
-    are not covered any more.)
+    is listed as soon as its command is spawned, and struck off when its leader has exited,
+    before it is reaped, so that a pid used again is never signalled. (Its children still
+    running then are not covered any more.)
 
-    The lines are written once per turn of the event loop, all that turn's together: a write
-    that wakes the watchdog costs the loop far more than the write itself (stress/README.md
-    "up"). So a command spawned in the same turn as this process is killed is not
-    covered either; a pid is never used again before its line is written."""
+    The list is a file, not the pipe, so that writing to it never wakes the watchdog: each
+    write to a pipe it was blocked reading cost the event loop far more than the write
+    itself (stress/README.md "up")."""
 
     def __init__(self) -> None:
-        self._lines: list[str] = []
-        self._then: list[Callable[[], object]] = []
-        read_end, self._fd = os.pipe()
+        self._list = os.memfd_create("unitsync-watchdog")  # close-on-exec
+        read_end, self._alive = os.pipe()
         try:
             self.pid = os.posix_spawn(
                 "/bin/sh", ["sh", "-c", _WATCHDOG_SCRIPT], {},
                 file_actions=[(os.POSIX_SPAWN_DUP2, read_end, 0),
                               (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
-                              (os.POSIX_SPAWN_DUP2, 1, 2)],
+                              (os.POSIX_SPAWN_DUP2, 1, 2),
+                              (os.POSIX_SPAWN_DUP2, self._list, 3)],
                 setsid=True,
             )
         finally:
             os.close(read_end)
 
     def watch(self, pgid: int) -> None:
-        """List ``pgid`` (written at the end of this turn of the running loop)."""
-        self._queue(f"+ {pgid}\n")
+        """List ``pgid``."""
+        self._write(f"+ {pgid}\n")
 
-    def forget(self, pgid: int, *, then: Callable[[], object]) -> None:
-        """Strike ``pgid`` off; ``then()`` once that is written (reap the leader there)."""
-        self._queue(f"- {pgid}\n")
-        self._then.append(then)
+    def forget(self, pgid: int) -> None:
+        """Strike ``pgid`` off (before its leader is reaped)."""
+        self._write(f"- {pgid}\n")
 
-    def _queue(self, line: str) -> None:
-        if not self._lines:
-            asyncio.get_running_loop().call_soon(self._write)
-        self._lines.append(line)
-
-    def _write(self) -> None:
-        data, self._lines = "".join(self._lines).encode(), []
-        then, self._then = self._then, []
-        with contextlib.suppress(OSError):  # the watchdog is gone: nothing more to do
+    def _write(self, line: str) -> None:
+        data = line.encode()
+        with contextlib.suppress(OSError):  # out of memory for the file: nothing better to do
             while data:
-                data = data[os.write(self._fd, data):]
-        for call in then:
-            call()
+                data = data[os.write(self._list, data):]
 
 
 _watchdog: Watchdog | None = None
