@@ -417,9 +417,11 @@ class Up:
 
 
 def _watch_children_with_pidfds(loop: asyncio.AbstractEventLoop) -> None:
-    """Learn of the commands' exits from pidfds on the event loop. Python 3.11's default child
-    watcher starts a thread per child to wait for it (~0.45 ms of the loop's time per launch,
-    stress/README.md "up"); 3.12 uses pidfds by itself."""
+    """asyncio's own subprocesses in ``up`` — the command probes (``ready = { cmd = ... }``) —
+    learn of their exits from pidfds on the event loop: Python 3.11's default child watcher
+    starts a thread per child to wait for it (~0.45 ms of the loop's time per launch,
+    stress/README.md "up"); 3.12 uses pidfds by itself. (The units' commands are not asyncio
+    subprocesses: ``launch`` watches them through pidfds of its own.)"""
     if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
         return
     import warnings
