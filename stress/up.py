@@ -566,7 +566,7 @@ PROFILE_CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
      ("_make_subprocess_transport", "BaseSubprocessTransport")),
     ("launch: a waitpid thread per child (ThreadedChildWatcher.add_child_handler)",
      ("ThreadedChildWatcher.add_child_handler",)),
-    ("launch: the watchdog's pipe (Watchdog)", ("Watchdog.",)),
+    ("launch: the watchdog's list (Watchdog)", ("Watchdog.",)),
     ("launch: the rest (pipes, pidfd, readers; before: transport, setpriv lookup)",
      ("launch",)),
     ("output pumps", ("pass_through",)),
