@@ -7,6 +7,7 @@ place where errors become a diagnostic line and an exit code.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
@@ -86,7 +87,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     except BrokenPipeError:  # `unitsync timeline | head`: the reader has what it wanted
         result = 0
     _quiet_stdout()
-    sys.exit(result if isinstance(result, int) else 0)
+    code = result if isinstance(result, int) else 0
+    if argv is None and tokens[:1] == [_END_AT_ONCE]:
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
+#: The command whose process ends without the interpreter's teardown once its output is
+#: flushed: ``up`` has closed what it opened (logs, connection, its own coordinator) and
+#: reaped its commands by then, and freeing every module and object of the run only delays
+#: its exit code (stress/README.md "up"). Only as the console script (``argv`` None): a test
+#: calling ``main(args)`` keeps its process.
+_END_AT_ONCE = "up"
 
 
 def _quiet_stdout() -> None:
@@ -94,6 +107,4 @@ def _quiet_stdout() -> None:
     try:
         sys.stdout.flush()
     except BrokenPipeError:
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

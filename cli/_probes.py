@@ -12,9 +12,7 @@ import asyncio
 import contextlib
 import re
 import subprocess
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -22,6 +20,7 @@ from typing import BinaryIO
 __all__ = [
     "LINE_LIMIT",
     "CommandProbe",
+    "Copy",
     "HttpProbe",
     "LogProbe",
     "Probe",
@@ -104,6 +103,9 @@ class HttpProbe:
         return await asyncio.to_thread(self._get, timeout)
 
     def _get(self, timeout: float) -> bool:
+        import urllib.error  # here: urllib.request and what it imports (ssl, http, email)
+        import urllib.request  # cost ``up`` ~8 ms of its startup, for units that poll HTTP
+
         request = urllib.request.Request(self.url, headers={"User-Agent": "unitsync-probe"})
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
@@ -168,20 +170,36 @@ async def pass_through(
     until EOF; ``on_line(line)`` sees each complete line (without its newline; at most
     :data:`LINE_LIMIT` bytes of it) and the last, unterminated one at EOF. A sink that is
     gone (a closed pipe) stops the copying, not the reading: CMD must never block on it."""
-    partial = b""
-    writing = True
+    copy = Copy(sink, on_line)
     while chunk := await source.read(65536):
-        if writing:
+        copy.feed(chunk)
+    copy.end()
+
+
+class Copy:
+    """What :func:`pass_through` does with each chunk it reads, for any reader: write it to
+    ``sink`` (until the sink is gone), and hand complete lines to ``on_line``."""
+
+    def __init__(self, sink: BinaryIO, on_line: Callable[[bytes], object] | None) -> None:
+        self._sink, self._on_line = sink, on_line
+        self._partial = b""
+        self._writing = True
+
+    def feed(self, chunk: bytes) -> None:
+        if self._writing:
             try:
-                sink.write(chunk)
-                sink.flush()
+                self._sink.write(chunk)
+                self._sink.flush()
             except (BrokenPipeError, ValueError, OSError):
-                writing = False
-        if on_line is None:
-            continue
-        *lines, rest = (partial + chunk).split(b"\n")
+                self._writing = False
+        if self._on_line is None:
+            return
+        *lines, rest = (self._partial + chunk).split(b"\n")
         for line in lines:
-            on_line(line[:LINE_LIMIT])
-        partial = rest[:LINE_LIMIT]
-    if on_line is not None and partial:
-        on_line(partial)
+            self._on_line(line[:LINE_LIMIT])
+        self._partial = rest[:LINE_LIMIT]
+
+    def end(self) -> None:
+        """EOF: the last, unterminated line to ``on_line``."""
+        if self._on_line is not None and self._partial:
+            self._on_line(self._partial)

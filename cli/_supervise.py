@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
+import subprocess
 import sys
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -22,14 +22,14 @@ from coordinator import CoordinatorClosed, UnitsyncError
 
 from ._connect import across_restarts, say
 from ._options import format_duration
-from ._probes import LogProbe, Probe, pass_through, poll_until_ready
+from ._probes import Copy, LogProbe, Probe, pass_through, poll_until_ready
 
 if TYPE_CHECKING:
     from coordinator.rpc import AsyncioClient
 
 __all__ = [
-    "FORWARDED", "RECONNECT_SECONDS", "TIMED_OUT", "Launched", "Limits", "Sinks", "launch",
-    "outcome", "supervise",
+    "FORWARDED", "RECONNECT_SECONDS", "TIMED_OUT", "DetachedProcess", "Launched", "Limits",
+    "Sinks", "Watchdog", "copy_output", "launch", "outcome", "start_watchdog", "supervise",
 ]
 
 #: Signals passed on to CMD while it runs. CMD stays in our process group, so an interactive
@@ -78,10 +78,14 @@ class Launched:
     sinks), the tasks copying that output on and the lines they saw. ``group``: CMD leads a
     process group of its own, and signals go to the whole group."""
 
-    child: asyncio.subprocess.Process
+    child: asyncio.subprocess.Process | DetachedProcess
     pumps: list[asyncio.Future[None]] = field(default_factory=list)
     lines: _LogLines | None = None
     group: bool = False
+    #: What :func:`supervise` recorded on the lease when CMD ended: ("completed", "") or
+    #: ("failed", reason), answered by the coordinator. None: recorded otherwise (by name,
+    #: or completed when it became ready) or not at all.
+    recorded: tuple[str, str] | None = None
 
     def signal(self, signum: int) -> None:
         """Send ``signum`` to CMD (its group, if it has one); nothing if it is gone."""
@@ -103,13 +107,6 @@ class Sinks:
     stderr: BinaryIO
 
 
-#: How CMD is made to get SIGTERM if the process that started it dies (``up`` killed with
-#: SIGKILL): ``setpriv --pdeathsig`` execs it with the parent-death signal set, which costs
-#: about 1 ms; without setpriv, a ``preexec_fn`` does (5 ms and more in a big process:
-#: fork cannot use vfork then).
-_SETPRIV = shutil.which("setpriv")
-
-
 async def launch(
     command: tuple[str, ...], limits: Limits, *, sinks: Sinks | None = None,
     cwd: str | None = None, env: dict[str, str] | None = None,
@@ -118,20 +115,18 @@ async def launch(
     probe must read them: then they are pipes whose every byte is copied to ours as it comes,
     and whose lines go to the probes. With ``sinks`` (``up``): detached — stdin from
     /dev/null, output copied to the sinks, in a process group of its own (a Ctrl-C in the
-    terminal is ``up``'s to hand out), and sent SIGTERM if this process dies. OSError if CMD
-    cannot be run."""
+    terminal is ``up``'s to hand out), and that group sent SIGTERM if this process dies
+    (:func:`start_watchdog`). OSError if CMD cannot be run."""
     logs = [p for p in limits.probes if isinstance(p, LogProbe)]
     lines = _LogLines(logs) if logs else None
     if sinks is None and not logs:
         return Launched(await asyncio.create_subprocess_exec(*command, cwd=cwd, env=env))
+    if sinks is not None and hasattr(os, "pidfd_open"):
+        return _launch_detached(command, sinks, lines, cwd, env)
     options: dict[str, object] = {}
-    if sinks is not None:
-        options = {"stdin": asyncio.subprocess.DEVNULL, "start_new_session": True}
-        if _SETPRIV:
-            _check_runnable(command[0], cwd, env)  # setpriv would only exit 127 (126)
-            command = (_SETPRIV, "--pdeathsig", "TERM", "--", *command)
-        else:
-            options["preexec_fn"] = _die_with_parent
+    if sinks is not None:  # no pidfds (Linux < 5.3): the kernel's parent death signal
+        options = {"stdin": asyncio.subprocess.DEVNULL, "start_new_session": True,
+                   "preexec_fn": _die_with_parent}
     child = await asyncio.create_subprocess_exec(
         *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=cwd,
         env=env, **options,  # type: ignore[arg-type]
@@ -147,17 +142,178 @@ async def launch(
     return Launched(child, pumps, lines, group=sinks is not None)
 
 
-def _check_runnable(program: str, cwd: str | None, env: dict[str, str] | None) -> None:
-    """The OSError exec would raise for ``program``, raised here: not found, or not
-    executable."""
-    if "/" in program:
-        path: str | None = os.path.join(cwd or ".", program)
-    else:
-        path = shutil.which(program, path=(env if env is not None else os.environ).get("PATH"))
-    if path is None or not os.path.exists(path):
-        raise FileNotFoundError(2, "No such file or directory", program)
-    if os.path.isdir(path) or not os.access(path, os.X_OK):
-        raise PermissionError(13, "Permission denied", program)
+def _launch_detached(
+    command: tuple[str, ...], sinks: Sinks, lines: _LogLines | None, cwd: str | None,
+    env: dict[str, str] | None,
+) -> Launched:
+    """``launch`` for ``up``, without a coroutine step: a plain ``Popen`` (vfork + exec of CMD
+    itself), the watchdog told its group, its exit learnt from a pidfd and its output copied
+    by readers on the loop (no transport, no protocol, no waitpid thread)."""
+    watchdog = start_watchdog()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    try:
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w, cwd=cwd, env=env,
+            start_new_session=True,
+        )
+    except BaseException:
+        os.close(out_r)
+        os.close(err_r)
+        raise
+    finally:
+        os.close(out_w)
+        os.close(err_w)
+    watchdog.watch(process.pid)
+    on_line = lines.line if lines else None
+    pumps = [copy_output(out_r, sinks.stdout, on_line), copy_output(err_r, sinks.stderr, on_line)]
+    return Launched(DetachedProcess(process, watchdog), pumps, lines, group=True)
+
+
+class DetachedProcess:
+    """A command ``launch`` started for ``up``: what ``supervise`` uses of an
+    :class:`asyncio.subprocess.Process` (``pid``, ``returncode``, ``wait()``,
+    ``send_signal()``), its exit seen on the loop through a pidfd. Once it has exited, the
+    ``watchdog`` strikes its group off, and only then is it reaped (its pid cannot be used
+    again until then)."""
+
+    def __init__(self, process: subprocess.Popen[bytes], watchdog: Watchdog) -> None:
+        loop = asyncio.get_running_loop()
+        self.pid = process.pid
+        self._process = process
+        self._exited: asyncio.Future[int] = loop.create_future()
+        self._pidfd = os.pidfd_open(process.pid)
+        loop.add_reader(self._pidfd, self._ended, loop, watchdog)
+
+    def _ended(self, loop: asyncio.AbstractEventLoop, watchdog: Watchdog) -> None:
+        loop.remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        watchdog.forget(self.pid)
+        self._exited.set_result(self._process.wait())
+
+    @property
+    def returncode(self) -> int | None:
+        return self._exited.result() if self._exited.done() else None
+
+    async def wait(self) -> int:
+        """Its return code once it has exited (negative: killed by that signal)."""
+        return await asyncio.shield(self._exited)
+
+    def send_signal(self, signum: int) -> None:
+        """Send ``signum`` unless it has exited (then its pid may be another's)."""
+        if not self._exited.done():
+            os.kill(self.pid, signum)
+
+
+def copy_output(
+    fd: int, sink: BinaryIO, on_line: Callable[[bytes], object] | None
+) -> asyncio.Future[None]:
+    """Copy the pipe ``fd`` to ``sink`` as :func:`pass_through` does, from a reader on the
+    running loop (no stream, no task); closes ``fd`` at EOF. The future is done then."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+    copy = Copy(sink, on_line)
+    os.set_blocking(fd, False)
+
+    def readable() -> None:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        try:
+            if chunk:
+                copy.feed(chunk)
+                return
+            copy.end()
+        except Exception as exc:  # noqa: BLE001 - a bug: raised to whoever awaits the copy
+            if not done.done():
+                done.set_exception(exc)
+        loop.remove_reader(fd)
+        os.close(fd)
+        if not done.done():
+            done.set_result(None)
+
+    loop.add_reader(fd, readable)
+    return done
+
+
+#: What the watchdog runs (``sh``: a few hundred microseconds to start, no interpreter): it
+#: waits for the end of its stdin, a pipe nothing is written to — the process that holds the
+#: other end is gone, however it died —, then reads the list the process kept in the file on
+#: its fd 3 (reopened, to read it from the start): ``+ PGID`` adds a process group, ``- PGID``
+#: removes one (a last line without its newline, cut short, is not read), and sends SIGTERM
+#: to each group left.
+_WATCHDOG_SCRIPT = """\
+read -r _
+g=' '
+while read -r o p; do
+  case $o in
+    +) g="$g$p " ;;
+    -) case $g in *" $p "*) g="${g%% $p *} ${g#* $p }" ;; esac ;;
+  esac
+done < /proc/self/fd/3
+for p in $g; do kill -s TERM -- "-$p" 2>/dev/null; done
+"""
+
+
+class Watchdog:
+    """One ``sh`` per process that launches detached commands, in a session of its own (a
+    Ctrl-C or a signal to our process group does not reach it). It holds the read end of a
+    pipe whose write end only this process has (not inherited: Python's fds are
+    close-on-exec), and a memory file (``memfd``) in which this process lists the commands'
+    process groups. When this process dies — even by SIGKILL — the pipe ends and the watchdog
+    sends SIGTERM to every group still listed: the command and its own children (``sh -c``'s
+    ``sleep``), where the kernel's parent-death signal would reach the command only. A group
+    is listed as soon as its command is spawned, and struck off when its leader has exited,
+    before it is reaped, so that a pid used again is never signalled. (Its children still
+    running then are not covered any more.)
+
+    The list is a file, not the pipe, so that writing to it never wakes the watchdog: each
+    write to a pipe it was blocked reading cost the event loop far more than the write
+    itself (stress/README.md "up")."""
+
+    def __init__(self) -> None:
+        self._list = os.memfd_create("unitsync-watchdog")  # close-on-exec
+        read_end, self._alive = os.pipe()
+        try:
+            self.pid = os.posix_spawn(
+                "/bin/sh", ["sh", "-c", _WATCHDOG_SCRIPT], {},
+                file_actions=[(os.POSIX_SPAWN_DUP2, read_end, 0),
+                              (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                              (os.POSIX_SPAWN_DUP2, 1, 2),
+                              (os.POSIX_SPAWN_DUP2, self._list, 3)],
+                setsid=True,
+            )
+        finally:
+            os.close(read_end)
+
+    def watch(self, pgid: int) -> None:
+        """List ``pgid``."""
+        self._write(f"+ {pgid}\n")
+
+    def forget(self, pgid: int) -> None:
+        """Strike ``pgid`` off (before its leader is reaped)."""
+        self._write(f"- {pgid}\n")
+
+    def _write(self, line: str) -> None:
+        data = line.encode()
+        with contextlib.suppress(OSError):  # out of memory for the file: nothing better to do
+            while data:
+                data = data[os.write(self._list, data):]
+
+
+_watchdog: Watchdog | None = None
+
+
+def start_watchdog() -> Watchdog:
+    """This process's :class:`Watchdog`, started on the first call (``up`` calls it early,
+    while its apply is in flight, so that the first launch does not wait for it)."""
+    global _watchdog
+    if _watchdog is None:
+        _watchdog = Watchdog()
+    return _watchdog
 
 
 def _die_with_parent() -> None:
@@ -199,7 +355,7 @@ class _Run:
     hold_taken: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
-    def child(self) -> asyncio.subprocess.Process:
+    def child(self) -> asyncio.subprocess.Process | DetachedProcess:
         return self.launched.child
 
 
@@ -260,6 +416,7 @@ async def supervise(
                 await core.lease_fail(run.lease, reason)
             else:
                 await core.lease_complete(run.lease)
+            launched.recorded = ("failed", reason) if reason else ("completed", "")
             return code
         except CoordinatorClosed:
             pass

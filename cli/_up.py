@@ -4,8 +4,8 @@ Uses the coordinator on the socket, or runs one in this process (``_inprocess``)
 file (``apply``, one step); then, for every unit with a ``run``, does what ``unitsync run``
 does — wait until ready, hold the unit, launch the command (detached: its own process group,
 its output behind its name, SIGTERM if ``up`` dies), readiness probes and limits — with
-``run``'s own code (``start_when_ready``, ``launch``, ``supervise``), concurrently, on one
-connection. Units without ``run`` are waited for (another process reports them).
+``run``'s own code (``hold_when_ready``: ``start_when_ready`` in fewer calls; ``launch``,
+``supervise``), concurrently, on one connection, the units without dependencies first. Units without ``run`` are waited for (another process reports them).
 
 Stopping (SIGINT/SIGTERM, or ``--abort-on-failure`` after a failure): units not started yet
 are left as they are; running commands are stopped in reverse dependency order — those nothing
@@ -39,7 +39,8 @@ from coordinator import (
 from ._check import File, load_workspace
 from ._connect import ERROR, OK, USAGE, CommandError, say
 from ._options import Common, Duration, format_duration
-from ._supervise import Launched, Limits, launch, supervise
+from ._supervise import Launched, Limits, launch, start_watchdog, supervise
+from ._sync import hold_when_ready
 
 if TYPE_CHECKING:
     from coordinator.rpc import AsyncioClient
@@ -187,13 +188,19 @@ class Up:
         self._stopping: asyncio.Task[None] | None = None
         self._waiting: dict[str, asyncio.Task[None]] = {}
         self._signals = 0
+        self._dependencies: set[str] = set()  #: the units the file gives dependencies
 
     async def run(self) -> int:
         graph = {u: r for u, r in self.workspace.requirements() if u in self.selected}
-        before = (await self.core.history(newest=True, limit=1)).last
-        await self.core.apply(graph)
+        self._dependencies = {u for u, requirements in graph.items() if requirements}
+        before = 0
+        if self.log_dir is not None:  # where the timeline starts
+            before = (await self.core.history(newest=True, limit=1)).last
         loop = asyncio.get_running_loop()
         _watch_children_with_pidfds(loop)
+        if any(self.workspace.units[u].run is not None for u in self.selected):
+            start_watchdog()  # here, not in the first launch
+        await self.core.apply(graph)
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, self._signalled, signum)
         real_stderr = sys.stderr
@@ -201,7 +208,12 @@ class Up:
             sys.stderr = _Lines(self.display)  # type: ignore[assignment]
         ticker = asyncio.ensure_future(self._tick()) if self.display.tty else None
         try:
-            tasks = [asyncio.ensure_future(self._unit(u)) for u in self.selected]
+            # the units that can start at once first: their holds go out (and are answered)
+            # before the calls that park the others
+            first = [u for u in self.selected
+                     if u not in self._dependencies and self.workspace.units[u].run is not None]
+            rest = [u for u in self.selected if u not in first]
+            tasks = [asyncio.ensure_future(self._unit(u)) for u in (*first, *rest)]
             await asyncio.gather(*tasks)
             if self._stopping is not None:
                 await self._stopping
@@ -265,8 +277,6 @@ class Up:
         self._ended(unit, info.status.value, info.reason)
 
     async def _run(self, spec: UnitSpec) -> None:
-        from ._sync import start_when_ready
-
         unit, core = spec.name, self.core
         outcome = self.outcomes[unit]
         limits = Limits(
@@ -279,11 +289,11 @@ class Up:
                                announce=f"{unit} waiting for {', '.join(unmet)}")
 
         try:
-            lease, _, _ = await start_when_ready(
+            lease = await hold_when_ready(
                 core, unit, lambda: core.hold(unit), spec.timeout, waiting=waiting,
-                taken=lambda: core.hold(unit, resume=True),
+                taken=lambda: core.hold(unit, resume=True), dependencies=unit in self._dependencies,
             )
-        except DependencyFailed as failed:  # start_when_ready marked it skipped
+        except DependencyFailed as failed:  # hold_when_ready marked it skipped
             self._ended(unit, "skipped", failed.skip_reason)
             return
         except CommandError as error:  # its timeout
@@ -310,8 +320,11 @@ class Up:
         finally:
             self.running.pop(unit, None)
         outcome.ran = time.monotonic() - started
-        info = await core.info(unit)
-        status, reason = info.status.value, info.reason
+        if launched.recorded is not None:  # on the lease, answered: no need to ask
+            status, reason = launched.recorded
+        else:
+            info = await core.info(unit)
+            status, reason = info.status.value, info.reason
         if code and status == "completed":  # a service that ended badly after it was ready
             status, reason = "failed", f"exit code {code} after it was ready"
         self._ended(unit, status, reason)
@@ -323,7 +336,7 @@ class Up:
         if outcome.ran is not None:
             text += f" (ran {format_duration(round(outcome.ran, 1))})"
         if status == "skipped" and outcome.ran is None:
-            text = ""  # start_when_ready said so already, in run's words
+            text = ""  # hold_when_ready said so already, in run's words
         self.display.state(unit, status, reason, announce=text, took=outcome.ran)
         if status != "completed" and self.abort_on_failure and self._stopping is None:
             self.display.say(f"{unit} {status}: stopping everything (--abort-on-failure)")
@@ -404,9 +417,11 @@ class Up:
 
 
 def _watch_children_with_pidfds(loop: asyncio.AbstractEventLoop) -> None:
-    """Learn of the commands' exits from pidfds on the event loop. Python 3.11's default child
-    watcher starts a thread per child to wait for it (~0.45 ms of the loop's time per launch,
-    stress/README.md "up"); 3.12 uses pidfds by itself."""
+    """asyncio's own subprocesses in ``up`` — the command probes (``ready = { cmd = ... }``) —
+    learn of their exits from pidfds on the event loop: Python 3.11's default child watcher
+    starts a thread per child to wait for it (~0.45 ms of the loop's time per launch,
+    stress/README.md "up"); 3.12 uses pidfds by itself. (The units' commands are not asyncio
+    subprocesses: ``launch`` watches them through pidfds of its own.)"""
     if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
         return
     import warnings

@@ -12,12 +12,13 @@ end):
   ``["bash", "-c", "echo $EPOCHREALTIME > starts/NAME; sleep 0.1; echo $EPOCHREALTIME > ends/NAME"]``:
   ``$EPOCHREALTIME`` is a bash builtin (wall clock, µs), so the start stamp costs no fork (``sh
   -c 'date +%s.%N > ...'`` would fork and exec one more program first). It is written after
-  ``setpriv`` and bash have been exec'd and bash has started (0.8-0.9 ms after a spawn from
-  Python on this machine): the recorded "process start" is late by that much, so the delays
-  below are conservative (too long, never too short). ``sleep`` is forked rather than exec'd
+  bash has been exec'd and has started (until 2026-12-05 after ``setpriv`` too: 0.8-0.9 ms
+  after a spawn from Python on this machine then): the recorded "process start" is late by
+  that much, so the delays below are conservative (too long, never too short). ``sleep`` is forked rather than exec'd
   so that bash can stamp the end, which adds one fork per unit to its running time;
-* ``unitsync up`` is launched as a real subprocess (the console script next to this Python)
-  against the server, its output to a file, and timed from just before the spawn to its exit;
+* ``unitsync up`` is launched as a real subprocess (the console script next to this Python;
+  ``--compare``: ``python -m cli`` from each checkout) against the server, its output to a
+  file, and timed from just before the spawn to its exit (seen through a pidfd);
 * the coordinator's history (``coordinator.connect``, ``history()`` pages) gives each unit's
   ``started`` (the hold ``up`` takes) and ``completed`` events, wall-clock ``time``.
 
@@ -28,7 +29,7 @@ commands themselves took; ``wall_over_critical`` (the goal: <= 1.15). ``delay_*_
 every unit with dependencies, its start stamp minus the ``completed`` event of its
 last-completing dependency (p50, p99, max); split into ``hold_*`` (that completion to the
 unit's ``started`` event: the wake-up pushed to up and up's hold round trip) and ``launch_*``
-(``started`` event to the start stamp: fork/exec of setpriv and bash, asyncio). ``lag_*_ms``:
+(``started`` event to the start stamp: up's launch, the fork/exec of bash, bash's start). ``lag_*_ms``:
 a unit's end stamp to its ``completed`` event (up seeing the exit, its output pumps closing,
 the lease's ``complete``). ``startup_ms``: up's spawn to the first start stamp (the ratio
 includes it), of which ``apply_ms``: spawn to the coordinator's first event (interpreter,
@@ -143,6 +144,17 @@ def write_workspace(directory: Path, graph: Graph, sleep: float) -> Path:
     return path
 
 
+def compile_checkout(root: Path) -> None:
+    """Byte-compile ``root``'s ``cli``, ``coordinator`` and ``stress`` packages (quietly; what
+    is current is left alone), as a wheel install does: with ``PYTHONDONTWRITEBYTECODE`` set
+    (as on the machine these figures come from) an editable checkout would otherwise be
+    compiled anew by every ``up`` (30-40 ms of its startup)."""
+    import compileall
+
+    for package in ("cli", "coordinator", "stress"):
+        compileall.compile_dir(root / package, quiet=2)
+
+
 def unitsync_command() -> list[str]:
     """The console script installed next to this interpreter (what a user runs), else
     ``python -m cli``."""
@@ -227,11 +239,27 @@ async def read_history(path: Path) -> tuple[dict[str, float], dict[str, float], 
             after = page.events[-1].seq
 
 
+def exited_within(process: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Wait until ``process`` has exited (not reaped), at most ``timeout`` s: woken by its
+    pidfd the moment it exits. (``Popen.wait(timeout=...)`` polls, sleeping up to 50 ms
+    between looks: the exit would be seen up to 50 ms late.)"""
+    import select
+
+    pidfd = os.pidfd_open(process.pid)
+    try:
+        return bool(select.select([pidfd], [], [], timeout)[0])
+    finally:
+        os.close(pidfd)
+
+
 def run_round(
     units: int, edges: int, seed: int, sleep: float, timeout: float, wrap: list[str] | None = None,
+    checkout: Path | None = None,
 ) -> Round:
     """One DAG run by ``unitsync up`` on a fresh server; server and up stopped whatever
-    happens. ``wrap``: a command that runs up (py-spy)."""
+    happens. ``wrap``: a command that runs up (py-spy). ``checkout``: up is ``python -m cli``
+    with that directory first on ``PYTHONPATH`` (its ``cli`` and ``coordinator``; the server is
+    this checkout's)."""
     import trio
 
     from .rpc import start
@@ -254,16 +282,19 @@ def run_round(
             server_cpu = process_cpu(server.pid)
             launched = time.time()
             t0 = time.monotonic()
-            up = subprocess.Popen([*(wrap or []), *unitsync, "up", "-f", str(toml), "--socket", str(path)],
-                                  cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=out,
+            up_command, up_env = unitsync, env
+            if checkout is not None:
+                up_command = [sys.executable, "-m", "cli"]
+                up_env = {**env, "PYTHONPATH": str(checkout)}
+            up = subprocess.Popen([*(wrap or []), *up_command, "up", "-f", str(toml), "--socket", str(path)],
+                                  cwd=workdir, env=up_env, stdin=subprocess.DEVNULL, stdout=out,
                                   stderr=subprocess.STDOUT)
             cpu = CpuWatch(up.pid)
-            try:
-                returncode = up.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
+            if not exited_within(up, timeout):
                 raise RuntimeError(f"up: not done within {timeout} s; server stderr: "
-                                   f"{''.join(server_tail)!r}") from None
+                                   f"{''.join(server_tail)!r}")
             wall = time.monotonic() - t0
+            returncode = up.wait()
             server_cpu = process_cpu(server.pid) - server_cpu
         result = Round(graph, depth, sleep, launched, wall, returncode)
         result.up_cpu_s, result.server_cpu_s = cpu.stop(), server_cpu
@@ -444,6 +475,34 @@ def summarize(rounds: list[Round], per_round: list[dict[str, Any]]) -> dict[str,
     return result
 
 
+#: What ``up`` imports before it can send its apply, for :func:`startup_floor`.
+UP_IMPORTS = "import cli._app, cli._up, cli._check, cli._sync, coordinator.rpc"
+
+
+def startup_floor(*checkouts: Path | None, runs: int = 11) -> list[dict[str, float]]:
+    """Spawn to exit (seen through a pidfd), median of ``runs``, of ``python -c pass``
+    (``python_ms``: the interpreter alone, with this venv's site) and of a python that only
+    imports what ``up`` imports (``imports_ms``: :data:`UP_IMPORTS`) and ends with
+    ``os._exit`` as ``up`` does: what any ``up`` written on this stack pays before its first
+    call, whatever it then does. One dict per checkout (None: this one), measured
+    interleaved."""
+    programs = (("python_ms", "pass"), ("imports_ms", f"{UP_IMPORTS}; import os; os._exit(0)"))
+    times: list[dict[str, list[float]]] = [{name: [] for name, _ in programs} for _ in checkouts]
+    for _ in range(runs):
+        for checkout, spent in zip(checkouts, times):
+            env = {**os.environ}
+            if checkout is not None:
+                env["PYTHONPATH"] = str(checkout)
+            for name, code in programs:
+                t0 = time.monotonic()
+                process = subprocess.Popen([sys.executable, "-c", code], env=env)
+                exited_within(process, 60.0)
+                spent[name].append(time.monotonic() - t0)
+                process.wait()
+    return [{name: round(statistics.median(values) * 1e3, 1) for name, values in spent.items()}
+            for spent in times]
+
+
 def print_report(per_round: list[dict[str, Any]], summary: dict[str, Any]) -> None:
     print(f"{'round':>5} {'depth':>5} {'wall s':>7} {'crit s':>7} {'meas s':>7} {'/crit':>6}"
           f" {'/meas':>6} {'startup':>8} {'apply':>7} {'exit':>6} {'delay p50':>9} {'p99':>7}"
@@ -503,9 +562,13 @@ def print_report(per_round: list[dict[str, Any]], summary: dict[str, Any]) -> No
 PROFILE_CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("imports", ("_find_and_load",)),
     ("launch: vfork+exec of the command (Popen._execute_child)", ("Popen._execute_child",)),
+    ("launch: asyncio's subprocess transport (before the pidfd launch)",
+     ("_make_subprocess_transport", "BaseSubprocessTransport")),
     ("launch: a waitpid thread per child (ThreadedChildWatcher.add_child_handler)",
      ("ThreadedChildWatcher.add_child_handler",)),
-    ("launch: the rest (transport, pipes, setpriv lookup)", ("launch",)),
+    ("launch: the watchdog's list (Watchdog)", ("Watchdog.",)),
+    ("launch: the rest (pipes, pidfd, readers; before: transport, setpriv lookup)",
+     ("launch",)),
     ("output pumps", ("pass_through",)),
     ("status lines (Display)", ("Display.",)),
     ("supervise (the lease's complete)", ("supervise", "_keep_the_hold")),
@@ -534,6 +597,85 @@ def profile_main_thread(path: Path) -> dict[str, float]:
     return {k: round(v, 1) for k, v in sorted(spent.items(), key=lambda kv: -kv[1])}
 
 
+def launch_bench(launches: int = 100, rounds: int = 5) -> None:
+    """``--launch-bench``: what one detached launch costs up's event loop, four ways, each
+    ``launches`` in a row of ``bash -c 'exit 0'`` (own session, stdin /dev/null, stdout and
+    stderr pipes), the loop's time per launch (until the next may begin), ``rounds`` times
+    interleaved: asyncio's ``create_subprocess_exec`` through ``setpriv --pdeathsig TERM`` (up
+    before 2026-12-05), the same without setpriv, a plain ``Popen`` with a pidfd reader (up
+    now), and that ``Popen`` in a worker thread (``run_in_executor``) awaited by the loop."""
+    import asyncio
+    import warnings
+
+    command = ["bash", "-c", "exit 0"]
+    setpriv = shutil.which("setpriv")
+
+    def popen() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, start_new_session=True)
+
+    async def via_asyncio(prefix: list[str]) -> float:
+        t0 = time.perf_counter()
+        children = []
+        for _ in range(launches):
+            children.append(await asyncio.create_subprocess_exec(
+                *prefix, *command, stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                start_new_session=True))
+        spent = time.perf_counter() - t0
+        for child in children:
+            await child.communicate()
+        return spent
+
+    async def via_popen(thread: bool) -> float:
+        loop = asyncio.get_running_loop()
+        t0 = time.perf_counter()
+        exits = []
+        for _ in range(launches):
+            process = await loop.run_in_executor(None, popen) if thread else popen()
+            pidfd = os.pidfd_open(process.pid)
+            exited = loop.create_future()
+
+            def reap(pidfd: int = pidfd, process: subprocess.Popen[bytes] = process,
+                     exited: asyncio.Future[int] = exited) -> None:
+                loop.remove_reader(pidfd)
+                os.close(pidfd)
+                exited.set_result(process.wait())
+
+            loop.add_reader(pidfd, reap)
+            exits.append((process, exited))
+        spent = time.perf_counter() - t0
+        for process, exited in exits:
+            await exited
+            assert process.stdout is not None and process.stderr is not None
+            process.stdout.close()
+            process.stderr.close()
+        return spent
+
+    async def bench() -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            watcher = asyncio.PidfdChildWatcher()
+            watcher.attach_loop(asyncio.get_running_loop())
+            asyncio.set_child_watcher(watcher)
+        ways = {"asyncio + setpriv": lambda: via_asyncio([setpriv] + ["--pdeathsig", "TERM", "--"]),
+                "asyncio": lambda: via_asyncio([]), "Popen + pidfd": lambda: via_popen(False),
+                "Popen in a thread": lambda: via_popen(True)}
+        if setpriv is None:
+            del ways["asyncio + setpriv"]
+        spent: dict[str, list[float]] = {way: [] for way in ways}
+        for _ in range(rounds):
+            for way, run in ways.items():
+                spent[way].append(await run() / launches * 1e3)
+        print(f"the loop's time per launch, ms ({launches} launches x {rounds} rounds, "
+              f"interleaved): median (min-max)")
+        for way, values in spent.items():
+            print(f"  {way:20} {statistics.median(values):6.3f} ({min(values):.3f}-"
+                  f"{max(values):.3f})")
+
+    asyncio.run(bench())
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m stress up")
     parser.add_argument("--units", type=int, help="units in the DAG (default 200; --quick 30)")
@@ -546,6 +688,15 @@ def main(argv: list[str]) -> int:
                         help="after the measured rounds, one more (seed S, not in the figures) "
                              "with up under `py-spy record --idle --nonblocking -r 1000 -f "
                              "speedscope -o FILE`; prints where up's main thread spent it")
+    parser.add_argument("--compare", type=Path, nargs="+", metavar="DIR",
+                        help="run each round twice, with this checkout's up (or the first of "
+                             "two DIRs') and with DIR's (a git worktree of another commit), in "
+                             "alternating order; both as `python -m cli` on PYTHONPATH, against "
+                             "this checkout's server; reports both and their medians side by "
+                             "side")
+    parser.add_argument("--launch-bench", action="store_true",
+                        help="only measure what one launch costs up's loop, four ways "
+                             "(see launch_bench)")
     parser.add_argument("--quick", action="store_true",
                         help=f"{QUICK_UNITS} units, {QUICK_ROUNDS} round (smoke test)")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
@@ -556,6 +707,12 @@ def main(argv: list[str]) -> int:
     if units < 2 or edges < 1 or rounds < 1 or args.sleep <= 0:
         parser.error("need --units >= 2, --edges >= 1, --rounds >= 1, --sleep > 0")
 
+    if args.launch_bench:
+        launch_bench()
+        return 0
+    if args.compare:
+        return compare(args, units, edges, rounds)
+    compile_checkout(Path(__file__).resolve().parents[1])
     runs: list[Round] = []
     per_round: list[dict[str, Any]] = []
     for r in range(rounds):
@@ -569,6 +726,10 @@ def main(argv: list[str]) -> int:
         per_round.append(figures(run))
     summary = summarize(runs, per_round)
     print_report(per_round, summary)
+    (floor,) = startup_floor(None)
+    summary.update(floor)
+    print(f"startup floor (spawn to exit, median of 11): python -c pass {floor['python_ms']:.1f} ms;"
+          f" a python importing what up imports {floor['imports_ms']:.1f} ms")
     profile: dict[str, float] = {}
     if args.py_spy:
         spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
@@ -584,3 +745,53 @@ def main(argv: list[str]) -> int:
         print(json.dumps({**summary, "sleep": args.sleep, "seed": args.seed,
                           "profile_main_thread_ms": profile, "per_round": per_round}))
     return 0 if summary["all_completed"] else 1
+
+
+#: The figures :func:`compare` puts side by side (medians over rounds).
+COMPARED = (
+    "wall_over_critical", "span_over_critical", "startup_ms", "apply_ms", "first_hold_ms",
+    "sources_spread_ms", "exit_ms", "delay_p50_ms", "delay_p99_ms", "delay_max_ms",
+    "hold_p50_ms", "launch_p50_ms", "lag_p50_ms", "chain_delay_ms", "chain_run_ms", "up_cpu_s",
+    "python_ms", "imports_ms",
+)
+
+
+def compare(args: argparse.Namespace, units: int, edges: int, rounds: int) -> int:
+    """``--compare DIR``: every seed run by both checkouts, interleaved (the order alternates
+    by round, so that neither always runs on the machine the other just warmed or loaded)."""
+    if len(args.compare) > 2:
+        raise SystemExit("--compare takes one or two checkouts")
+    this = args.compare[0] if len(args.compare) == 2 else Path(__file__).resolve().parents[1]
+    checkouts = {"this": this.resolve(), "other": args.compare[-1].resolve()}
+    for checkout in {Path(__file__).resolve().parents[1], *checkouts.values()}:
+        compile_checkout(checkout)
+    runs: dict[str, list[Round]] = {name: [] for name in checkouts}
+    for r in range(rounds):
+        order = list(checkouts) if r % 2 == 0 else list(checkouts)[::-1]
+        for name in order:
+            run = run_round(units, edges, args.seed + r, args.sleep, args.timeout,
+                            checkout=checkouts[name])
+            print(f"round {r} ({name}: {checkouts[name]}): seed {args.seed + r}, depth {run.depth},"
+                  f" wall {run.wall_s:.3f} s", flush=True)
+            if run.returncode != 0 or len(run.completed) != units:
+                print(f"up: exit {run.returncode}, {len(run.completed)} of {units} completed; "
+                      f"its output ends: {run.output_tail!r}", file=sys.stderr)
+            runs[name].append(run)
+    summaries: dict[str, dict[str, Any]] = {}
+    floors = dict(zip(checkouts, startup_floor(*checkouts.values())))
+    for name, checkout in checkouts.items():
+        per_round = [figures(run) for run in runs[name]]
+        summaries[name] = summarize(runs[name], per_round)
+        summaries[name].update(floors[name])
+        print(f"== {name}: {checkout}")
+        print_report(per_round, summaries[name])
+    print(f"medians of {rounds} rounds each | this | other")
+    for key in COMPARED:
+        print(f"  {key:20} {summaries['this'].get(key, float('nan')):9.3f}"
+              f" {summaries['other'].get(key, float('nan')):9.3f}")
+    for key in ("wall_over_critical_range", "delay_p99_ms_range"):
+        print(f"  {key:20} {summaries['this'][key]} {summaries['other'][key]}")
+    if args.json:
+        print(json.dumps({name: {**summary, "checkout": str(checkouts[name])}
+                          for name, summary in summaries.items()}))
+    return 0 if all(s["all_completed"] for s in summaries.values()) else 1

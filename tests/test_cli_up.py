@@ -120,6 +120,41 @@ async def test_up_of_some_units_runs_what_they_need_and_uses_the_running_coordin
     assert "other" not in out
 
 
+async def test_a_unit_the_file_starts_at_once_still_waits_for_an_edge_declared_outside(
+    served: Served, tmp_path: Path
+) -> None:
+    """up holds a unit without ``after`` at once, without asking first; refused (NotReady: a
+    script declared a dependency on the coordinator), it waits for it and says so."""
+    workspace(tmp_path, """\
+        [units.upb-solo]
+        run = "echo solo"
+        [units.upb-waits]
+        run = "echo waits"
+        after = ["upb-solo"]
+    """)
+    with trio.fail_after(WAIT * 2):
+        async with served.client() as client:
+            await client.unit("upb-solo").want("upb-outside")
+            process = await trio.lowlevel.open_process(
+                [*UNITSYNC, "up"], cwd=tmp_path, env=served.env, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            try:
+                await until_line(process.stderr, "upb-solo waiting for upb-outside")
+                assert (await client.unit("upb-solo").info()).status is Status.PENDING
+                await client.unit("upb-outside").start()
+                await client.unit("upb-outside").complete()
+                out = await read_all(process.stdout)
+                assert await process.wait() == OK
+            finally:
+                await reap(process)
+    rows = table(out[out.index("UNIT"):])
+    assert [row[:2] for row in rows] == [
+        ["UNIT", "OUTCOME"], ["upb-solo", "completed"], ["upb-waits", "completed"],
+    ]
+    assert out.index("| solo\n") < out.index("| waits\n")
+
+
 async def test_up_refuses_a_bad_file_and_unknown_units_before_running_anything(
     served: Served, tmp_path: Path
 ) -> None:
@@ -169,10 +204,12 @@ async def test_sigint_stops_dependents_first_and_kill_9_leaves_no_command(
         output = [line for line in out.splitlines() if " | " in line]
         assert output.index("app | stopping app") < output.index("db  | stopping db")
 
-        # kill -9: the commands get SIGTERM from the kernel (parent death), not left running
+        # kill -9: the commands, and their own children, get SIGTERM from up's watchdog (the
+        # end of its pipe), not left running
         pids = tmp_path / "pids"
-        workspace(tmp_path, SERVICES.replace("echo db up", f"echo $$ >> {pids}; echo db up")
-                  .replace("echo app up", f"echo $$ >> {pids}; echo app up"))
+        record = f"sleep 600 & echo $! >> {pids}; echo $$ >> {pids}"  # a child of the command
+        workspace(tmp_path, SERVICES.replace("echo db up", f"{record}; echo db up")
+                  .replace("echo app up", f"{record}; echo app up"))
         process = await trio.lowlevel.open_process(
             [*UNITSYNC, "up"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -184,7 +221,7 @@ async def test_sigint_stops_dependents_first_and_kill_9_leaves_no_command(
         finally:
             await reap(process)
         children = [int(pid) for pid in pids.read_text().split()]
-        assert len(children) == 2
+        assert len(children) == 4  # two commands, a `sleep 600` each
         for pid in children:  # another process's end: nothing to wait on but its pid
             while _alive(pid):
                 await trio.sleep(0.01)
