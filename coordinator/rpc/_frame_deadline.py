@@ -24,6 +24,10 @@ Frames pycapnp refuses anyway (512 segments or more, sizes over the traversal li
 by pycapnp first; past 512 segments the framing is no longer followed and the deadline keeps
 running.
 
+The same protocol pauses reads lazily (:class:`_LazyPause`): pycapnp's own pauses and resumes
+the socket's reader around every read, two ``epoll_ctl`` and asyncio's selector bookkeeping per
+message on the KJ thread (stress/README.md, "Fan-out CPU").
+
 This relies on pycapnp 2.2's protocol class and ``AsyncIoStream._post_init`` (what its own
 ``create_unix_connection`` does), hence ``pycapnp<2.3`` in pyproject.toml; tests/test_stall.py
 exercises both.
@@ -54,19 +58,65 @@ _MAX_SEGMENTS = 512
 _ONE_SEGMENT = struct.Struct("<II")  # segment count - 1, size of the first segment in words
 _WORD32 = struct.Struct("<I")
 
+_base_connection_made = _PyAsyncIoStreamProtocol.connection_made
 _base_get_buffer = _PyAsyncIoStreamProtocol.get_buffer
 _base_buffer_updated = _PyAsyncIoStreamProtocol.buffer_updated
 _base_connection_lost = _PyAsyncIoStreamProtocol.connection_lost
 
 
+class _LazyPause:
+    """The transport as pycapnp's protocol sees it, with a lazy ``pause_reading``.
+
+    pycapnp pauses the transport after every read KJ asked for and resumes it for the next —
+    and KJ's RPC asks for the next at once, so a connection is paused and resumed once or twice
+    per message, each an ``epoll_ctl`` and asyncio's selector bookkeeping. Here a pause only
+    notes that KJ wants no data; the socket stays registered. Should data arrive meanwhile,
+    :meth:`unwanted` pauses for real, and pycapnp keeps that chunk in its overflow buffer for
+    the next read (its own path for transports that deliver data while paused): at most one
+    chunk is read ahead, as before. KJ thread only."""
+
+    __slots__ = ("_transport", "_wanted", "_paused", "write", "is_closing", "close", "abort",
+                 "can_write_eof", "write_eof", "get_extra_info")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._wanted = False  # KJ has a read pending
+        self._paused = False  # paused for real
+        self.write = transport.write
+        self.is_closing = transport.is_closing
+        self.close = transport.close
+        self.abort = transport.abort
+        self.can_write_eof = transport.can_write_eof
+        self.write_eof = transport.write_eof
+        self.get_extra_info = transport.get_extra_info
+
+    def pause_reading(self) -> None:
+        self._wanted = False
+
+    def resume_reading(self) -> None:
+        self._wanted = True
+        if self._paused:
+            self._paused = False
+            self._transport.resume_reading()
+
+    def unwanted(self) -> None:
+        """Data is arriving while KJ wants none: stop reading until it does."""
+        if not self._wanted and not self._paused:
+            self._paused = True
+            self._transport.pause_reading()
+
+
 class FrameDeadline(_PyAsyncIoStreamProtocol):  # type: ignore[misc]
     """pycapnp's stream protocol, closing the connection when a frame stays incomplete for
-    ``timeout`` seconds (see the module docstring). KJ thread only."""
+    ``timeout`` seconds (see the module docstring), and pausing reads lazily
+    (:class:`_LazyPause`). KJ thread only."""
 
-    __slots__ = ("_view", "_left", "_head", "_since", "_timer", "_timeout", "_loop", "_lost")
+    __slots__ = ("_view", "_left", "_head", "_since", "_timer", "_timeout", "_loop", "_lost",
+                 "_gate")
 
     def __init__(self, timeout: float) -> None:
         super().__init__()
+        self._gate: _LazyPause | None = None
         self._timeout = timeout
         self._loop = asyncio.get_running_loop()
         self._view: Any = None  # the buffer the transport is reading into
@@ -76,7 +126,14 @@ class FrameDeadline(_PyAsyncIoStreamProtocol):  # type: ignore[misc]
         self._timer: asyncio.TimerHandle | None = None
         self._lost = False  # the framing could not be followed (an absurd segment count)
 
+    def connection_made(self, transport: Any) -> None:
+        self._gate = _LazyPause(transport)
+        _base_connection_made(self, self._gate)
+
     def get_buffer(self, size_hint: int) -> Any:
+        gate = self._gate
+        if gate is not None:
+            gate.unwanted()  # does nothing while KJ has a read pending
         view = self._view = _base_get_buffer(self, size_hint)
         return view
 
