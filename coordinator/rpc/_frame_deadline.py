@@ -12,7 +12,7 @@ subclasses it and, before handing each chunk on, follows the stream framing — 
 1)`` as uint32 LE, the segment sizes in words as uint32 LE, padding to 8 bytes, then the segments
 — over the bytes it has just been given: no copy, no extra buffer, no task, on the KJ thread, in
 the transport's read callback. What that costs per call is in stress/README.md ("Measured
-history"); ``frame_timeout=0`` leaves pycapnp's protocol as it was.
+history"); ``frame_timeout=0`` leaves pycapnp's protocol as it was but for the lazy pause.
 
 When a chunk ends inside a frame, the frame's start time is noted and one ``call_later`` timer
 is armed (if none is). When it fires it looks at the frame incomplete *now*: none (the
@@ -24,9 +24,9 @@ Frames pycapnp refuses anyway (512 segments or more, sizes over the traversal li
 by pycapnp first; past 512 segments the framing is no longer followed and the deadline keeps
 running.
 
-The same protocol pauses reads lazily (:class:`_LazyPause`): pycapnp's own pauses and resumes
-the socket's reader around every read, two ``epoll_ctl`` and asyncio's selector bookkeeping per
-message on the KJ thread (stress/README.md, "Fan-out CPU").
+The same protocol pauses reads lazily (:class:`LazyPause`, also without a deadline): pycapnp's
+own pauses and resumes the socket's reader around every read, two ``epoll_ctl`` and asyncio's
+selector bookkeeping per message on the KJ thread (stress/README.md, "Fan-out CPU").
 
 This relies on pycapnp 2.2's protocol class and ``AsyncIoStream._post_init`` (what its own
 ``create_unix_connection`` does), hence ``pycapnp<2.3`` in pyproject.toml; tests/test_stall.py
@@ -44,7 +44,7 @@ from typing import Any
 import capnp
 from capnp.lib.capnp import _PyAsyncIoStreamProtocol
 
-__all__ = ["DEFAULT_FRAME_TIMEOUT", "FrameDeadline", "open_stream"]
+__all__ = ["DEFAULT_FRAME_TIMEOUT", "FrameDeadline", "LazyPause", "open_stream"]
 
 log = logging.getLogger("unitsync.server")
 
@@ -64,8 +64,9 @@ _base_buffer_updated = _PyAsyncIoStreamProtocol.buffer_updated
 _base_connection_lost = _PyAsyncIoStreamProtocol.connection_lost
 
 
-class _LazyPause:
-    """The transport as pycapnp's protocol sees it, with a lazy ``pause_reading``.
+class _ReadGate:
+    """The transport as pycapnp's protocol sees it (:class:`LazyPause`), with a lazy
+    ``pause_reading``.
 
     pycapnp pauses the transport after every read KJ asked for and resumes it for the next —
     and KJ's RPC asks for the next at once, so a connection is paused and resumed once or twice
@@ -106,17 +107,36 @@ class _LazyPause:
             self._transport.pause_reading()
 
 
-class FrameDeadline(_PyAsyncIoStreamProtocol):  # type: ignore[misc]
+class LazyPause(_PyAsyncIoStreamProtocol):  # type: ignore[misc]
+    """pycapnp's stream protocol over a :class:`_ReadGate`: the socket's reader is not
+    paused and resumed around every read. KJ thread only."""
+
+    __slots__ = ("_gate",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._gate: _ReadGate | None = None
+
+    def connection_made(self, transport: Any) -> None:
+        self._gate = _ReadGate(transport)
+        _base_connection_made(self, self._gate)
+
+    def get_buffer(self, size_hint: int) -> Any:
+        gate = self._gate
+        if gate is not None:
+            gate.unwanted()  # does nothing while KJ has a read pending
+        return _base_get_buffer(self, size_hint)
+
+
+class FrameDeadline(LazyPause):
     """pycapnp's stream protocol, closing the connection when a frame stays incomplete for
     ``timeout`` seconds (see the module docstring), and pausing reads lazily
-    (:class:`_LazyPause`). KJ thread only."""
+    (:class:`LazyPause`). KJ thread only."""
 
-    __slots__ = ("_view", "_left", "_head", "_since", "_timer", "_timeout", "_loop", "_lost",
-                 "_gate")
+    __slots__ = ("_view", "_left", "_head", "_since", "_timer", "_timeout", "_loop", "_lost")
 
     def __init__(self, timeout: float) -> None:
         super().__init__()
-        self._gate: _LazyPause | None = None
         self._timeout = timeout
         self._loop = asyncio.get_running_loop()
         self._view: Any = None  # the buffer the transport is reading into
@@ -126,15 +146,8 @@ class FrameDeadline(_PyAsyncIoStreamProtocol):  # type: ignore[misc]
         self._timer: asyncio.TimerHandle | None = None
         self._lost = False  # the framing could not be followed (an absurd segment count)
 
-    def connection_made(self, transport: Any) -> None:
-        self._gate = _LazyPause(transport)
-        _base_connection_made(self, self._gate)
-
     def get_buffer(self, size_hint: int) -> Any:
-        gate = self._gate
-        if gate is not None:
-            gate.unwanted()  # does nothing while KJ has a read pending
-        view = self._view = _base_get_buffer(self, size_hint)
+        view = self._view = LazyPause.get_buffer(self, size_hint)
         return view
 
     def buffer_updated(self, size: int) -> None:
@@ -231,14 +244,12 @@ class FrameDeadline(_PyAsyncIoStreamProtocol):  # type: ignore[misc]
 
 async def open_stream(sock: socket.socket, *, frame_timeout: float) -> Any:
     """pycapnp's ``AsyncIoStream`` over the accepted socket ``sock``, with a
-    :class:`FrameDeadline` of ``frame_timeout`` seconds (``0``: none, pycapnp's own protocol).
+    :class:`FrameDeadline` of ``frame_timeout`` seconds (``0``: none, only :class:`LazyPause`).
     KJ thread; the caller closes the stream."""
-    if not frame_timeout:
-        return await capnp.AsyncIoStream.create_unix_connection(sock=sock)
     loop = asyncio.get_running_loop()
     stream = capnp.AsyncIoStream()
     _transport, protocol = await loop.create_unix_connection(
-        lambda: FrameDeadline(frame_timeout), sock=sock
+        (lambda: FrameDeadline(frame_timeout)) if frame_timeout else LazyPause, sock=sock
     )
     stream._post_init(protocol)
     return stream
