@@ -3,12 +3,13 @@
 ``python -m stress._wakeup_client waiters --socket PATH --first A --count N [--rounds R]``
     opens N connections and parks ``ready(w{A+i})`` on each; then, for rounds 1..R-1,
     ``ready(w{A+i}.{r})`` on the same connections. The waiters are lean — these processes share
-    the machine with the server they measure: plain pycapnp calls on a stream that pauses its
-    reads lazily (``LazyPause``, as the server's), no conversion of the answer beyond reading
-    its ``ready``, and the garbage collector's generations frozen once a round is parked.
+    the machine with the server they measure: plain pycapnp calls on the server's own lean
+    stream (``LeanStream``: reads paused lazily, each message sent at once), nothing of the
+    answer read but its ``ready``, the garbage collector's generations frozen once parked.
 ``python -m stress._wakeup_client pollers --socket PATH --first A --count M [--interval 1.0]``
-    opens M connections (one :class:`AsyncioClient` each, as the CLI); each polls ``info(p{A+i})`` every ``--interval`` seconds, from a random
-    phase in ``[0, interval)``, until it answers ``ready``, as coder's CLI does. One round.
+    opens M connections (one :class:`AsyncioClient` each, as the CLI); each polls
+    ``info(p{A+i})`` every ``--interval`` seconds, from a random phase in ``[0, interval)``,
+    until it answers ``ready``, as coder's CLI does. One round.
 
 Protocol on stdout, per round (the driver reads it; anything else goes to stderr):
 

@@ -366,7 +366,7 @@ async def _open(path: Path, timeout: float) -> tuple[Any, Any]:
         sock = connect_socket(path, timeout=timeout)
     except OSError as exc:
         raise CoordinatorUnreachable(str(path), exc.strerror or str(exc)) from None
-    stream = await open_stream(sock, frame_timeout=0)  # reads paused lazily, as the server's
+    stream = await open_stream(sock, frame_timeout=0)  # a LeanStream, as the server's
     return stream, capnp.TwoPartyClient(stream)
 
 

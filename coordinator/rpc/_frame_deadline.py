@@ -12,7 +12,7 @@ subclasses it and, before handing each chunk on, follows the stream framing — 
 1)`` as uint32 LE, the segment sizes in words as uint32 LE, padding to 8 bytes, then the segments
 — over the bytes it has just been given: no copy, no extra buffer, no task, on the KJ thread, in
 the transport's read callback. What that costs per call is in stress/README.md ("Measured
-history"); ``frame_timeout=0`` leaves pycapnp's protocol as it was but for the lazy pause.
+history"); ``frame_timeout=0`` leaves only the :class:`LeanStream`.
 
 When a chunk ends inside a frame, the frame's start time is noted and one ``call_later`` timer
 is armed (if none is). When it fires it looks at the frame incomplete *now*: none (the
@@ -24,9 +24,11 @@ Frames pycapnp refuses anyway (512 segments or more, sizes over the traversal li
 by pycapnp first; past 512 segments the framing is no longer followed and the deadline keeps
 running.
 
-The same protocol pauses reads lazily (:class:`LazyPause`, also without a deadline): pycapnp's
-own pauses and resumes the socket's reader around every read, two ``epoll_ctl`` and asyncio's
-selector bookkeeping per message on the KJ thread (stress/README.md, "Fan-out CPU").
+The same protocol is lean (:class:`LeanStream`, also without a deadline, and the clients'):
+pycapnp's own pauses and resumes the socket's reader around every read, two ``epoll_ctl`` and
+asyncio's selector bookkeeping per message, and sends a message's segment table and segment in
+two ``send`` calls; this one keeps the reader registered and sends a message at once
+(stress/README.md, "Fan-out CPU").
 
 This relies on pycapnp 2.2's protocol class and ``AsyncIoStream._post_init`` (what its own
 ``create_unix_connection`` does), hence ``pycapnp<2.3`` in pyproject.toml; tests/test_stall.py
@@ -44,7 +46,7 @@ from typing import Any
 import capnp
 from capnp.lib.capnp import _PyAsyncIoStreamProtocol
 
-__all__ = ["DEFAULT_FRAME_TIMEOUT", "FrameDeadline", "LazyPause", "open_stream"]
+__all__ = ["DEFAULT_FRAME_TIMEOUT", "FrameDeadline", "LeanStream", "open_stream"]
 
 log = logging.getLogger("unitsync.server")
 
@@ -64,32 +66,38 @@ _base_buffer_updated = _PyAsyncIoStreamProtocol.buffer_updated
 _base_connection_lost = _PyAsyncIoStreamProtocol.connection_lost
 
 
-class _ReadGate:
-    """The transport as pycapnp's protocol sees it (:class:`LazyPause`), with a lazy
-    ``pause_reading``.
+class _LeanTransport:
+    """The transport as pycapnp's protocol sees it (:class:`LeanStream`): reads paused lazily,
+    a message's pieces sent at once.
 
-    pycapnp pauses the transport after every read KJ asked for and resumes it for the next —
-    and KJ's RPC asks for the next at once, so a connection is paused and resumed once or twice
-    per message, each an ``epoll_ctl`` and asyncio's selector bookkeeping. Here a pause only
-    notes that KJ wants no data; the socket stays registered. Should data arrive meanwhile,
-    :meth:`unwanted` pauses for real, and pycapnp keeps that chunk in its overflow buffer for
-    the next read (its own path for transports that deliver data while paused): at most one
-    chunk is read ahead, as before. KJ thread only."""
+    Reads: pycapnp pauses the transport after every read KJ asked for and resumes it for the
+    next — and KJ's RPC asks for the next at once, so a connection is paused and resumed once or
+    twice per message, each an ``epoll_ctl`` and asyncio's selector bookkeeping. Here a pause
+    only notes that KJ wants no data; the socket stays registered. Should data arrive
+    meanwhile, :meth:`unwanted` pauses for real, and pycapnp keeps that chunk in its overflow
+    buffer for the next read (its own path for transports that deliver data while paused): at
+    most one chunk is read ahead, as before.
 
-    __slots__ = ("_transport", "_wanted", "_paused", "write", "is_closing", "close", "abort",
-                 "can_write_eof", "write_eof", "get_extra_info")
+    Writes: pycapnp writes a message as its pieces, the segment table and each segment, one
+    ``transport.write`` (one ``send``) each; the peer then often reads it in two chunks too.
+    Here the pieces written in one turn of the loop are joined and sent at the end of it
+    (``call_soon``): one ``send`` per message, or per burst of messages. A close or an end of
+    writing sends what is pending first; an abort drops it. KJ thread only."""
+
+    __slots__ = ("_transport", "_loop", "_wanted", "_paused", "_pending", "is_closing",
+                 "can_write_eof", "get_extra_info")
 
     def __init__(self, transport: asyncio.Transport) -> None:
         self._transport = transport
+        self._loop = asyncio.get_running_loop()
         self._wanted = False  # KJ has a read pending
         self._paused = False  # paused for real
-        self.write = transport.write
+        self._pending: list[bytes] = []  # written, not yet sent
         self.is_closing = transport.is_closing
-        self.close = transport.close
-        self.abort = transport.abort
         self.can_write_eof = transport.can_write_eof
-        self.write_eof = transport.write_eof
         self.get_extra_info = transport.get_extra_info
+
+    # --- reading ------------------------------------------------------------------------------
 
     def pause_reading(self) -> None:
         self._wanted = False
@@ -106,19 +114,48 @@ class _ReadGate:
             self._paused = True
             self._transport.pause_reading()
 
+    # --- writing ------------------------------------------------------------------------------
 
-class LazyPause(_PyAsyncIoStreamProtocol):  # type: ignore[misc]
-    """pycapnp's stream protocol over a :class:`_ReadGate`: the socket's reader is not
-    paused and resumed around every read. KJ thread only."""
+    def write(self, data: bytes) -> None:
+        pending = self._pending
+        pending.append(data)
+        if len(pending) == 1:
+            self._loop.call_soon(self._send)
+
+    def _send(self) -> None:
+        pending = self._pending
+        if pending:
+            data = pending[0] if len(pending) == 1 else b"".join(pending)
+            pending.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def write_eof(self) -> None:
+        self._send()
+        self._transport.write_eof()
+
+    def close(self) -> None:
+        self._send()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._pending.clear()
+        self._transport.abort()
+
+
+class LeanStream(_PyAsyncIoStreamProtocol):  # type: ignore[misc]
+    """pycapnp's stream protocol over a :class:`_LeanTransport`: the socket's reader is not
+    paused and resumed around every read, and a message goes out in one ``send``. KJ thread
+    only."""
 
     __slots__ = ("_gate",)
 
     def __init__(self) -> None:
         super().__init__()
-        self._gate: _ReadGate | None = None
+        self._gate: _LeanTransport | None = None
 
     def connection_made(self, transport: Any) -> None:
-        self._gate = _ReadGate(transport)
+        self._gate = _LeanTransport(transport)
         _base_connection_made(self, self._gate)
 
     def get_buffer(self, size_hint: int) -> Any:
@@ -128,10 +165,10 @@ class LazyPause(_PyAsyncIoStreamProtocol):  # type: ignore[misc]
         return _base_get_buffer(self, size_hint)
 
 
-class FrameDeadline(LazyPause):
+class FrameDeadline(LeanStream):
     """pycapnp's stream protocol, closing the connection when a frame stays incomplete for
-    ``timeout`` seconds (see the module docstring), and pausing reads lazily
-    (:class:`LazyPause`). KJ thread only."""
+    ``timeout`` seconds (see the module docstring); a :class:`LeanStream`. KJ thread
+    only."""
 
     __slots__ = ("_view", "_left", "_head", "_since", "_timer", "_timeout", "_loop", "_lost")
 
@@ -147,7 +184,7 @@ class FrameDeadline(LazyPause):
         self._lost = False  # the framing could not be followed (an absurd segment count)
 
     def get_buffer(self, size_hint: int) -> Any:
-        view = self._view = LazyPause.get_buffer(self, size_hint)
+        view = self._view = LeanStream.get_buffer(self, size_hint)
         return view
 
     def buffer_updated(self, size: int) -> None:
@@ -244,12 +281,12 @@ class FrameDeadline(LazyPause):
 
 async def open_stream(sock: socket.socket, *, frame_timeout: float) -> Any:
     """pycapnp's ``AsyncIoStream`` over the accepted socket ``sock``, with a
-    :class:`FrameDeadline` of ``frame_timeout`` seconds (``0``: none, only :class:`LazyPause`).
+    :class:`FrameDeadline` of ``frame_timeout`` seconds (``0``: none, only :class:`LeanStream`).
     KJ thread; the caller closes the stream."""
     loop = asyncio.get_running_loop()
     stream = capnp.AsyncIoStream()
     _transport, protocol = await loop.create_unix_connection(
-        (lambda: FrameDeadline(frame_timeout)) if frame_timeout else LazyPause, sock=sock
+        (lambda: FrameDeadline(frame_timeout)) if frame_timeout else LeanStream, sock=sock
     )
     stream._post_init(protocol)
     return stream
