@@ -28,7 +28,7 @@ The same protocol is lean (:class:`LeanStream`, also without a deadline, and the
 pycapnp's own pauses and resumes the socket's reader around every read, two ``epoll_ctl`` and
 asyncio's selector bookkeeping per message, and sends a message's segment table and segment in
 two ``send`` calls; this one keeps the reader registered and sends a message at once
-(stress/README.md, "Fan-out CPU").
+(stress/README.md, "Fan-out and the bridge").
 
 This relies on pycapnp 2.2's protocol class and ``AsyncIoStream._post_init`` (what its own
 ``create_unix_connection`` does), hence ``pycapnp<2.3`` in pyproject.toml; tests/test_stall.py

@@ -88,7 +88,7 @@ class UnitServer(S.Unit.Server):  # type: ignore[name-defined,misc]
     # The methods take pycapnp's ``context`` (the ``*_context`` form): pycapnp then runs the
     # method's coroutine as the call's task itself, where for ``name(self, **params)`` it wraps
     # it in one more coroutine that reads every parameter into a dict first (stress/README.md,
-    # "Fan-out CPU").
+    # "Fan-out and the bridge").
 
     @wire_errors
     async def info_context(self, context: Any) -> None:
@@ -143,10 +143,10 @@ class UnitServer(S.Unit.Server):  # type: ignore[name-defined,misc]
 
     @wire_errors
     async def reached_context(self, context: Any) -> None:
-        status = status_from_wire(context.params.status)
         waiters = self._waiters
         waiters.take()
         try:
+            status = status_from_wire(context.params.status)
             await self._submit(operations.reached(self._unit.name, status))
         finally:
             waiters.count -= 1
