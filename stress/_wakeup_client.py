@@ -1,11 +1,15 @@
 """A client worker process for ``stress wakeup``: many connections, one asyncio + KJ loop, no Trio.
 
 ``python -m stress._wakeup_client waiters --socket PATH --first A --count N [--rounds R]``
-    opens N connections (one :class:`AsyncioClient` each) and parks ``ready(w{A+i})`` on each;
-    then, for rounds 1..R-1, ``ready(w{A+i}.{r})`` on the same connections.
+    opens N connections and parks ``ready(w{A+i})`` on each; then, for rounds 1..R-1,
+    ``ready(w{A+i}.{r})`` on the same connections. The waiters are lean — these processes share
+    the machine with the server they measure: plain pycapnp calls on the server's own lean
+    stream (``LeanStream``: reads paused lazily, each message sent at once), nothing of the
+    answer read but its ``ready``, the garbage collector's generations frozen once parked.
 ``python -m stress._wakeup_client pollers --socket PATH --first A --count M [--interval 1.0]``
-    opens M connections; each polls ``info(p{A+i})`` every ``--interval`` seconds, from a random
-    phase in ``[0, interval)``, until it answers ``ready``, as coder's CLI does. One round.
+    opens M connections (one :class:`AsyncioClient` each, as the CLI); each polls
+    ``info(p{A+i})`` every ``--interval`` seconds, from a random phase in ``[0, interval)``,
+    until it answers ``ready``, as coder's CLI does. One round.
 
 Protocol on stdout, per round (the driver reads it; anything else goes to stderr):
 
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import random
 import resource
@@ -35,6 +40,12 @@ from pathlib import Path
 import capnp
 
 from coordinator.rpc._client import AsyncioClient
+from coordinator.rpc._convert import REVISION
+from coordinator.rpc._frame_deadline import open_stream
+from coordinator.rpc._schema import schema
+from coordinator.rpc._socket import connect_socket
+
+S = schema()
 
 #: Connections opened concurrently while parking (the connect itself is a short blocking call).
 CONNECT_CONCURRENCY = 32
@@ -65,6 +76,38 @@ async def connect_all(path: Path, count: int) -> list[AsyncioClient]:
     return list(await asyncio.gather(*(one() for _ in range(count))))
 
 
+class Lean:
+    """One waiter's connection: the bootstrap ``Coordinator`` capability, raw pycapnp."""
+
+    __slots__ = ("stream", "client", "coord")
+
+    def __init__(self, stream: object, client: object, coord: object) -> None:
+        self.stream, self.client, self.coord = stream, client, coord
+
+    @classmethod
+    async def connect(cls, path: Path) -> Lean:
+        stream = await open_stream(connect_socket(path, timeout=30.0), frame_timeout=0)
+        client = capnp.TwoPartyClient(stream)
+        coord = client.bootstrap().cast_as(S.Coordinator)
+        await coord.hello(REVISION)  # as AsyncioClient does: the connection speaks our revision
+        return cls(stream, client, coord)
+
+    def close(self) -> None:
+        self.client.close()  # type: ignore[attr-defined]
+        self.stream.close()  # type: ignore[attr-defined]
+
+
+async def connect_lean(path: Path, count: int) -> list[Lean]:
+    """``count`` lean connections, ``CONNECT_CONCURRENCY`` at a time."""
+    gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
+
+    async def one() -> Lean:
+        async with gate:
+            return await Lean.connect(path)
+
+    return list(await asyncio.gather(*(one() for _ in range(count))))
+
+
 def unit_name(prefix: str, index: int, round_: int) -> str:
     """``w3`` in round 0, ``w3.2`` in round 2 (each round has its own units and dependency)."""
     return f"{prefix}{index}" if round_ == 0 else f"{prefix}{index}.{round_}"
@@ -77,20 +120,20 @@ def report(role: str, round_: int, first: int, stamps: list[float | None], error
 
 
 async def wake_once(
-    cores: list[AsyncioClient], names: list[str], timeout: float
+    connections: list[Lean], names: list[str], timeout: float
 ) -> tuple[list[float | None], list[str]]:
-    """Park ``ready(names[i])`` on ``cores[i]``, print ``parked``, wait for every wake-up."""
+    """Park ``ready(names[i])`` on ``connections[i]``, print ``parked``, wait for every wake-up."""
     stamps: list[float | None] = [None] * len(names)
     errors: list[str] = []
 
-    async def wait(i: int) -> None:
+    async def wait(i: int, ready: object) -> None:
         try:
-            info = await cores[i].ready(names[i])
+            result = await ready  # type: ignore[misc]
         except Exception as exc:  # noqa: BLE001 - reported, not raised: one waiter, one line
             errors.append(f"{names[i]}: {type(exc).__name__}: {exc}")
             return
         stamp = time.monotonic()
-        if info.ready:
+        if result.info.ready:
             stamps[i] = stamp
         else:
             errors.append(f"{names[i]}: ready() answered ready=False")
@@ -99,34 +142,36 @@ async def wake_once(
 
     async def park(i: int) -> asyncio.Task[None]:
         async with gate:
-            task = asyncio.create_task(wait(i))
-            await asyncio.sleep(0)  # let the task send its `ready` call before `info` is sent
-            await cores[i].info(names[i])  # same capability, same connection: E-order
+            unit = connections[i].coord.unit(names[i]).unit  # pipelined
+            task = asyncio.create_task(wait(i, unit.ready()))  # the call is sent here
+            await unit.info()  # same capability, same connection, sent after: E-order
             if task.done():
                 errors.append(f"{names[i]}: ready() resolved before the dependency completed")
             return task
 
     tasks = await asyncio.gather(*(park(i) for i in range(len(names))))
+    gc.freeze()  # what parking made stays: the wake-up's collections need not look at it
     print("parked", flush=True)
     try:
         await asyncio.wait_for(asyncio.gather(*tasks), timeout)
     except TimeoutError:
         errors.append(f"timed out after {timeout} s with "
                       f"{sum(s is None for s in stamps)} waiters not woken")
+    gc.unfreeze()
     return stamps, errors
 
 
 async def waiters(path: Path, first: int, count: int, rounds: int, timeout: float) -> None:
     indices = range(first, first + count)
-    cores = await connect_all(path, count)
+    connections = await connect_lean(path, count)
     try:
         for round_ in range(rounds):
             names = [unit_name("w", i, round_) for i in indices]
-            stamps, errors = await wake_once(cores, names, timeout)
+            stamps, errors = await wake_once(connections, names, timeout)
             report("waiters", round_, first, stamps, errors)
     finally:
-        for core in cores:
-            core.close()
+        for connection in connections:
+            connection.close()
 
 
 async def pollers(path: Path, first: int, count: int, timeout: float, interval: float) -> None:

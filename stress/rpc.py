@@ -9,12 +9,18 @@ read — the case a polling client hits), else through the bridge and the actor.
 ready unit always crosses the bridge into the unit actor and back: ``bridge_*`` is that cost,
 compared with the baseline's ``info`` (a dict lookup). ``register`` raises on the baseline (it
 implements only ping and info), so only our server gets one.
+
+Mutations, ours only, against the same baseline (the server runs ``--no-state``, so they measure
+the coordinator, not the disk; reads never touch the journal): ``want_*`` — one new edge per
+call (``want`` of a unit on a dependency not named before), ``complete_*`` — ``start`` and
+``complete`` of one unit alternating (a re-run each time), each call counted.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import subprocess
@@ -28,6 +34,9 @@ import capnp
 from coordinator.rpc._schema import schema
 
 S = schema()
+
+#: Distinguishes the units one server sees across the alternating runs.
+_RUNS = itertools.count()
 
 
 def start(argv: list[str], env: dict[str, str], ready: str) -> subprocess.Popen[str]:
@@ -85,6 +94,15 @@ async def measure(path: str, seconds: float, *, register: bool) -> dict[str, flo
     }
     if register:  # ours only: ready() of a ready unit always goes through the bridge and actor
         result["ready"] = await rate(lambda: unit.ready(), seconds, 1)
+        run = next(_RUNS)
+        wanting = coord.unit(f"want{run}").unit
+        dependencies = (f"dep{run}.{i}" for i in itertools.count())
+        result["want"] = await rate(
+            lambda: wanting.want([next(dependencies)], "completed"), seconds, 1
+        )
+        rerun = coord.unit(f"rerun{run}").unit
+        calls = itertools.cycle([rerun.start, rerun.complete])
+        result["complete"] = await rate(lambda: next(calls)(), seconds, 1)
     client.close()
     stream.close()
     return result
@@ -100,7 +118,7 @@ def main(argv: list[str]) -> int:
     workdir = tempfile.mkdtemp(prefix="us-bench-", dir="/tmp")
     ours_path, base_path = os.path.join(workdir, "ours.sock"), os.path.join(workdir, "base.sock")
     env = {**os.environ, "UNITSYNC_SOCKET": ours_path}
-    ours = start([sys.executable, "-m", "cli", "serve"], env, "serving on")
+    ours = start([sys.executable, "-m", "cli", "serve", "--no-state"], env, "serving on")
     base = start([sys.executable, "-m", "stress.baseline_server", base_path], env, "ready")
     try:
         # alternate, so that drift in machine load hits both alike
@@ -128,10 +146,13 @@ def main(argv: list[str]) -> int:
         "ping16_baseline_calls_per_s": round(median("base", "ping_16")),
     }
     result["bridge_ours_calls_per_s"] = round(median("ours", "ready"))
+    result["want_ours_calls_per_s"] = round(median("ours", "want"))
+    result["complete_ours_calls_per_s"] = round(median("ours", "complete"))
     result["info_ratio"] = round(result["ours_calls_per_s"] / result["baseline_calls_per_s"], 3)
-    result["bridge_ratio"] = round(
-        result["bridge_ours_calls_per_s"] / result["baseline_calls_per_s"], 3
-    )
+    for key in ("bridge", "want", "complete"):
+        result[f"{key}_ratio"] = round(
+            result[f"{key}_ours_calls_per_s"] / result["baseline_calls_per_s"], 3
+        )
     result["ping_ratio"] = round(result["ping_ours_calls_per_s"] / result["ping_baseline_calls_per_s"], 3)
     if not args.json:
         for key, value in result.items():

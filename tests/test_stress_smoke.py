@@ -29,7 +29,9 @@ def test_chain_quick() -> None:
 def test_rpc_quick() -> None:
     result = run_stress("rpc", "--quick")
     for key in ("ours_calls_per_s", "baseline_calls_per_s", "ping_ours_calls_per_s",
-                "ping_baseline_calls_per_s", "info_ratio", "ping_ratio"):
+                "ping_baseline_calls_per_s", "info_ratio", "ping_ratio", "bridge_ratio",
+                "want_ours_calls_per_s", "want_ratio", "complete_ours_calls_per_s",
+                "complete_ratio"):
         assert result[key] > 0, key
 
 

@@ -26,6 +26,7 @@ from .._names import validate_dependencies, validate_name
 from .._status import Status
 from ._convert import REVISION, error_from_capnp, read_event, read_info, status_to_wire
 from ._error_codec import error_from_wire
+from ._frame_deadline import open_stream
 from ._schema import schema
 from ._socket import connect_socket
 
@@ -365,7 +366,7 @@ async def _open(path: Path, timeout: float) -> tuple[Any, Any]:
         sock = connect_socket(path, timeout=timeout)
     except OSError as exc:
         raise CoordinatorUnreachable(str(path), exc.strerror or str(exc)) from None
-    stream = await capnp.AsyncIoStream.create_unix_connection(sock=sock)
+    stream = await open_stream(sock, frame_timeout=0)  # a LeanStream, as the server's
     return stream, capnp.TwoPartyClient(stream)
 
 

@@ -12,7 +12,7 @@ subclasses it and, before handing each chunk on, follows the stream framing — 
 1)`` as uint32 LE, the segment sizes in words as uint32 LE, padding to 8 bytes, then the segments
 — over the bytes it has just been given: no copy, no extra buffer, no task, on the KJ thread, in
 the transport's read callback. What that costs per call is in stress/README.md ("Measured
-history"); ``frame_timeout=0`` leaves pycapnp's protocol as it was.
+history"); ``frame_timeout=0`` leaves only the :class:`LeanStream`.
 
 When a chunk ends inside a frame, the frame's start time is noted and one ``call_later`` timer
 is armed (if none is). When it fires it looks at the frame incomplete *now*: none (the
@@ -23,6 +23,12 @@ and leases are cleaned up by the usual paths and its slot under ``max_connection
 Frames pycapnp refuses anyway (512 segments or more, sizes over the traversal limit) are refused
 by pycapnp first; past 512 segments the framing is no longer followed and the deadline keeps
 running.
+
+The same protocol is lean (:class:`LeanStream`, also without a deadline, and the clients'):
+pycapnp's own pauses and resumes the socket's reader around every read, two ``epoll_ctl`` and
+asyncio's selector bookkeeping per message, and sends a message's segment table and segment in
+two ``send`` calls; this one keeps the reader registered and sends a message at once
+(stress/README.md, "Fan-out and the bridge").
 
 This relies on pycapnp 2.2's protocol class and ``AsyncIoStream._post_init`` (what its own
 ``create_unix_connection`` does), hence ``pycapnp<2.3`` in pyproject.toml; tests/test_stall.py
@@ -40,7 +46,7 @@ from typing import Any
 import capnp
 from capnp.lib.capnp import _PyAsyncIoStreamProtocol
 
-__all__ = ["DEFAULT_FRAME_TIMEOUT", "FrameDeadline", "open_stream"]
+__all__ = ["DEFAULT_FRAME_TIMEOUT", "FrameDeadline", "LeanStream", "open_stream"]
 
 log = logging.getLogger("unitsync.server")
 
@@ -54,14 +60,129 @@ _MAX_SEGMENTS = 512
 _ONE_SEGMENT = struct.Struct("<II")  # segment count - 1, size of the first segment in words
 _WORD32 = struct.Struct("<I")
 
+_base_connection_made = _PyAsyncIoStreamProtocol.connection_made
 _base_get_buffer = _PyAsyncIoStreamProtocol.get_buffer
 _base_buffer_updated = _PyAsyncIoStreamProtocol.buffer_updated
 _base_connection_lost = _PyAsyncIoStreamProtocol.connection_lost
 
 
-class FrameDeadline(_PyAsyncIoStreamProtocol):  # type: ignore[misc]
+class _LeanTransport:
+    """The transport as pycapnp's protocol sees it (:class:`LeanStream`): reads paused lazily,
+    a message's pieces sent at once.
+
+    Reads: pycapnp pauses the transport after every read KJ asked for and resumes it for the
+    next — and KJ's RPC asks for the next at once, so a connection is paused and resumed once or
+    twice per message, each an ``epoll_ctl`` and asyncio's selector bookkeeping. Here a pause
+    only notes that KJ wants no data; the socket stays registered. Should data arrive
+    meanwhile, :meth:`unwanted` pauses for real, and pycapnp keeps that chunk in its overflow
+    buffer for the next read (its own path for transports that deliver data while paused): at
+    most one chunk is read ahead, as before.
+
+    Writes: pycapnp writes a message as its pieces, the segment table and each segment, one
+    ``transport.write`` (one ``send``) each; the peer then often reads it in two chunks too.
+    Here the segment table, the first piece, says how many segments follow: they are kept
+    until the last has come and the message goes out in one ``send``, still inside pycapnp's
+    write (deferring it to a later turn of the loop let the other thread take the GIL first: a
+    one-waiter wake-up's p99 grew from ~1.3 to 2-4 ms). A piece that is no segment table where
+    one is due is sent as it is. A close or an end of writing sends what is pending first; an
+    abort drops it. KJ thread only."""
+
+    __slots__ = ("_transport", "_wanted", "_paused", "_pending", "_segments", "is_closing",
+                 "can_write_eof", "get_extra_info")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._wanted = False  # KJ has a read pending
+        self._paused = False  # paused for real
+        self._pending: list[bytes] = []  # the pieces of a message, written, not yet sent
+        self._segments = 0  # its segments still to come
+        self.is_closing = transport.is_closing
+        self.can_write_eof = transport.can_write_eof
+        self.get_extra_info = transport.get_extra_info
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def pause_reading(self) -> None:
+        self._wanted = False
+
+    def resume_reading(self) -> None:
+        self._wanted = True
+        if self._paused:
+            self._paused = False
+            self._transport.resume_reading()
+
+    def unwanted(self) -> None:
+        """Data is arriving while KJ wants none: stop reading until it does."""
+        if not self._wanted and not self._paused:
+            self._paused = True
+            self._transport.pause_reading()
+
+    # --- writing ------------------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self._segments:  # a segment of the message begun
+            self._pending.append(data)
+            self._segments -= 1
+            if not self._segments:
+                self._send()
+            return
+        size = len(data)
+        if size >= 8:
+            segments = _WORD32.unpack_from(data)[0] + 1
+            if size == (segments * 4 + 11) & ~7:  # 4 + 4 * segments, padded to 8: a table
+                self._pending.append(data)
+                self._segments = segments
+                return
+        self._transport.write(data)
+
+    def _send(self) -> None:
+        pending = self._pending
+        if pending:
+            data = pending[0] if len(pending) == 1 else b"".join(pending)
+            pending.clear()
+            self._segments = 0
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def write_eof(self) -> None:
+        self._send()
+        self._transport.write_eof()
+
+    def close(self) -> None:
+        self._send()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._pending.clear()
+        self._transport.abort()
+
+
+class LeanStream(_PyAsyncIoStreamProtocol):  # type: ignore[misc]
+    """pycapnp's stream protocol over a :class:`_LeanTransport`: the socket's reader is not
+    paused and resumed around every read, and a message goes out in one ``send``. KJ thread
+    only."""
+
+    __slots__ = ("_gate",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._gate: _LeanTransport | None = None
+
+    def connection_made(self, transport: Any) -> None:
+        self._gate = _LeanTransport(transport)
+        _base_connection_made(self, self._gate)
+
+    def get_buffer(self, size_hint: int) -> Any:
+        gate = self._gate
+        if gate is not None:
+            gate.unwanted()  # does nothing while KJ has a read pending
+        return _base_get_buffer(self, size_hint)
+
+
+class FrameDeadline(LeanStream):
     """pycapnp's stream protocol, closing the connection when a frame stays incomplete for
-    ``timeout`` seconds (see the module docstring). KJ thread only."""
+    ``timeout`` seconds (see the module docstring); a :class:`LeanStream`. KJ thread
+    only."""
 
     __slots__ = ("_view", "_left", "_head", "_since", "_timer", "_timeout", "_loop", "_lost")
 
@@ -77,7 +198,7 @@ class FrameDeadline(_PyAsyncIoStreamProtocol):  # type: ignore[misc]
         self._lost = False  # the framing could not be followed (an absurd segment count)
 
     def get_buffer(self, size_hint: int) -> Any:
-        view = self._view = _base_get_buffer(self, size_hint)
+        view = self._view = LeanStream.get_buffer(self, size_hint)
         return view
 
     def buffer_updated(self, size: int) -> None:
@@ -174,14 +295,12 @@ class FrameDeadline(_PyAsyncIoStreamProtocol):  # type: ignore[misc]
 
 async def open_stream(sock: socket.socket, *, frame_timeout: float) -> Any:
     """pycapnp's ``AsyncIoStream`` over the accepted socket ``sock``, with a
-    :class:`FrameDeadline` of ``frame_timeout`` seconds (``0``: none, pycapnp's own protocol).
+    :class:`FrameDeadline` of ``frame_timeout`` seconds (``0``: none, only :class:`LeanStream`).
     KJ thread; the caller closes the stream."""
-    if not frame_timeout:
-        return await capnp.AsyncIoStream.create_unix_connection(sock=sock)
     loop = asyncio.get_running_loop()
     stream = capnp.AsyncIoStream()
     _transport, protocol = await loop.create_unix_connection(
-        lambda: FrameDeadline(frame_timeout), sock=sock
+        (lambda: FrameDeadline(frame_timeout)) if frame_timeout else LeanStream, sock=sock
     )
     stream._post_init(protocol)
     return stream

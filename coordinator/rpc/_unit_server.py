@@ -10,7 +10,6 @@ import contextlib
 import functools
 import logging
 import weakref
-from collections.abc import Iterator
 from typing import Any, TypeVar
 
 import outcome
@@ -43,15 +42,12 @@ class Waiters:
         self.count = 0
         self.limit = limit
 
-    @contextlib.contextmanager
-    def one(self) -> Iterator[None]:
+    def take(self) -> None:
+        """Count one more parked call (the caller subtracts it from :attr:`count` when the call
+        ends), or refuse it: :class:`Overloaded`."""
         if self.count >= self.limit:
             raise Overloaded(f"{self.count} calls already wait on this connection (the limit)")
         self.count += 1
-        try:
-            yield
-        finally:
-            self.count -= 1
 
 
 class Peer:
@@ -89,22 +85,33 @@ class UnitServer(S.Unit.Server):  # type: ignore[name-defined,misc]
         finally:
             self._in_flight -= 1
 
+    # The methods take pycapnp's ``context`` (the ``*_context`` form): pycapnp then runs the
+    # method's coroutine as the call's task itself, where for ``name(self, **params)`` it wraps
+    # it in one more coroutine that reads every parameter into a dict first (stress/README.md,
+    # "Fan-out and the bridge").
+
     @wire_errors
-    async def info(self, _context: Any, **kwargs: Any) -> None:
+    async def info_context(self, context: Any) -> None:
         # Answered here on the KJ thread when the unit's actor has published its current info
         # and no earlier call of this capability is still in Trio (E-order); else via Trio.
         info = None if self._in_flight else self._coord.published_info(self._unit.name)
         info = info or await self._submit(operations.info(self._unit.name))
-        fill_info(_context.results.info, info, self._peer.revision)
+        fill_info(context.results.info, info, self._peer.revision)
 
     @wire_errors
-    async def ready(self, _context: Any, **kwargs: Any) -> None:
-        with self._waiters.one():
+    async def ready_context(self, context: Any) -> None:
+        waiters = self._waiters
+        waiters.take()
+        try:
             info = await self._submit(operations.ready(self._unit.name))
-        fill_info(_context.results.info, info, self._peer.revision)
+        finally:
+            waiters.count -= 1
+        fill_info(context.results.info, info, self._peer.revision)
 
     @wire_errors
-    async def want(self, dependencies: Any, requires: Any, _context: Any, **kwargs: Any) -> None:
+    async def want_context(self, context: Any) -> None:
+        params = context.params
+        dependencies, requires = params.dependencies, params.requires
         required = status_from_wire(requires)
         if required is Status.NOT_REGISTERED:  # the enum's default: the field was left out
             required = Status.COMPLETED
@@ -113,11 +120,11 @@ class UnitServer(S.Unit.Server):  # type: ignore[name-defined,misc]
         await self._submit(operations.want(self._unit.name, names, required))
 
     @wire_errors
-    async def start(self, _context: Any, **kwargs: Any) -> None:
+    async def start_context(self, context: Any) -> None:
         await self._submit(operations.start(self._unit.name))
 
     @wire_errors
-    async def complete(self, _context: Any, **kwargs: Any) -> None:
+    async def complete_context(self, context: Any) -> None:
         await self._submit(operations.complete(self._unit.name))
 
     @wire_errors
@@ -131,24 +138,29 @@ class UnitServer(S.Unit.Server):  # type: ignore[name-defined,misc]
         await self._submit(operations.skip(self._unit.name, reason))
 
     @wire_errors
-    async def register(self, _context: Any, **kwargs: Any) -> None:
+    async def register_context(self, context: Any) -> None:
         await self._submit(operations.register(self._unit.name))
 
     @wire_errors
-    async def reached(self, status: Any, _context: Any, **kwargs: Any) -> None:
-        with self._waiters.one():
-            await self._submit(operations.reached(self._unit.name, status_from_wire(status)))
+    async def reached_context(self, context: Any) -> None:
+        waiters = self._waiters
+        waiters.take()
+        try:
+            status = status_from_wire(context.params.status)
+            await self._submit(operations.reached(self._unit.name, status))
+        finally:
+            waiters.count -= 1
 
     @wire_errors
-    async def hold(self, resume: bool, _context: Any, **kwargs: Any) -> None:
+    async def hold_context(self, context: Any) -> None:
         coord, name = self._coord, self._unit.name
-        pending = _PendingHold(coord, name, bool(resume))
+        pending = _PendingHold(coord, name, bool(context.params.resume))
         self._in_flight += 1
         try:
             holder = await self._portal.submit(pending.start)
         finally:
             self._in_flight -= 1
-        _context.results.lease = LeaseServer(self._portal, coord, name, holder)
+        context.results.lease = LeaseServer(self._portal, coord, name, holder)
 
 
 class _PendingHold:
