@@ -275,3 +275,27 @@ async def test_wants_that_come_together_are_committed_together_and_a_cycle_refus
                 expected = {(f"x{n}", f"y{n}") for n in range(1, 20)}
                 expected.add(("y0", "x0") if loser == "x0" else ("x0", "y0"))
                 assert edges == expected
+
+
+async def test_a_coordinator_starts_on_a_compacted_workspace_with_the_history_kept(
+    url: str,
+) -> None:
+    from coordinator.store._etcd_store import open_etcd_store
+
+    with trio.fail_after(WAIT):
+        async with open_coordinator(store=url) as a:
+            await a.unit("git").start()
+            await a.unit("git").complete()
+        async with open_etcd_store(url) as (store, loaded):
+            await store._client.compact(loaded.revision)  # etcd's auto-compaction, at once
+        async with open_coordinator(store=url) as b:  # starts, and reads what is kept
+            assert (await b.unit("git").info()).status is Status.COMPLETED
+            events = (await b.history()).events
+            await b.unit("git").start()  # a re-run after the compaction
+        async with open_coordinator(store=url) as c:
+            later = (await c.history()).events
+    # the compaction kept only the latest revision's record: git seen first as completed
+    assert [(e.unit, e.old, e.new) for e in events] == [
+        ("git", Status.NOT_REGISTERED, Status.COMPLETED)]
+    assert [(e.unit, e.old, e.new) for e in later] == [
+        ("git", Status.NOT_REGISTERED, Status.COMPLETED), ("git", Status.COMPLETED, Status.STARTED)]

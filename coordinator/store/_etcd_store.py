@@ -42,6 +42,7 @@ from ._etcd_errors import (
 )
 from ._etcd_lease import Membership, membership, orphaned
 from ._etcd_state import (
+    DEFAULT_PAGE,
     Change,
     Conflict,
     Follow,
@@ -56,7 +57,7 @@ from ._etcd_state import (
     load,
     resolve,
 )
-from ._etcd_wire import Op
+from ._etcd_wire import Op, prefix_end
 
 if TYPE_CHECKING:
     from .._inbox import Inbox
@@ -193,16 +194,16 @@ class EtcdStore:
         """:func:`past_events` of this store's workspace up to what was ``loaded`` (before the
         coordinator starts)."""
         until = max(loaded.revisions.values(), default=0)
+        failed: BaseException | None = None
         try:
             with trio.fail_after(PAST_SECONDS):
                 return await past_events(self._client, self._layout, until, clock=clock)
-        except trio.TooSlowError:
-            log.warning("reading the workspace's history took more than %s s: starting "
-                        "without it", PAST_SECONDS)
-            return []
-        except EtcdError as exc:
-            log.warning("reading the workspace's history failed (%s): starting without it", exc)
-            return []
+        except* trio.TooSlowError:
+            failed = TimeoutError(f"it took more than {PAST_SECONDS} s")
+        except* EtcdError as group:  # (bare or wrapped by the watch's tasks)
+            failed = group.exceptions[0]
+        log.warning("reading the workspace's history failed (%s): starting without it", failed)
+        return []
 
     # --- the mirror ---------------------------------------------------------------------------
 
@@ -324,6 +325,7 @@ async def past_events(
     if not until:
         return events
     while True:
+        compacted: Relist | None = None
         try:
             async with follow(client, layout, after) as changes:
                 async for change in changes:
@@ -335,12 +337,40 @@ async def past_events(
                             records[name] = record
                     if change.revision >= until:
                         return events
-        except Relist as compacted:  # start at the oldest revision kept
-            if not compacted.compact_revision or compacted.compact_revision - 1 <= after:
-                raise
-            after = compacted.compact_revision - 1
-            events.clear()
-            records.clear()
+        except* Relist as group:  # (the watch's tasks wrap it) start at the oldest kept
+            compacted = group.exceptions[0]  # type: ignore[assignment]
+        assert compacted is not None
+        oldest = compacted.compact_revision
+        if not oldest or oldest <= after:
+            raise compacted
+        # what came before the oldest revision kept is gone: each unit as it was then, one
+        # event from "not registered" (at the time its record says), then what followed
+        events.clear()
+        records.clear()
+        for name, record in await _state_at(client, layout, oldest):
+            _diff(events, name, None, record, clock)
+            records[name] = record
+        if oldest >= until:
+            return events
+        after = oldest
+
+
+async def _state_at(
+    client: EtcdClient, layout: Layout, revision: int
+) -> list[tuple[str, UnitRecord]]:
+    """Every unit's record at ``revision``, in the order they were last written."""
+    found: list[tuple[int, str, UnitRecord]] = []
+    start = layout.units
+    while True:
+        result = await client.range(start, prefix_end(layout.units), revision=revision,
+                                    limit=DEFAULT_PAGE)
+        for kv in result.kvs:
+            found.append((kv.mod_revision, layout.name(kv.key, layout.units),
+                          decode_unit(kv.key, kv.value)))
+        if not result.more or not result.kvs:
+            break
+        start = result.kvs[-1].key + b"\0"
+    return [(name, record) for _, name, record in sorted(found, key=lambda f: (f[0], f[1]))]
 
 
 def _diff(
