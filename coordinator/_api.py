@@ -51,7 +51,9 @@ class Event:
     """One change in the coordinator's history: a status change, or an edge added.
 
     ``seq`` increases with every event, coordinator-wide, and survives a restart with the
-    journal; ``time`` is the wall-clock time of the change in seconds since the epoch.
+    journal; with a shared store it is the store's revision that made the change, scaled
+    (``_shared.SEQ_PER_REVISION``), the same on every coordinator. ``time`` is the wall-clock
+    time of the change in seconds since the epoch.
 
     A status change: ``unit`` went from ``old`` to ``new`` (``reason``: the new status's
     reason). An edge added (:attr:`is_edge`): ``unit`` now requires ``depends_on`` to reach

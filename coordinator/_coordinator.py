@@ -193,6 +193,9 @@ class LocalCoordinator:
             validate_name(unit)
         if limit < 0 or after < 0:
             raise InvalidArgument(f"history: after and limit are 0 or more, not {after}, {limit}")
+        if self._store is not None:  # the events come from the store's changes: up to now,
+            await self._store.synced()  # handed to the registry, and made by it (in order)
+            await self._request(Ping)
         return self._events.history.page(after=after, limit=limit, unit=unit, newest=newest)
 
     async def statistics(self) -> CoordinatorStatistics:

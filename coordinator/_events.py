@@ -139,24 +139,25 @@ class EventHub:
         """The wall clock events are stamped with."""
         return self._clock()
 
-    def publish(
-        self, unit: str, old: Status, new: Status, reason: str, *, at: float = 0.0
-    ) -> None:
-        """``unit``'s status changed from ``old`` to ``new`` (``at``: when, if not now — a
-        change another coordinator made, as the shared store says)."""
+    def publish(self, unit: str, old: Status, new: Status, reason: str) -> None:
+        """``unit``'s status changed from ``old`` to ``new``."""
         self._emit(Event(
-            seq=self.history.last + 1, time=at or self._clock(), unit=unit, old=old, new=new,
+            seq=self.history.last + 1, time=self._clock(), unit=unit, old=old, new=new,
             reason=reason,
         ))
 
-    def publish_edge(
-        self, unit: str, status: Status, depends_on: str, requires: Status, *, at: float = 0.0
-    ) -> None:
+    def publish_edge(self, unit: str, status: Status, depends_on: str, requires: Status) -> None:
         """``unit`` (in ``status``) now requires ``depends_on`` to reach ``requires``."""
         self._emit(Event(
-            seq=self.history.last + 1, time=at or self._clock(), unit=unit, old=status,
-            new=status, depends_on=depends_on, requires=requires,
+            seq=self.history.last + 1, time=self._clock(), unit=unit, old=status, new=status,
+            depends_on=depends_on, requires=requires,
         ))
+
+    def emit(self, event: Event) -> None:
+        """An event its maker numbered (a shared store's revision, ``_shared.py``): kept and
+        fanned out if its seq is above the last one's, else dropped (already had)."""
+        if event.seq > self.history.last:
+            self._emit(event)
 
     def _emit(self, event: Event) -> None:
         self.history.append(event)

@@ -40,7 +40,7 @@ from ._journal import UnitRecord
 from ._lease import HOLD_GRACE, HOLDER_GONE
 from ._reply import Reply
 from ._reads import answer_absent
-from ._shared import SharedStore, StoreConflict
+from ._shared import Numbering, SharedStore, StoreConflict, record_events
 from ._status import Status
 from ._unit import IDLE_SECONDS, UnitActor
 from ._unit_state import ORPHAN, REMOTE
@@ -75,7 +75,7 @@ class RegistryActor:
     __slots__ = (
         "_inbox", "_events", "_graph", "_inboxes", "_states", "_nursery", "_candidates",
         "_max_units", "finished", "_writer", "_restored", "_hold_grace", "_store", "_records",
-        "_graph_revision", "_committing", "_deferred", "_remote_holds",
+        "_graph_revision", "_committing", "_deferred", "_remote_holds", "_seen", "_numbering",
     )
 
     def __init__(
@@ -123,6 +123,10 @@ class RegistryActor:
         self._deferred: deque[Want | Apply] = deque()
         #: Units restored held by another coordinator (their holds end with its lease).
         self._remote_holds = remote_holds
+        #: Each unit's record as the events published so far have it: with a shared store the
+        #: events are made here, from the store's changes in revision order (``_shared.py``).
+        self._seen: dict[str, UnitRecord] = dict(self._restored) if store is not None else {}
+        self._numbering = Numbering()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled or until the inbox is closed; unit actors stop with it."""
@@ -355,7 +359,12 @@ class RegistryActor:
         """The mirror's: what one store revision changed (another coordinator's commit, or the
         echo of ours), routed to the actors; a hold that vanished with its holder's lease
         fails its unit (every coordinator tries, the store's compare lets one win)."""
+        events = self._events
         for unit, record in change.units:
+            numbered = functools.partial(self._numbering.at, change.revision)
+            for event in record_events(unit, self._seen.get(unit), record, numbered, events.now):
+                events.emit(event)
+            self._seen[unit] = record
             await self._take(unit, record, change.revision, None)
         if change.graph:
             self._graph_revision = max(self._graph_revision, change.revision)

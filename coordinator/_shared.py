@@ -16,16 +16,64 @@ routes them to the actors (:class:`~._messages.RemoteChange`, :class:`~._message
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Final, Protocol
 
+from ._api import Event
 from ._journal import UnitRecord
+from ._status import Status
 
-__all__ = ["CONFLICT_RETRIES", "SharedStore", "StoreConflict"]
+__all__ = ["CONFLICT_RETRIES", "SEQ_PER_REVISION", "Numbering", "SharedStore", "StoreConflict",
+           "record_events"]
+
+#: With a shared store an event's ``seq`` is the store's revision that made it times this,
+#: plus its place among that revision's events (an ``apply`` writes many units in one
+#: revision, a ``want`` a registration and its edges): ``seq // SEQ_PER_REVISION`` is the
+#: revision, and every coordinator of the workspace numbers the same event the same way.
+SEQ_PER_REVISION: Final = 1 << 20
 
 #: How many times a mutation is decided again after the store refused it (someone changed the
 #: unit in between) before the caller gets ``StoreUnavailable``.
 CONFLICT_RETRIES: Final = 20
+
+
+def record_events(
+    unit: str, old: UnitRecord | None, new: UnitRecord, seq: Callable[[], int],
+    clock: Callable[[], float],
+) -> list[Event]:
+    """The events a unit's record changing from ``old`` (None: none stored) to ``new`` makes —
+    its status change, then each edge added, by dependency — numbered by ``seq()`` and stamped
+    with the record's time (``clock()`` if it has none). The same on every coordinator."""
+    at = new.time or clock()
+    status = old.status if old is not None else Status.NOT_REGISTERED
+    reason = old.reason if old is not None else ""
+    events = []
+    if new.status is not status or new.reason != reason:
+        events.append(Event(seq=seq(), time=at, unit=unit, old=status, new=new.status,
+                            reason=new.reason))
+    had = old.requirements if old is not None else {}
+    for dependency, required in sorted(new.requirements.items()):
+        if had.get(dependency) is not required:
+            events.append(Event(seq=seq(), time=at, unit=unit, old=new.status, new=new.status,
+                                depends_on=dependency, requires=required))
+    return events
+
+
+class Numbering:
+    """``seq`` for the events of store revisions taken in order (see
+    :data:`SEQ_PER_REVISION`): ``Numbering().at(revision)`` for each event."""
+
+    __slots__ = ("_revision", "_place")
+
+    def __init__(self) -> None:
+        self._revision = self._place = 0
+
+    def at(self, revision: int) -> int:
+        if revision != self._revision:
+            self._revision, self._place = revision, 0
+        else:
+            self._place += 1
+        return revision * SEQ_PER_REVISION + self._place
 
 
 class StoreConflict(Exception):

@@ -227,14 +227,12 @@ class UnitActor:
         raise AssertionError(f"not a mutation: {request!r}")
 
     def _publish_edges(
-        self, had: dict[str, Status], requirements: tuple[tuple[str, Status, Any], ...],
-        *, at: float = 0.0,
+        self, had: dict[str, Status], requirements: tuple[tuple[str, Status, Any], ...]
     ) -> None:
         """An edge event for each requirement that is new (or changed) since ``had``."""
         for dependency, required, _ in requirements:
             if had.get(dependency) is not required:
-                self._events.publish_edge(self.name, self.state.status, dependency, required,
-                                          at=at)
+                self._events.publish_edge(self.name, self.state.status, dependency, required)
 
     # --- a shared store (``_shared.py``): decide, commit, then keep or roll back ---------------
 
@@ -281,9 +279,7 @@ class UnitActor:
                 raise
             else:
                 self.stored, self.revision = record, revision
-                if change is not None:
-                    self._events.publish(self.name, change.old, change.new, change.reason, at=now)
-                self._ack = (reply, value)
+                self._ack = (reply, value)  # (its event comes back with the store's change)
                 return
             try:
                 await self._newer_in_store()
@@ -315,15 +311,12 @@ class UnitActor:
         """Take the store's ``record`` at ``revision`` if it is newer than ours (an echo of
         our own commit is not), and the requirements it adds."""
         state = self.state
-        old, old_reason, had = state.status, state.reason, dict(state.requirements)
         if requirements:
             state.add_requirements(requirements)
         if revision > self.revision:
             self.stored, self.revision = record, revision
             state.adopt(record.status, record.reason, held=record.held)
-        if state.status is not old or state.reason != old_reason:
-            self._events.publish(self.name, old, state.status, state.reason, at=record.time)
-        self._publish_edges(had, requirements, at=record.time)
+        # (the events are the registry's, from the store's changes in revision order)
 
     def _apply(self, reply: Reply[Any], change: Change | None, value: object = None) -> None:
         """A mutation the state made: journal and publish its status change, if any, and

@@ -48,7 +48,10 @@ struct Event {
   # old and new are both the unit's status then). Connections speaking revision 1 or 2 are
   # sent status changes only.
   seq @0 :UInt64;          # coordinator-wide, increasing (edges take seqs too: a revision-1/2
-                           # watcher sees gaps); kept across restarts with the journal
+                           # watcher sees gaps); kept across restarts with the journal. With a
+                           # store shared by several coordinators (serve --store): the store's
+                           # revision * 2^20 + the event's place in it, increasing with gaps,
+                           # the same on every coordinator (seq >> 20 is the revision)
   timeNs @1 :Int64;        # wall clock, nanoseconds since the Unix epoch
   unit @2 :Text;
   old @3 :Status;

@@ -178,7 +178,7 @@ async def test_a_coordinator_started_later_has_the_workspace_s_history(url: str)
         return [(e.unit, e.old, e.new, e.depends_on, e.requires, e.time) for e in events]  # type: ignore[attr-defined]
 
     assert shape(theirs) == shape(mine)
-    assert [e.seq for e in theirs] == list(range(1, len(mine) + 1))
+    assert [e.seq for e in theirs] == [e.seq for e in mine]  # the store's revisions, scaled
     assert [(e.unit, e.new) for e in mine if not e.is_edge] == [
         ("claude", Status.PENDING), ("git", Status.STARTED), ("git", Status.COMPLETED)]
 
@@ -299,3 +299,24 @@ async def test_a_coordinator_starts_on_a_compacted_workspace_with_the_history_ke
         ("git", Status.NOT_REGISTERED, Status.COMPLETED)]
     assert [(e.unit, e.old, e.new) for e in later] == [
         ("git", Status.NOT_REGISTERED, Status.COMPLETED), ("git", Status.COMPLETED, Status.STARTED)]
+
+
+async def test_every_coordinator_numbers_the_same_events_the_same_way(url: str) -> None:
+    from coordinator._shared import SEQ_PER_REVISION
+    from coordinator.store._etcd_store import open_etcd_store
+
+    with trio.fail_after(WAIT):
+        async with two(url) as (a, b):
+            async with trio.open_nursery() as nursery:  # changes through both at once
+                nursery.start_soon(a.apply, {"claude": {"git": Status.COMPLETED}, "git": {}})
+                nursery.start_soon(b.unit("lint").want, "git")
+            await b.unit("git").start()
+            await a.unit("git").complete()
+            ours, theirs = (await a.history()).events, (await b.history()).events
+        async with open_etcd_store(url) as (store, _):
+            _, git_revision = await store.read_unit("git")
+    assert ours == theirs  # seq, time, unit, change: all the same on both
+    seqs = [e.seq for e in ours]
+    assert seqs == sorted(set(seqs))
+    assert ours[-1].unit == "git" and ours[-1].new is Status.COMPLETED
+    assert ours[-1].seq // SEQ_PER_REVISION == git_revision  # the revision that completed it

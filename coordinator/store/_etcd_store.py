@@ -13,6 +13,7 @@ by the next commits (a few per txn), so they do not pile up.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -28,7 +29,7 @@ from .._api import Event
 from .._errors import CoordinatorClosed, StoreUnavailable
 from .._journal import UnitRecord
 from .._messages import RemoteChange
-from .._shared import StoreConflict
+from .._shared import Numbering, StoreConflict, record_events
 from .._status import Status
 from ._address import StoreAddress, StoreLost, StoreUnreachable, parse_store
 from ._etcd import EtcdClient
@@ -266,7 +267,8 @@ class EtcdStore:
                 log.warning("loading the workspace failed (%s): again in %s s", exc,
                             REFOLLOW_SECONDS)
                 await trio.sleep(REFOLLOW_SECONDS)
-        for name, record in loaded.state.items():  # each at its own revision
+        for name, record in sorted(loaded.state.items(),  # each at its own revision, in order
+                                   key=lambda item: (loaded.revisions[item[0]], item[0])):
             await registry.send(RemoteChange(loaded.revisions[name], ((name, record),)))
         await registry.send(RemoteChange(loaded.graph_revision, graph=True, holds_gone=tuple(
             name for name, record in loaded.state.items()
@@ -321,9 +323,16 @@ async def past_events(
     ``time``. A unit first seen after a compaction starts from "not registered"."""
     events: list[Event] = []
     records: dict[str, UnitRecord] = {}
+    numbering = Numbering()
     after = 0
     if not until:
         return events
+
+    def take(name: str, record: UnitRecord, revision: int) -> None:
+        numbered = functools.partial(numbering.at, revision)
+        events.extend(record_events(name, records.get(name), record, numbered, clock))
+        records[name] = record
+
     while True:
         compacted: Relist | None = None
         try:
@@ -333,8 +342,7 @@ async def past_events(
                         return events
                     for name, record in change.units:
                         if record is not None:
-                            _diff(events, name, records.get(name), record, clock)
-                            records[name] = record
+                            take(name, record, change.revision)
                     if change.revision >= until:
                         return events
         except* Relist as group:  # (the watch's tasks wrap it) start at the oldest kept
@@ -347,9 +355,9 @@ async def past_events(
         # event from "not registered" (at the time its record says), then what followed
         events.clear()
         records.clear()
-        for name, record in await _state_at(client, layout, oldest):
-            _diff(events, name, None, record, clock)
-            records[name] = record
+        numbering = Numbering()
+        for name, record, revision in await _state_at(client, layout, oldest):
+            take(name, record, revision)
         if oldest >= until:
             return events
         after = oldest
@@ -357,8 +365,8 @@ async def past_events(
 
 async def _state_at(
     client: EtcdClient, layout: Layout, revision: int
-) -> list[tuple[str, UnitRecord]]:
-    """Every unit's record at ``revision``, in the order they were last written."""
+) -> list[tuple[str, UnitRecord, int]]:
+    """Every unit's record at ``revision`` and the revision it was written at, in that order."""
     found: list[tuple[int, str, UnitRecord]] = []
     start = layout.units
     while True:
@@ -370,24 +378,8 @@ async def _state_at(
         if not result.more or not result.kvs:
             break
         start = result.kvs[-1].key + b"\0"
-    return [(name, record) for _, name, record in sorted(found, key=lambda f: (f[0], f[1]))]
-
-
-def _diff(
-    events: list[Event], unit: str, old: UnitRecord | None, new: UnitRecord,
-    clock: Callable[[], float],
-) -> None:
-    at = new.time or clock()
-    status = old.status if old is not None else Status.NOT_REGISTERED
-    reason = old.reason if old is not None else ""
-    if new.status is not status or new.reason != reason:
-        events.append(Event(seq=len(events) + 1, time=at, unit=unit, old=status, new=new.status,
-                            reason=new.reason))
-    had = old.requirements if old is not None else {}
-    for dependency, required in sorted(new.requirements.items()):
-        if had.get(dependency) is not required:
-            events.append(Event(seq=len(events) + 1, time=at, unit=unit, old=new.status,
-                                new=new.status, depends_on=dependency, requires=required))
+    return [(name, record, written)
+            for written, name, record in sorted(found, key=lambda f: (f[0], f[1]))]
 
 
 def default_member_id() -> str:
