@@ -52,6 +52,8 @@ class EtcdMember:
     data_dir: Path
     initial_cluster: str
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    #: More of etcd's flags (``--quota-backend-bytes``, say).
+    flags: tuple[str, ...] = ()
 
     @property
     def log(self) -> Path:
@@ -74,7 +76,7 @@ class EtcdMember:
                     "--initial-advertise-peer-urls", self.peer_url,
                     "--initial-cluster", self.initial_cluster,
                     "--initial-cluster-state", "new",
-                    "--logger", "zap", "--log-level", "warn",
+                    "--logger", "zap", "--log-level", "warn", *self.flags,
                 ],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
             )
@@ -166,8 +168,8 @@ def store_url(cluster: EtcdCluster, workspace: str) -> str:
     return f"etcd://{hosts}/{workspace}"
 
 
-def new_cluster(base: Path, size: int) -> EtcdCluster:
-    """``size`` members on free ports under ``base``, not started."""
+def new_cluster(base: Path, size: int, flags: tuple[str, ...] = ()) -> EtcdCluster:
+    """``size`` members on free ports under ``base``, not started (each with ``flags``)."""
     if ETCD is None:
         raise NoEtcd(NO_ETCD)
     ports = unused_ports(2 * size)
@@ -175,17 +177,20 @@ def new_cluster(base: Path, size: int) -> EtcdCluster:
     peers = [f"http://127.0.0.1:{ports[2 * i + 1]}" for i in range(size)]
     initial = ",".join(f"{name}={peer}" for name, peer in zip(names, peers, strict=True))
     return EtcdCluster([
-        EtcdMember(name, f"http://127.0.0.1:{ports[2 * i]}", peers[i], base / name, initial)
+        EtcdMember(name, f"http://127.0.0.1:{ports[2 * i]}", peers[i], base / name, initial,
+                   flags=flags)
         for i, name in enumerate(names)
     ])
 
 
 @contextlib.contextmanager
-def start_cluster(base: Path, size: int) -> Iterator[EtcdCluster]:
+def start_cluster(
+    base: Path, size: int, flags: tuple[str, ...] = ()
+) -> Iterator[EtcdCluster]:
     """``size`` fresh members on free ports under ``base``, healthy; killed and reaped at exit.
     Blocking (``trio.run`` for the health wait): enter it outside a Trio run, or use
     :func:`open_cluster` inside one."""
-    cluster = new_cluster(base, size)
+    cluster = new_cluster(base, size, flags)
     try:
         for member in cluster.members:
             member.start()

@@ -37,12 +37,13 @@ requires_etcd = pytest.mark.skipif(ETCD is None, reason=NO_ETCD)
 
 
 @contextlib.contextmanager
-def start_cluster(base: Path, size: int) -> Iterator[EtcdCluster]:
-    """``size`` fresh members on free ports under ``base``, healthy; killed and reaped at exit
-    (:func:`stress._etcd.start_cluster`); a skip without the binary."""
+def start_cluster(base: Path, size: int, flags: tuple[str, ...] = ()) -> Iterator[EtcdCluster]:
+    """``size`` fresh members on free ports under ``base`` (with etcd's ``flags``), healthy;
+    killed and reaped at exit (:func:`stress._etcd.start_cluster`); a skip without the
+    binary."""
     if ETCD is None:
         pytest.skip(NO_ETCD)
-    with _start_cluster(base, size) as cluster:
+    with _start_cluster(base, size, flags) as cluster:
         yield cluster
 
 
