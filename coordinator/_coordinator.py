@@ -297,27 +297,13 @@ class LocalCoordinator:
         result: outcome.Outcome[T],
     ) -> None:
         if isinstance(result, outcome.Error) and isinstance(result.error, NotReady):
-            self._nursery.start_soon(self._post_synced, operation, on_answer)
+            self._nursery.start_soon(self._synced_post, operation.message(Reply(on_answer)))
         else:
             on_answer(result)
 
-    async def _post_synced(
-        self, operation: Operation[T], on_answer: Callable[[outcome.Outcome[T]], object]
-    ) -> None:
-        assert self._store is not None
-        reply: Reply[T] = Reply(on_answer)
-        message = operation.message(reply)
-        try:
-            await self._store.synced()
-            self._post(message)
-        except UnitsyncError as error:
-            reply.error(error)
-        except BaseException:
-            answer_closed(message)  # cancelled: the coordinator is closing
-            raise
-
     async def _synced_post(self, message: RegistryMessage) -> None:
-        """A submitted read with a shared store: posted once the mirror is no older than it."""
+        """A submitted read (or a NotReady asked again) with a shared store: posted once the
+        mirror is no older than the call."""
         assert self._store is not None
         try:
             await self._store.synced()

@@ -341,24 +341,20 @@ class UnitState(Generic[W]):
         """Undo the mutations since :meth:`checkpoint` (before anything was settled)."""
         self.status, self.reason, self.holder, self._holds = saved
 
-    def adopt(self, status: Status, reason: str, *, held: bool) -> Change | None:
-        """Take the status another coordinator stored (a shared store's record): the Change
-        to publish, None if status and reason are as they were. A unit started and held
-        stays ours if we held it already started (or had lost its holder in a restart:
-        :data:`ORPHAN`); otherwise it is held elsewhere (:data:`REMOTE`). Any other status
-        ends a hold."""
-        old, old_reason = self.status, self.reason
+    def adopt(self, status: Status, reason: str, *, held: bool) -> None:
+        """Take the status another coordinator stored (a shared store's record; its events
+        are the registry's, made from the store's changes). A unit started and held stays ours
+        if we held it already started (or had lost its holder in a restart: :data:`ORPHAN`);
+        otherwise it is held elsewhere (:data:`REMOTE`). Any other status ends a hold."""
         if held and status is Status.STARTED:
             # a hold that was ours (a live token, or one lost in a restart and still to be
             # taken back) stays ours while the unit stays started
-            ours = old is Status.STARTED and self.holder is not None and self.holder >= ORPHAN
+            ours = self.status is Status.STARTED and self.holder is not None \
+                and self.holder >= ORPHAN
             self.holder = self.holder if ours else REMOTE
         else:
             self.holder = None
         self.status, self.reason = status, reason
-        if status is old and reason == old_reason:
-            return None
-        return Change(old, status, reason, held)
 
     # --- restoring from the journal -------------------------------------------------------------
 

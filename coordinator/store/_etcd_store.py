@@ -91,7 +91,9 @@ FULL_FIX = ("the store is full (etcd's space quota): compact it (run etcd with "
 class EtcdStore:
     """One coordinator's view of a workspace in etcd; made by :func:`open_etcd_store`."""
 
-    def __init__(self, client: EtcdClient, layout: Layout, member: Membership) -> None:
+    def __init__(
+        self, client: EtcdClient, layout: Layout, member: Membership, holding: set[str]
+    ) -> None:
         self._client = client
         self._layout = layout
         self.member = member
@@ -101,8 +103,9 @@ class EtcdStore:
         self._moved = trio.Event()
         self._follow: Follow | None = None
         self._answered: deque[str] = deque()  # request ids whose keys the next commits delete
-        #: Units whose hold this coordinator's lease carries (as far as its commits know).
-        self.holding: set[str] = set()
+        #: Units whose hold this coordinator's lease carries (as far as its commits know):
+        #: while there are some, the lease is left to expire instead of revoked on exit.
+        self.holding = holding
 
     # --- commits ------------------------------------------------------------------------------
 
@@ -413,6 +416,4 @@ async def open_etcd_store(
         except EtcdError as exc:
             raise StoreUnreachable(str(address), str(exc)) from None
         async with joined:
-            store = EtcdStore(client, layout, member)
-            store.holding = holding
-            yield store, loaded
+            yield EtcdStore(client, layout, member, holding), loaded
