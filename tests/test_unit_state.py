@@ -19,7 +19,7 @@ from coordinator import (
     UnitNotFound,
 )
 from coordinator._messages import NOT_REGISTERED, Blocker, Published
-from coordinator._unit_state import ORPHAN, Change, UnitState
+from coordinator._unit_state import ORPHAN, REMOTE, Change, UnitState
 
 PENDING = Published(Status.PENDING)
 STARTED = Published(Status.STARTED)
@@ -387,3 +387,36 @@ def test_restore_then_learn_dependencies_and_publish_without_settling() -> None:
         Status.PENDING, "", Blocker("git", "exit 3", ("claude", "git"))
     )
     assert published(state) is None  # already published
+
+
+# --- a shared store: rollback, and records taken from other coordinators ------------------------
+
+
+def test_a_refused_commit_rolls_the_mutation_back() -> None:
+    unit: UnitState[int] = UnitState("git")
+    unit.register()
+    saved = unit.checkpoint()
+    unit.start(held=True)
+    assert unit.status is Status.STARTED and unit.holder == 1
+    unit.rollback(saved)
+    assert (unit.status, unit.reason, unit.holder) == (Status.PENDING, "", None)
+    unit.start(held=True)
+    assert unit.holder == 1  # the token given and taken back is given again
+
+
+def test_adopting_a_record_keeps_our_hold_and_marks_another_s() -> None:
+    ours: UnitState[int] = UnitState("git")
+    ours.start(held=True)
+    ours.adopt(Status.STARTED, "", held=True)  # our own record again: still ours
+    assert ours.holder == 1
+    lost: UnitState[int] = UnitState("build")
+    lost.restore(Status.STARTED, "", {}, held=True)
+    lost.adopt(Status.STARTED, "", held=True)  # a hold lost in a restart stays to be taken back
+    assert lost.holder == ORPHAN and lost.orphaned
+    theirs: UnitState[int] = UnitState("lint")
+    theirs.register()
+    theirs.adopt(Status.STARTED, "", held=True)  # started and held by another coordinator
+    assert theirs.holder == REMOTE and theirs.fail("gone", holder=REMOTE) is not None
+    ours.adopt(Status.FAILED, "holder disconnected", held=False)  # any other status ends it
+    assert (ours.status, ours.reason, ours.holder) == (
+        Status.FAILED, "holder disconnected", None)
