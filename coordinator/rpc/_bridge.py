@@ -6,6 +6,8 @@
 * :class:`TrioPortal` — from the KJ thread, start work in Trio without blocking any thread:
   ``TrioToken.run_sync_soon`` in, ``loop.call_soon_threadsafe`` back out.
 * :class:`AsyncioPortal` — from Trio, run a coroutine on the KJ thread's loop.
+* :class:`Answer` and :func:`answer_task_factory` — a server call answered from Trio with no
+  asyncio task of its own (see :meth:`TrioPortal.answer`).
 
 Only plain Python values cross: results are converted on the KJ thread before they leave it.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import collections.abc
 import functools
 import threading
 from collections.abc import Awaitable, Callable
@@ -23,7 +26,7 @@ import capnp
 import outcome
 import trio
 
-__all__ = ["AsyncioPortal", "TrioPortal", "run_kj_thread"]
+__all__ = ["Answer", "AsyncioPortal", "TrioPortal", "answer_task_factory", "run_kj_thread"]
 
 T = TypeVar("T")
 
@@ -151,6 +154,81 @@ class _Handoff:
             queue.popleft()()
 
 
+class _Call(asyncio.Future):  # type: ignore[type-arg]
+    """One server call waiting for Trio's answer, in the place of its asyncio task.
+
+    pycapnp keeps a call's task only to learn when it is done (``add_done_callback``, then
+    ``cancelled``/``exception``/``result``) and to cancel it when the caller goes (a capnp
+    Finish, a lost connection — and, harmlessly, after every call). A future does all that:
+    :meth:`settle` finishes the call when Trio answers; :meth:`cancel` abandons it in Trio.
+    """
+
+    __slots__ = ("_finish", "_fulfiller", "_handle", "_portal")  # _fulfiller: set by pycapnp
+
+    def __init__(
+        self, portal: TrioPortal, finish: Callable[[outcome.Outcome[Any] | None], None]
+    ) -> None:
+        super().__init__(loop=portal.loop)
+        self._portal = portal
+        self._finish = finish
+        self._handle: Any = None  # what ``start`` returned: its ``abandon()`` gives up
+
+    def settle(self, result: outcome.Outcome[Any]) -> None:  # KJ thread, the answer from Trio
+        if self.done():  # the caller gave up meanwhile
+            return
+        self._portal.pending -= 1
+        try:
+            self._finish(result)  # fills the results, or raises the call's error
+        except BaseException as exc:
+            self.set_exception(exc)
+        else:
+            self.set_result(None)
+
+    def cancel(self, msg: Any = None) -> bool:  # KJ thread, from pycapnp
+        if not super().cancel(msg):
+            return False  # already answered
+        self._portal.pending -= 1
+        self._finish(None)
+        self._portal.call_soon(self._abandon)  # after the call's begin: calls keep their order
+        return True
+
+    def _abandon(self) -> None:  # Trio thread
+        if self._handle is not None:
+            self._handle.abandon()
+
+
+class Answer(collections.abc.Coroutine):  # type: ignore[type-arg]
+    """What a server method returns to pycapnp for a call answered by :meth:`TrioPortal.answer`.
+
+    pycapnp takes only a coroutine from a server method, and runs each as an asyncio task:
+    creating it, stepping it into the await and out of it again, a weak reference to it. This
+    passes for a coroutine, and the KJ loop's task factory (:func:`answer_task_factory`) hands
+    pycapnp the call's future instead of a task. It is never run as a coroutine.
+    """
+
+    __slots__ = ("call",)
+
+    def __init__(self, call: asyncio.Future[None]) -> None:
+        self.call = call
+
+    def __await__(self) -> Any:
+        raise RuntimeError("an Answer is not awaited: install answer_task_factory on the loop")
+
+    def send(self, value: Any) -> Any:
+        raise RuntimeError("an Answer is not run: install answer_task_factory on the loop")
+
+    def throw(self, *args: Any) -> Any:
+        raise RuntimeError("an Answer is not run: install answer_task_factory on the loop")
+
+
+def answer_task_factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
+    """The KJ loop's task factory (``loop.set_task_factory``): an :class:`Answer`'s future is
+    its own task; any other coroutine becomes an :class:`asyncio.Task`, as without a factory."""
+    if type(coro) is Answer:
+        return coro.call
+    return asyncio.Task(coro, loop=loop, **kwargs)
+
+
 class TrioPortal:
     """The KJ thread's way into Trio (and Trio's way back to the calls it answers).
 
@@ -217,6 +295,44 @@ class TrioPortal:
         finally:
             self.pending -= 1
         return result.unwrap()
+
+    def answer(
+        self,
+        start: Callable[[Callable[[outcome.Outcome[Any]], None]], Any],
+        finish: Callable[[outcome.Outcome[Any] | None], None],
+    ) -> Answer:
+        """:meth:`submit` for a server method that does not await: it returns this Answer.
+
+        ``start(on_answer)`` runs in the Trio thread (in submission order); when Trio answers,
+        ``finish(outcome)`` runs on the KJ thread — it fills the call's results, or raises the
+        error the caller gets — and the call is done. If the caller gives up first,
+        ``finish(None)`` runs instead and ``start``'s ``abandon()`` is called in Trio. No
+        asyncio task is spent on the call (see :class:`Answer`): a fan-out of parked
+        ``ready`` calls costs the KJ thread one future per waiter.
+        """
+        call = _Call(self, finish)
+
+        def on_answer(result: outcome.Outcome[Any]) -> None:  # Trio thread, in an actor
+            self.to_loop(call.settle, result)
+
+        def begin() -> None:  # Trio thread
+            try:
+                call._handle = start(on_answer)
+            except BaseException as exc:  # bad arguments, Overloaded, closed
+                on_answer(outcome.Error(exc))
+
+        self._into_trio.put(begin)
+        self.pending += 1
+        return Answer(call)
+
+    def answered(self, error: BaseException | None = None) -> Answer:
+        """An Answer already done: with ``error`` (what the caller gets), or without."""
+        call = self._loop.create_future()  # type: ignore[union-attr]
+        if error is None:
+            call.set_result(None)
+        else:
+            call.set_exception(error)
+        return Answer(call)
 
     async def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """Run ``await fn(*args)`` as a Trio task; cancelled with this caller."""

@@ -27,7 +27,7 @@ from .._errors import InvalidArgument
 from .._names import MAX_APPLY_UNITS, check_dependency_count
 from .._status import Status
 from ._convert import REVISION, fill_event, fill_info, read_names, status_from_wire, wire_errors
-from ._bridge import TrioPortal, run_kj_thread
+from ._bridge import TrioPortal, answer_task_factory, run_kj_thread
 from ._schema import schema
 from ._socket import Listener, adopt_listener, bind_listener, peer_uid
 from ._frame_deadline import DEFAULT_FRAME_TIMEOUT, open_stream
@@ -336,6 +336,7 @@ async def _accept_loop(
     (counted in ``counts``)."""
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_quiet_about_gone_callers)
+    loop.set_task_factory(answer_task_factory)  # calls answered without a task: TrioPortal.answer
     portal.loop = loop
     connections: set[asyncio.Task[None]] = set()
     refusing: set[asyncio.Task[None]] = set()

@@ -10,19 +10,28 @@ import contextlib
 import functools
 import logging
 import weakref
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import outcome
 
 from .. import _operations as operations
+from .._api import UnitInfo
 from .._coordinator import LocalCoordinator, LocalUnit
 from .._errors import Overloaded, UnitsyncError
 from .._lease import HOLDER_GONE
 from .._names import check_dependency_count
 from .._operations import Operation
 from .._status import Status
-from ._convert import fill_info, read_names, read_reason, status_from_wire, wire_errors
-from ._bridge import TrioPortal
+from ._convert import (
+    fill_info,
+    read_names,
+    read_reason,
+    status_from_wire,
+    to_wire_error,
+    wire_errors,
+)
+from ._bridge import Answer, TrioPortal
 from ._schema import schema
 
 __all__ = ["LeaseServer", "Peer", "UnitServer", "Waiters"]
@@ -61,6 +70,23 @@ class Peer:
         self.waiters = Waiters(max_waiters)
 
 
+def answers(method: Callable[[Any, Any], Answer]) -> Callable[[Any, Any], Answer]:
+    """For a method that returns an :class:`Answer`: what it raises before handing its call to
+    Trio (bad parameters, too many waiters) answers the call, as a wire error (see
+    :func:`~._convert.wire_errors`)."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, context: Any) -> Answer:
+        try:
+            return method(self, context)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:
+            return self._portal.answered(to_wire_error(exc))
+
+    return wrapper
+
+
 class UnitServer(S.Unit.Server):  # type: ignore[name-defined,misc]
     """A capability for one unit. Calls enter Trio in the order they arrive (E-order): each
     is handed to the registry's inbox synchronously, in arrival order, by the portal."""
@@ -75,41 +101,78 @@ class UnitServer(S.Unit.Server):  # type: ignore[name-defined,misc]
         self._waiters = peer.waiters
         self._in_flight = 0  # calls of this capability handed to Trio and not yet answered
 
-    async def _submit(self, operation: Operation[T]) -> T:
+    def _call(
+        self, operation: Operation[T], fill: Callable[[T], None] | None = None, *,
+        parked: bool = False,
+    ) -> Answer:
+        """``operation`` handed to the coordinator in Trio; see :meth:`_answer`."""
         coord = self._coord
+        return self._answer(
+            lambda on_answer: coord.submit(operation, on_answer), fill, parked=parked
+        )
+
+    def _answer(
+        self,
+        start: Callable[[Callable[[outcome.Outcome[T]], None]], Any],
+        fill: Callable[[T], None] | None = None,
+        *,
+        parked: bool = False,
+    ) -> Answer:
+        """The call, begun by ``start(on_answer)`` in Trio (:meth:`TrioPortal.answer`: handed
+        over at once, in arrival order, and answered with no asyncio task). When Trio answers,
+        ``fill(value)`` writes the results on the KJ thread; an error is sent as a wire error.
+        ``parked``: a waiting call, taken from this connection's :class:`Waiters` by the caller
+        and given back here when it ends."""
+        waiters = self._waiters if parked else None
         self._in_flight += 1
-        try:
-            return await self._portal.submit(
-                lambda on_answer: coord.submit(operation, on_answer)
-            )
-        finally:
+
+        def finish(result: outcome.Outcome[T] | None) -> None:  # KJ thread
             self._in_flight -= 1
+            if waiters is not None:
+                waiters.count -= 1
+            if result is None:  # the caller gave up
+                return
+            try:
+                value = result.unwrap()
+                if fill is not None:
+                    fill(value)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:
+                raise to_wire_error(exc) from None
 
-    # The methods take pycapnp's ``context`` (the ``*_context`` form): pycapnp then runs the
-    # method's coroutine as the call's task itself, where for ``name(self, **params)`` it wraps
-    # it in one more coroutine that reads every parameter into a dict first (stress/README.md,
-    # "Fan-out and the bridge").
+        return self._portal.answer(start, finish)
 
-    @wire_errors
-    async def info_context(self, context: Any) -> None:
+    def _info_filler(self, context: Any) -> Callable[[UnitInfo], None]:
+        peer = self._peer
+        return lambda info: fill_info(context.results.info, info, peer.revision)
+
+    # The methods take pycapnp's ``context`` (the ``*_context`` form; for ``name(self,
+    # **params)`` pycapnp wraps each call in one more coroutine that reads every parameter into
+    # a dict first) and return an Answer instead of a coroutine: each call is handed to Trio
+    # while pycapnp dispatches it, so calls keep their order, and costs no asyncio task
+    # (stress/README.md, "Fan-out and the bridge").
+
+    @answers
+    def info_context(self, context: Any) -> Answer:
         # Answered here on the KJ thread when the unit's actor has published its current info
         # and no earlier call of this capability is still in Trio (E-order); else via Trio.
+        fill = self._info_filler(context)
         info = None if self._in_flight else self._coord.published_info(self._unit.name)
-        info = info or await self._submit(operations.info(self._unit.name))
-        fill_info(context.results.info, info, self._peer.revision)
+        if info is None:
+            return self._call(operations.info(self._unit.name), fill)
+        fill(info)
+        return self._portal.answered()
 
-    @wire_errors
-    async def ready_context(self, context: Any) -> None:
-        waiters = self._waiters
-        waiters.take()
-        try:
-            info = await self._submit(operations.ready(self._unit.name))
-        finally:
-            waiters.count -= 1
-        fill_info(context.results.info, info, self._peer.revision)
+    @answers
+    def ready_context(self, context: Any) -> Answer:
+        self._waiters.take()
+        return self._call(
+            operations.ready(self._unit.name), self._info_filler(context), parked=True
+        )
 
-    @wire_errors
-    async def want_context(self, context: Any) -> None:
+    @answers
+    def want_context(self, context: Any) -> Answer:
         params = context.params
         dependencies, requires = params.dependencies, params.requires
         required = status_from_wire(requires)
@@ -117,50 +180,45 @@ class UnitServer(S.Unit.Server):  # type: ignore[name-defined,misc]
             required = Status.COMPLETED
         check_dependency_count(len(dependencies))  # before decoding thousands of names
         names = read_names(lambda: list(dependencies))
-        await self._submit(operations.want(self._unit.name, names, required))
+        return self._call(operations.want(self._unit.name, names, required))
 
-    @wire_errors
-    async def start_context(self, context: Any) -> None:
-        await self._submit(operations.start(self._unit.name))
+    @answers
+    def start_context(self, context: Any) -> Answer:
+        return self._call(operations.start(self._unit.name))
 
-    @wire_errors
-    async def complete_context(self, context: Any) -> None:
-        await self._submit(operations.complete(self._unit.name))
+    @answers
+    def complete_context(self, context: Any) -> Answer:
+        return self._call(operations.complete(self._unit.name))
 
-    @wire_errors
-    async def fail_context(self, context: Any) -> None:
+    @answers
+    def fail_context(self, context: Any) -> Answer:
         reason = read_reason(lambda: context.params.reason)
-        await self._submit(operations.fail(self._unit.name, reason))
+        return self._call(operations.fail(self._unit.name, reason))
 
-    @wire_errors
-    async def skip_context(self, context: Any) -> None:
+    @answers
+    def skip_context(self, context: Any) -> Answer:
         reason = read_reason(lambda: context.params.reason)
-        await self._submit(operations.skip(self._unit.name, reason))
+        return self._call(operations.skip(self._unit.name, reason))
 
-    @wire_errors
-    async def register_context(self, context: Any) -> None:
-        await self._submit(operations.register(self._unit.name))
+    @answers
+    def register_context(self, context: Any) -> Answer:
+        return self._call(operations.register(self._unit.name))
 
-    @wire_errors
-    async def reached_context(self, context: Any) -> None:
-        waiters = self._waiters
-        waiters.take()
-        try:
-            status = status_from_wire(context.params.status)
-            await self._submit(operations.reached(self._unit.name, status))
-        finally:
-            waiters.count -= 1
+    @answers
+    def reached_context(self, context: Any) -> Answer:
+        status = status_from_wire(context.params.status)
+        self._waiters.take()
+        return self._call(operations.reached(self._unit.name, status), parked=True)
 
-    @wire_errors
-    async def hold_context(self, context: Any) -> None:
-        coord, name = self._coord, self._unit.name
+    @answers
+    def hold_context(self, context: Any) -> Answer:
+        portal, coord, name = self._portal, self._coord, self._unit.name
         pending = _PendingHold(coord, name, bool(context.params.resume))
-        self._in_flight += 1
-        try:
-            holder = await self._portal.submit(pending.start)
-        finally:
-            self._in_flight -= 1
-        context.results.lease = LeaseServer(self._portal, coord, name, holder)
+
+        def fill(holder: int) -> None:
+            context.results.lease = LeaseServer(portal, coord, name, holder)
+
+        return self._answer(pending.start, fill)
 
 
 class _PendingHold:
