@@ -24,7 +24,7 @@ from .._names import check_dependency_count
 from .._operations import Operation
 from .._status import Status
 from ._convert import (
-    fill_info,
+    set_info,
     read_names,
     read_reason,
     status_from_wire,
@@ -145,7 +145,7 @@ class UnitServer(S.Unit.Server):  # type: ignore[name-defined,misc]
 
     def _info_filler(self, context: Any) -> Callable[[UnitInfo], None]:
         peer = self._peer
-        return lambda info: fill_info(context.results.info, info, peer.revision)
+        return lambda info: set_info(context.results, info, peer.revision)
 
     # The methods take pycapnp's ``context`` (the ``*_context`` form; for ``name(self,
     # **params)`` pycapnp wraps each call in one more coroutine that reads every parameter into
