@@ -202,23 +202,29 @@ class Answer(collections.abc.Coroutine):  # type: ignore[type-arg]
 
     pycapnp takes only a coroutine from a server method, and runs each as an asyncio task:
     creating it, stepping it into the await and out of it again, a weak reference to it. This
-    passes for a coroutine, and the KJ loop's task factory (:func:`answer_task_factory`) hands
-    pycapnp the call's future instead of a task. It is never run as a coroutine.
+    is a coroutine that awaits the call's future, and the KJ loop's task factory
+    (:func:`answer_task_factory`) hands pycapnp that future instead of a task. (Without the
+    factory it runs as any coroutine would; cancelling it cancels the call.)
     """
 
-    __slots__ = ("call",)
+    __slots__ = ("_steps", "call")
 
     def __init__(self, call: asyncio.Future[None]) -> None:
         self.call = call
+        self._steps: Any = None
 
     def __await__(self) -> Any:
-        raise RuntimeError("an Answer is not awaited: install answer_task_factory on the loop")
+        return self.call.__await__()
 
     def send(self, value: Any) -> Any:
-        raise RuntimeError("an Answer is not run: install answer_task_factory on the loop")
+        if self._steps is None:
+            self._steps = self.call.__await__()
+        return self._steps.send(value)
 
     def throw(self, *args: Any) -> Any:
-        raise RuntimeError("an Answer is not run: install answer_task_factory on the loop")
+        if self._steps is None:
+            self._steps = self.call.__await__()
+        return self._steps.throw(*args)
 
 
 def answer_task_factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:

@@ -27,11 +27,11 @@ from .._errors import InvalidArgument
 from .._names import MAX_APPLY_UNITS, check_dependency_count
 from .._status import Status
 from ._convert import REVISION, fill_event, fill_info, read_names, status_from_wire, wire_errors
-from ._bridge import TrioPortal, answer_task_factory, run_kj_thread
+from ._bridge import Answer, TrioPortal, answer_task_factory, run_kj_thread
 from ._schema import schema
 from ._socket import Listener, adopt_listener, bind_listener, peer_uid
 from ._frame_deadline import DEFAULT_FRAME_TIMEOUT, open_stream
-from ._unit_server import Peer, UnitServer
+from ._unit_server import Peer, UnitServer, answers
 from ._watch_server import RemoteWatch, SubscriptionServer
 
 __all__ = ["IDLE_CHECK_INTERVAL", "REFUSED_LINGER", "ServerLimits", "serve"]
@@ -130,23 +130,25 @@ class CoordinatorServer(S.Coordinator.Server):  # type: ignore[name-defined,misc
         self._portal = portal
         self._peer = Peer(limits.max_waiters_per_connection)
 
-    @wire_errors
-    async def ping(self, _context: Any, **kwargs: Any) -> None:
-        _context.results.version = __version__  # answered here: no need to enter Trio
+    @answers
+    def ping_context(self, context: Any) -> Answer:
+        context.results.version = __version__  # answered here: no need to enter Trio
+        return self._portal.answered()
 
     @wire_errors
     async def hello(self, revision: int, _context: Any, **kwargs: Any) -> None:
         self._peer.revision = max(1, min(int(revision), REVISION))
         _context.results.revision = REVISION
 
-    @wire_errors
-    async def unit_context(self, context: Any) -> None:
+    @answers
+    def unit_context(self, context: Any) -> Answer:
         # the _context form: pycapnp would decode the name before calling ``unit`` and send
         # a bare traceback if it is not UTF-8
         name = read_names(lambda: context.params.name)
         context.results.unit = UnitServer(
             self._portal, self._coord, self._coord.unit(name), self._peer
         )
+        return self._portal.answered()  # at once, with no asyncio task (TrioPortal.answer)
 
     @wire_errors
     async def list_context(self, context: Any) -> None:
