@@ -29,6 +29,11 @@ class Status(enum.Enum):
     SKIPPED = "skipped"
     FINISHED = "finished"
 
+    #: Members are singletons compared by identity, so they hash by identity: in C, where
+    #: Enum's own ``hash(self._name_)`` is a Python call on every dict and set lookup (the
+    #: wire tables, the requirement checks; stress/README.md, "Fan-out and the bridge").
+    __hash__ = object.__hash__
+
     @property
     def label(self) -> str:
         """Human spelling: ``not registered`` for :attr:`NOT_REGISTERED`, else the value."""
