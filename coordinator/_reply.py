@@ -34,7 +34,8 @@ class Reply(Generic[T]):
     __slots__ = ("_event", "_outcome", "_on_abandon", "_on_answer")
 
     def __init__(self, on_answer: Callable[[outcome.Outcome[T]], object] | None = None) -> None:
-        self._event = trio.Event()
+        # only a Trio caller awaits it (the bridge's calls are answered through on_answer)
+        self._event = trio.Event() if on_answer is None else None
         self._outcome: outcome.Outcome[T] | None = None
         self._on_abandon: Callable[[], object] | None = None
         self._on_answer = on_answer
@@ -57,6 +58,7 @@ class Reply(Generic[T]):
     def _answer(self, result: outcome.Outcome[T]) -> None:
         self._outcome = result
         if self._on_answer is None:
+            assert self._event is not None
             self._event.set()
         else:
             self._on_answer(result)
@@ -76,8 +78,10 @@ class Reply(Generic[T]):
     async def receive(self) -> T:
         """Wait for the answer; return its value or raise its error.
 
-        Cancellation abandons the reply (see the class docstring) and propagates.
+        Cancellation abandons the reply (see the class docstring) and propagates. (Not for
+        a reply made with ``on_answer``.)
         """
+        assert self._event is not None, "a reply with on_answer is not awaited"
         try:
             await self._event.wait()
         except BaseException:

@@ -168,7 +168,7 @@ class _Call(asyncio.Future):  # type: ignore[type-arg]
     def __init__(
         self, portal: TrioPortal, finish: Callable[[outcome.Outcome[Any] | None], None]
     ) -> None:
-        super().__init__(loop=portal.loop)
+        super().__init__(loop=portal._loop)
         self._portal = portal
         self._finish = finish
         self._handle: Any = None  # what ``start`` returned: its ``abandon()`` gives up
