@@ -61,7 +61,10 @@ class Reply(Generic[T]):
             assert self._event is not None
             self._event.set()
         else:
-            self._on_answer(result)
+            # called once: dropped, so that what it holds (the bridge's call, which holds
+            # this reply) is freed now, not by the garbage collector
+            on_answer, self._on_answer = self._on_answer, None
+            on_answer(result)
 
     def on_abandon(self, callback: Callable[[], object] | None) -> None:
         """Run ``callback`` (synchronously, in the caller's task) if the caller gives up waiting."""
@@ -71,6 +74,7 @@ class Reply(Generic[T]):
         """Give up waiting: drop any later answer and remove the parked waiter, if any."""
         if self._outcome is None:
             self._outcome = _ABANDONED  # type: ignore[assignment]
+            self._on_answer = None  # never called now (see _answer)
             callback, self._on_abandon = self._on_abandon, None
             if callback is not None:
                 callback()
