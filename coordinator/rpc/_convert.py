@@ -99,7 +99,7 @@ def set_info(results: Any, info: UnitInfo, revision: int = REVISION) -> None:
 
 class _InfoTemplates(threading.local):
     """A thread's prebuilt UnitInfo messages without the name, by everything else in them and
-    the revision: ``fill_info``'s ten or so field writes cost about 15 times what copying a
+    the revision: ``fill_info``'s ten or so field writes cost ten times or more what copying a
     built message does (stress/README.md, "Fan-out and the bridge"), and the answers of a
     fan-out — the dependents of one unit, woken by its change — differ only by their names.
     Bounded: emptied when full. (Per thread: capnp messages stay on the KJ thread of the

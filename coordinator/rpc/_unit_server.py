@@ -149,7 +149,7 @@ class UnitServer(S.Unit.Server):  # type: ignore[name-defined,misc]
 
     # The methods take pycapnp's ``context`` (the ``*_context`` form; for ``name(self,
     # **params)`` pycapnp wraps each call in one more coroutine that reads every parameter into
-    # a dict first) and return an Answer instead of a coroutine: each call is handed to Trio
+    # a dict first) and are plain functions returning an Answer: each call is handed to Trio
     # while pycapnp dispatches it, so calls keep their order, and costs no asyncio task
     # (stress/README.md, "Fan-out and the bridge").
 
