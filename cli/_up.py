@@ -4,7 +4,8 @@ Uses the coordinator on the socket, or runs one in this process (``_inprocess``)
 file (``apply``, one step); then, for every unit with a ``run``, does what ``unitsync run``
 does — wait until ready, hold the unit, launch the command (detached: its own process group,
 its output behind its name, SIGTERM if ``up`` dies), readiness probes and limits — with
-``run``'s own code (``hold_when_ready``: ``start_when_ready`` in fewer calls; ``launch``,
+``run``'s own code (``hold_when_ready``: ``start_when_ready`` in fewer calls, the hold of a
+unit with dependencies parked in the coordinator until it is ready; ``launch``,
 ``supervise``), concurrently, on one connection, the units without dependencies first. Units without ``run`` are waited for (another process reports them).
 
 Stopping (SIGINT/SIGTERM, or ``--abort-on-failure`` after a failure): units not started yet
@@ -296,6 +297,7 @@ class Up:
             lease = await hold_when_ready(
                 core, unit, lambda: core.hold(unit), spec.timeout, waiting=waiting,
                 taken=lambda: core.hold(unit, resume=True), dependencies=unit in self._dependencies,
+                begin_when_ready=lambda: core.hold(unit, wait=True),
             )
         except DependencyFailed as failed:  # hold_when_ready marked it skipped
             self._ended(unit, "skipped", failed.skip_reason)
