@@ -535,7 +535,7 @@ def print_report(per_round: list[dict[str, Any]], summary: dict[str, Any]) -> No
           f" {s['delay_p99_ms_range'][0]:.2f}-{s['delay_p99_ms_range'][1]:.2f}), max"
           f" {s['delay_max_ms']:.2f}; pooled: p50 {s['pooled_delay_p50_ms']:.2f}, p99"
           f" {s['pooled_delay_p99_ms']:.2f}, max {s['pooled_delay_max_ms']:.2f}")
-    print(f"    of which completion -> started (push + hold), p50/p99 {s['pooled_hold_p50_ms']:.2f}"
+    print(f"    of which completion -> started (the hold; in the coordinator since revision 4), p50/p99 {s['pooled_hold_p50_ms']:.2f}"
           f" / {s['pooled_hold_p99_ms']:.2f}; started -> process start (launch), p50/p99"
           f" {s['pooled_launch_p50_ms']:.2f} / {s['pooled_launch_p99_ms']:.2f}")
     if "delay_per_launch_ahead_ms" in s:
