@@ -220,7 +220,7 @@ class RegistryActor:
         dependency's actor learns its new dependent."""
         dependent = self._inboxes.get(unit) or self._spawn(unit)
         states = self._states
-        await dependent.send(
+        await dependent.hand(
             AddRequirements(
                 tuple((d, req, states.get(d, NOT_REGISTERED)) for d, req in requirements),
                 reply,
@@ -228,7 +228,7 @@ class RegistryActor:
         )
         for dependency, _ in requirements:
             inbox = self._inboxes.get(dependency) or self._spawn(dependency)
-            await inbox.send(Subscribe(unit, dependent))
+            await inbox.hand(Subscribe(unit, dependent))
 
     # --- a shared store (``_shared.py``) ------------------------------------------------------
 

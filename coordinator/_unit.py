@@ -136,7 +136,19 @@ class UnitActor:
         assert receiver is not None
         state = self.state
         try:
-            async for request in receiver:
+            while True:
+                # what is queued is taken without a checkpoint per message (a receive is one:
+                # a task switch per message); cancellation is still seen before each
+                await trio.lowlevel.checkpoint_if_cancelled()
+                try:
+                    request = receiver.receive_nowait()
+                except trio.WouldBlock:
+                    try:
+                        request = await receiver.receive()
+                    except trio.EndOfChannel:
+                        break
+                except trio.EndOfChannel:
+                    break
                 self.snapshot = None  # before anything changes: see _reads.py
                 if request is IDLE_CHECK:
                     if not state.parked and inbox.sleep():
