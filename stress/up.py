@@ -286,7 +286,8 @@ def run_round(
     server_command, server_env = unitsync, env
     if checkout is not None and server_too:
         server_command = [sys.executable, "-m", "cli"]
-        server_env = {**env, "PYTHONPATH": str(checkout)}
+        # (PYTHONSAFEPATH: not the current directory first, which is the running checkout)
+        server_env = {**env, "PYTHONPATH": str(checkout), "PYTHONSAFEPATH": "1"}
     server = start([*server_command, "serve", "--socket", str(path), "--no-state"], server_env,
                    "serving on")
     server_tail: deque[str] = deque(maxlen=20)
