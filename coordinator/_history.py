@@ -104,8 +104,8 @@ class History:
         self, seq: int, time: float, unit: str, old: Status, new: Status, reason: str = "",
         depends_on: str = "", requires: Status = Status.NOT_REGISTERED,
     ) -> None:
-        """:meth:`append` of the event with these fields, made of none (the hub's when no
-        one else takes the event); ``seq`` is above :attr:`last`."""
+        """:meth:`append` of an event given by its fields, with no Event made (the hub's way
+        when nothing but the history takes it); ``seq`` is above :attr:`last`."""
         self.last = seq
         if not self.limit:
             return

@@ -151,7 +151,7 @@ class Inbox(Generic[M]):
 
     async def hand(self, request: M) -> None:
         """:meth:`send` for an actor handing on several messages in one step (the registry
-        linking an apply's units): queued at once while there is room, with no checkpoint
+        linking a want's or an apply's units): queued at once while there is room, no checkpoint
         between one and the next (a send is one, which lets every other task run in between
         and wake the actors one message at a time); waits, as :meth:`send`, only when full."""
         try:
