@@ -265,12 +265,13 @@ def exited_within(process: subprocess.Popen[bytes], timeout: float) -> bool:
 
 def run_round(
     units: int, edges: int, seed: int, sleep: float, timeout: float, wrap: list[str] | None = None,
-    checkout: Path | None = None, plain: bool = False,
+    checkout: Path | None = None, plain: bool = False, server_too: bool = False,
 ) -> Round:
     """One DAG run by ``unitsync up`` on a fresh server; server and up stopped whatever
     happens. ``wrap``: a command that runs up (py-spy). ``checkout``: up is ``python -m cli``
     with that directory first on ``PYTHONPATH`` (its ``cli`` and ``coordinator``; the server is
-    this checkout's). ``plain``: the commands are ``sleep T`` (:func:`write_workspace`)."""
+    this checkout's, or with ``server_too`` that one's too, run the same way). ``plain``: the
+    commands are ``sleep T`` (:func:`write_workspace`)."""
     import trio
 
     from .rpc import start
@@ -282,7 +283,13 @@ def run_round(
     path = workdir / "s.sock"
     env = {**os.environ, "UNITSYNC_SOCKET": str(path), "LC_ALL": "C"}
     unitsync = unitsync_command()
-    server = start([*unitsync, "serve", "--socket", str(path), "--no-state"], env, "serving on")
+    server_command, server_env = unitsync, env
+    if checkout is not None and server_too:
+        server_command = [sys.executable, "-m", "cli"]
+        # (PYTHONSAFEPATH: not the current directory first, which is the running checkout)
+        server_env = {**env, "PYTHONPATH": str(checkout), "PYTHONSAFEPATH": "1"}
+    server = start([*server_command, "serve", "--socket", str(path), "--no-state"], server_env,
+                   "serving on")
     server_tail: deque[str] = deque(maxlen=20)
     assert server.stderr is not None
     drain(server.stderr, server_tail)
@@ -762,6 +769,10 @@ def main(argv: list[str]) -> int:
                              "alternating order; both as `python -m cli` on PYTHONPATH, against "
                              "this checkout's server; reports both and their medians side by "
                              "side")
+    parser.add_argument("--compare-server", action="store_true",
+                        help="with --compare, each checkout's server too (`python -m cli serve` "
+                             "on PYTHONPATH), so that the coordinator's side (the apply) is "
+                             "compared as well")
     parser.add_argument("--launch-bench", action="store_true",
                         help="only measure what one launch costs up's loop, four ways "
                              "(see launch_bench)")
@@ -846,7 +857,8 @@ def compare(args: argparse.Namespace, units: int, edges: int, rounds: int) -> in
                  for name in checkouts]
         for name, plain in order if r % 2 == 0 else order[::-1]:
             run = run_round(units, edges, args.seed + r, args.sleep, args.timeout,
-                            checkout=checkouts[name], plain=plain)
+                            checkout=checkouts[name], plain=plain,
+                            server_too=args.compare_server)
             print(f"round {r} ({name}: {checkouts[name]}){' (sleep commands)' if plain else ''}:"
                   f" seed {args.seed + r}, depth {run.depth}, wall {run.wall_s:.3f} s", flush=True)
             _say_if_incomplete(run, units)
