@@ -193,13 +193,17 @@ async def _when_ready(
         return result
 
     async def attempt() -> T:
-        nonlocal first_info, unmet, waited
+        nonlocal first_info, unmet, waited, in_flight
         info: UnitInfo | None = None
         refused: NotReady | None = None  # the first begin's NotReady (None: not tried)
         if look:
             info, first = await asyncio.gather(core.info(unit), try_begin(),
                                                return_exceptions=True)
             if isinstance(info, BaseException):
+                if not isinstance(first, BaseException):
+                    # the begin took effect, its answer (a lease) is on the connection that
+                    # failed: an attempt after a restart takes it over (``taken``)
+                    in_flight = True
                 raise info
             first_info = first_info or info
             if not isinstance(first, BaseException):
