@@ -132,6 +132,7 @@ async def hold_when_ready(
     waiting: Callable[[Sequence[str]], object],
     taken: Callable[[], Awaitable[T]],
     dependencies: bool,
+    begin_when_ready: Callable[[], Awaitable[T]] | None = None,
 ) -> T:
     """:func:`start_when_ready` for ``up``, which knows from the file whether ``unit`` has
     dependencies, in fewer round trips (and no ``info`` it would not use). Without
@@ -140,11 +141,13 @@ async def hold_when_ready(
     parked first, with one ``info`` behind it (once answered, the promise is parked; its
     unsatisfied dependencies are what ``waiting`` is told, unless there are none or one has
     failed), and ``begin`` is tried when it resolves — one round trip fewer than a refused
-    first attempt, two calls fewer. Same timeout, restarts, ``taken`` and skip as
-    ``start_when_ready``; returns ``begin``'s result."""
+    first attempt, two calls fewer. ``begin_when_ready`` (a ``hold`` that waits in the
+    coordinator, revision 4) is parked instead of ``ready``, and is the start: one round trip
+    fewer again. Same timeout, restarts, ``taken`` and skip as ``start_when_ready``; returns
+    ``begin``'s result."""
     result, _, _ = await _when_ready(
         core, unit, begin, timeout, waiting=waiting, taken=taken, look=False,
-        park_first=dependencies,
+        park_first=dependencies, begin_when_ready=begin_when_ready,
     )
     return result
 
@@ -160,18 +163,22 @@ async def _when_ready(
     progress: float = 0.0,
     look: bool,
     park_first: bool = False,
+    begin_when_ready: Callable[[], Awaitable[T]] | None = None,
 ) -> tuple[T, UnitInfo | None, bool]:
     """Both: ``look``, an ``info`` pipelined with the first ``begin`` (returned);
-    ``park_first``, no first ``begin``: the promise is parked at once."""
+    ``park_first``, no first ``begin``: the promise is parked at once (with
+    ``begin_when_ready``, that begin itself)."""
     first_info: UnitInfo | None = None
     unmet: Sequence[str] = ()
     waited = in_flight = False
 
-    async def try_begin() -> T:
+    async def try_begin(start: Callable[[], Awaitable[T]] = begin) -> T:
+        # in flight when the coordinator went (a restart): it may have taken effect, so a
+        # unit found started is ours (``taken``); a begin parked until ready counts too
         nonlocal in_flight
         lost_mid_begin, in_flight = in_flight, True
         try:
-            result = await begin()
+            result = await start()
         except AlreadyInStatus as already:
             if not (lost_mid_begin and already.status is Status.STARTED):
                 in_flight = False
@@ -186,13 +193,17 @@ async def _when_ready(
         return result
 
     async def attempt() -> T:
-        nonlocal first_info, unmet, waited
+        nonlocal first_info, unmet, waited, in_flight
         info: UnitInfo | None = None
         refused: NotReady | None = None  # the first begin's NotReady (None: not tried)
         if look:
             info, first = await asyncio.gather(core.info(unit), try_begin(),
                                                return_exceptions=True)
             if isinstance(info, BaseException):
+                if not isinstance(first, BaseException):
+                    # the begin took effect, its answer (a lease) is on the connection that
+                    # failed: an attempt after a restart takes it over (``taken``)
+                    in_flight = True
                 raise info
             first_info = first_info or info
             if not isinstance(first, BaseException):
@@ -207,6 +218,8 @@ async def _when_ready(
                 refused = not_ready
         if refused is not None:
             unmet, waited = refused.unmet, True
+        elif park_first and begin_when_ready is not None:
+            return await parked_begin(begin_when_ready)
         parked = asyncio.ensure_future(core.ready(unit))
         try:
             # E-order: once this info (sent after it, on the same capability) is answered,
@@ -226,6 +239,21 @@ async def _when_ready(
                 return await try_begin()
             except NotReady:  # a dependency went back meanwhile: wait again
                 await core.ready(unit)
+
+    async def parked_begin(start: Callable[[], Awaitable[T]]) -> T:
+        """``start`` parked until the unit is ready, with an ``info`` behind it (E-order:
+        answered once it is parked) that says what it waits for."""
+        nonlocal unmet, waited
+        parked = asyncio.ensure_future(try_begin(start))
+        try:
+            parked_info = await core.info(unit)
+            unmet = [d.depends_on for d in parked_info.dependencies if not d.satisfied]
+            waited = bool(unmet)
+            if unmet and not parked_info.blocked_by:  # blocked: answered at once
+                waiting(unmet)
+            return await with_progress(parked, progress, still_waiting)
+        finally:
+            parked.cancel()
 
     async def still_waiting(seconds: float) -> str:
         info = await core.info(unit)

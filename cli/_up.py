@@ -4,7 +4,8 @@ Uses the coordinator on the socket, or runs one in this process (``_inprocess``)
 file (``apply``, one step); then, for every unit with a ``run``, does what ``unitsync run``
 does — wait until ready, hold the unit, launch the command (detached: its own process group,
 its output behind its name, SIGTERM if ``up`` dies), readiness probes and limits — with
-``run``'s own code (``hold_when_ready``: ``start_when_ready`` in fewer calls; ``launch``,
+``run``'s own code (``hold_when_ready``: ``start_when_ready`` in fewer calls, the hold of a
+unit with dependencies parked in the coordinator until it is ready; ``launch``,
 ``supervise``), concurrently, on one connection, the units without dependencies first. Units without ``run`` are waited for (another process reports them).
 
 Stopping (SIGINT/SIGTERM, or ``--abort-on-failure`` after a failure): units not started yet
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import os
 import signal
 import sys
@@ -25,7 +27,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
-
 
 from coordinator import (
     CoordinatorUnreachable,
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
     from ._workspace import Workspace
     from ._workspace_units import UnitSpec
 
-__all__ = ["up"]
+__all__ = ["DeepestFirst", "chain_heights", "up"]
 
 
 def up(
@@ -189,10 +190,13 @@ class Up:
         self._waiting: dict[str, asyncio.Task[None]] = {}
         self._signals = 0
         self._dependencies: set[str] = set()  #: the units the file gives dependencies
+        self._height: dict[str, int] = {}  #: how long a chain needs each unit (chain_heights)
+        self._launches = DeepestFirst()
 
     async def run(self) -> int:
         graph = {u: r for u, r in self.workspace.requirements() if u in self.selected}
         self._dependencies = {u for u, requirements in graph.items() if requirements}
+        self._height = chain_heights(self.workspace, self.selected)
         before = 0
         if self.log_dir is not None:  # where the timeline starts
             before = (await self.core.history(newest=True, limit=1)).last
@@ -209,9 +213,10 @@ class Up:
         ticker = asyncio.ensure_future(self._tick()) if self.display.tty else None
         try:
             # the units that can start at once first: their holds go out (and are answered)
-            # before the calls that park the others
-            first = [u for u in self.selected
-                     if u not in self._dependencies and self.workspace.units[u].run is not None]
+            # before the calls that park the others; the longest chains' first
+            first = sorted((u for u in self.selected
+                            if u not in self._dependencies and self.workspace.units[u].run is not None),
+                           key=lambda u: -self._height[u])
             rest = [u for u in self.selected if u not in first]
             tasks = [asyncio.ensure_future(self._unit(u)) for u in (*first, *rest)]
             await asyncio.gather(*tasks)
@@ -292,6 +297,7 @@ class Up:
             lease = await hold_when_ready(
                 core, unit, lambda: core.hold(unit), spec.timeout, waiting=waiting,
                 taken=lambda: core.hold(unit, resume=True), dependencies=unit in self._dependencies,
+                begin_when_ready=lambda: core.hold(unit, wait=True),
             )
         except DependencyFailed as failed:  # hold_when_ready marked it skipped
             self._ended(unit, "skipped", failed.skip_reason)
@@ -301,6 +307,11 @@ class Up:
                 await core.fail(unit, str(error))
             self._ended(unit, "failed", str(error))
             return
+        try:
+            await self._launches.turn(self._height[unit])
+        except asyncio.CancelledError:  # stopping: held, not launched
+            core.lease_drop(lease)
+            raise
         outcome.waited = time.monotonic() - self.began
         started = time.monotonic()
         command = ("sh", "-c", spec.run) if isinstance(spec.run, str) else tuple(spec.run or ())
@@ -374,21 +385,9 @@ class Up:
                 await asyncio.wait(pending)
 
     def _layers(self) -> list[list[str]]:
-        """The selected units by height in the dependents' direction: first those nothing
-        depends on, then those only they depend on, and so on."""
-        dependents: dict[str, set[str]] = {u: set() for u in self.selected}
-        for edge in self.workspace.edges():
-            if edge.unit in dependents and edge.depends_on in dependents:
-                dependents[edge.depends_on].add(edge.unit)
-        height: dict[str, int] = {}
-
-        def measure(unit: str) -> int:
-            if unit not in height:
-                height[unit] = 1 + max((measure(d) for d in dependents[unit]), default=-1)
-            return height[unit]
-
-        for unit in self.selected:
-            measure(unit)
+        """The selected units by height (:func:`chain_heights`): first those nothing depends on,
+        then those only they depend on, and so on."""
+        height = chain_heights(self.workspace, self.selected)
         layers: list[list[str]] = [[] for _ in range(max(height.values(), default=-1) + 1)]
         for unit in self.selected:
             layers[height[unit]].append(unit)
@@ -414,6 +413,62 @@ class Up:
             say(f"{len(bad)} of {len(self.selected)} units did not complete: {', '.join(bad)}")
             return ERROR
         return OK
+
+
+def chain_heights(workspace: Workspace, selected: Sequence[str]) -> dict[str, int]:
+    """Per unit of ``selected``, the longest chain of selected units that need it,
+    transitively (0: nothing does)."""
+    dependents: dict[str, set[str]] = {u: set() for u in selected}
+    for edge in workspace.edges():
+        if edge.unit in dependents and edge.depends_on in dependents:
+            dependents[edge.depends_on].add(edge.unit)
+    height: dict[str, int] = {}
+    for unit in selected:  # iteratively: a long chain must not reach the recursion limit
+        todo = [unit]
+        while todo:
+            top = todo[-1]
+            if top in height:
+                todo.pop()
+                continue
+            below = [d for d in dependents[top] if d not in height]
+            if below:
+                todo.extend(below)
+            else:
+                height[top] = 1 + max((height[d] for d in dependents[top]), default=-1)
+                todo.pop()
+    return height
+
+
+class DeepestFirst:
+    """The order of launches: of the units whose holds were answered in the same turn of the
+    loop — a completion that releases several at once, the units without dependencies at the
+    start — the one with the longest chain of units needing it goes first (critical path
+    first, as ninja schedules its builds): launches are made one at a time, ~1 ms each, and a
+    unit launched last in a burst of twenty starts ~20 ms late. Chains are counted in units
+    (the file says nothing of how long a command runs)."""
+
+    def __init__(self) -> None:
+        self._queue: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._count = 0
+
+    async def turn(self, height: int) -> None:
+        """Wait for this launch's turn: at the next turn of the loop, by ``height``, highest
+        first (then in arrival order)."""
+        loop = asyncio.get_running_loop()
+        if not self._queue:
+            loop.call_soon(self._release)
+        turn: asyncio.Future[None] = loop.create_future()
+        self._count += 1
+        heapq.heappush(self._queue, (-height, self._count, turn))
+        await turn
+
+    def _release(self) -> None:
+        """Wake the waiting launches in order (their tasks then run in that order)."""
+        queue, self._queue = self._queue, []
+        while queue:
+            turn = heapq.heappop(queue)[2]
+            if not turn.done():  # cancelled: stopping
+                turn.set_result(None)
 
 
 def _watch_children_with_pidfds(loop: asyncio.AbstractEventLoop) -> None:

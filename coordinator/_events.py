@@ -106,7 +106,7 @@ class EventHub:
     """Numbers the coordinator's events, keeps them (:class:`History`), hands each to the
     journal (``record``) and fans it out to subscribers: synchronously and without waiting.
 
-    Unit actors call :meth:`publish` when their status changes and :meth:`publish_edge` when
+    Unit actors call :meth:`publish` when their status changes and :meth:`publish_edges` when
     they take a new requirement; since every actor runs in the same Trio thread and a publish
     has no checkpoint, ``seq`` order is the order the changes happened in.
     """
@@ -141,17 +141,33 @@ class EventHub:
 
     def publish(self, unit: str, old: Status, new: Status, reason: str) -> None:
         """``unit``'s status changed from ``old`` to ``new``."""
-        self._emit(Event(
-            seq=self.history.last + 1, time=self._clock(), unit=unit, old=old, new=new,
-            reason=reason,
-        ))
+        history = self.history
+        if self._subscribers or (self._record is not None and history.limit):
+            self._emit(Event(
+                seq=history.last + 1, time=self._clock(), unit=unit, old=old, new=new,
+                reason=reason,
+            ))
+        else:  # only kept: as columns, no Event made
+            history.append_change(history.last + 1, self._clock(), unit, old, new, reason)
 
-    def publish_edge(self, unit: str, status: Status, depends_on: str, requires: Status) -> None:
-        """``unit`` (in ``status``) now requires ``depends_on`` to reach ``requires``."""
-        self._emit(Event(
-            seq=self.history.last + 1, time=self._clock(), unit=unit, old=status, new=status,
-            depends_on=depends_on, requires=requires,
-        ))
+    def publish_edges(
+        self, unit: str, status: Status, edges: list[tuple[str, Status]]
+    ) -> None:
+        """``unit`` (in ``status``) now requires each ``depends_on`` of ``edges`` to reach its
+        ``requires``: an event per edge, in order, as one step (one change of ``unit``'s: one
+        time for all); when only the history takes them, kept as columns, no Event made."""
+        if not edges:
+            return
+        history = self.history
+        first, now = history.last + 1, self._clock()
+        if self._subscribers or (self._record is not None and history.limit):
+            for offset, (depends_on, requires) in enumerate(edges):
+                self._emit(Event(
+                    seq=first + offset, time=now, unit=unit, old=status, new=status,
+                    depends_on=depends_on, requires=requires,
+                ))
+        else:
+            history.append_edges(first, now, unit, status, edges)
 
     def emit(self, event: Event) -> None:
         """An event its maker numbered (a shared store's revision, ``_shared.py``): kept and

@@ -97,23 +97,62 @@ class History:
         limit. An event at or below :attr:`last` is ignored (a replay overlapping)."""
         if event.seq <= self.last:
             return
-        self.last = event.seq
+        self.append_change(event.seq, event.time, event.unit, event.old, event.new,
+                           event.reason, event.depends_on, event.requires)
+
+    def append_change(
+        self, seq: int, time: float, unit: str, old: Status, new: Status, reason: str = "",
+        depends_on: str = "", requires: Status = Status.NOT_REGISTERED,
+    ) -> None:
+        """:meth:`append` of an event given by its fields, with no Event made (the hub's way
+        when nothing but the history takes it); ``seq`` is above :attr:`last`."""
+        self.last = seq
         if not self.limit:
             return
         position = self._base + len(self._seq)
-        self._seq.append(event.seq)
-        self._time.append(event.time)
-        self._unit.append(event.unit)
-        self._old.append(_CODE[event.old])
-        self._new.append(_CODE[event.new])
-        self._reason.append(event.reason)
-        self._dep.append(event.depends_on)
-        self._req.append(_CODE[event.requires])
-        positions = self._by_unit.get(event.unit)
+        self._seq.append(seq)
+        self._time.append(time)
+        self._unit.append(unit)
+        self._old.append(_CODE[old])
+        self._new.append(_CODE[new])
+        self._reason.append(reason)
+        self._dep.append(depends_on)
+        self._req.append(_CODE[requires])
+        positions = self._by_unit.get(unit)
         if positions is None:
-            positions = self._by_unit[event.unit] = _Positions()
+            positions = self._by_unit[unit] = _Positions()
         positions.items.append(position)
         if len(self) > self.limit:
+            self._drop_oldest()
+
+    def append_edges(
+        self, seq: int, time: float, unit: str, status: Status,
+        edges: list[tuple[str, Status]],
+    ) -> None:
+        """The edge events ``seq``, ``seq + 1``, ... (above :attr:`last`), one per
+        ``(depends_on, requires)`` of ``edges``, of ``unit`` in ``status``, all at ``time``:
+        :meth:`append_change` of each, a column at a time."""
+        count = len(edges)
+        if not count:
+            return
+        self.last = seq + count - 1
+        if not self.limit:
+            return
+        position = self._base + len(self._seq)
+        code = _CODE[status]
+        self._seq.extend(range(seq, seq + count))
+        self._time.extend([time] * count)
+        self._unit.extend([unit] * count)
+        self._old.extend([code] * count)
+        self._new.extend([code] * count)
+        self._reason.extend([""] * count)
+        self._dep.extend([dependency for dependency, _ in edges])
+        self._req.extend([_CODE[required] for _, required in edges])
+        positions = self._by_unit.get(unit)
+        if positions is None:
+            positions = self._by_unit[unit] = _Positions()
+        positions.items.extend(range(position, position + count))
+        while len(self) > self.limit:
             self._drop_oldest()
 
     def _drop_oldest(self) -> None:

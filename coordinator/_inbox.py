@@ -149,6 +149,16 @@ class Inbox(Generic[M]):
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             raise CoordinatorClosed() from None
 
+    async def hand(self, request: M) -> None:
+        """:meth:`send` for an actor handing on several messages in one step (the registry
+        linking a want's or an apply's units): queued at once while there is room, no checkpoint
+        between one and the next (a send is one, which lets every other task run in between
+        and wake the actors one message at a time); waits, as :meth:`send`, only when full."""
+        try:
+            self.send_nowait(request)
+        except trio.WouldBlock:
+            await self.send(request)
+
     def send_nowait(self, request: M) -> None:
         """Queue ``request`` if there is room: ``trio.WouldBlock`` if full, ``CoordinatorClosed``
         if the actor has stopped."""

@@ -152,10 +152,13 @@ class Reached:
 @dataclass(frozen=True, slots=True)
 class AddRequirements:
     """From the registry, after the cycle check: the unit now requires these dependencies, each
-    given with the registry's copy of its latest state. Applied at once, atomically."""
+    given with the registry's copy of its latest state. Applied at once, atomically.
+    ``dependents``: for an apply, the :class:`Subscribe` of each unit that newly requires this
+    one, in the same message (one message per unit instead of one more per edge)."""
 
     requirements: tuple[tuple[str, Status, Published], ...]
     reply: Reply[None] = _reply()
+    dependents: tuple[Subscribe, ...] = field(default=(), repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,10 +177,13 @@ class Adopt:
 
 @dataclass(frozen=True, slots=True)
 class Subscribe:
-    """From the registry: push your state to ``dependent`` now and on every change."""
+    """From the registry: push your state to ``dependent`` on every change, and now unless
+    it is ``known``: the registry's copy of your state that ``dependent`` was given with the
+    requirement (None: push it now whatever it is)."""
 
     dependent: str
     inbox: Inbox = field(repr=False, compare=False)
+    known: Published | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

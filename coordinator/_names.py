@@ -15,6 +15,7 @@ __all__ = [
     "MAX_NAME_BYTES",
     "MAX_REASON_BYTES",
     "check_dependency_count",
+    "check_requirement",
     "limit_reason",
     "validate_dependencies",
     "validate_name",
@@ -65,14 +66,20 @@ def validate_dependencies(dependencies: Iterable[str], requires: Status) -> tupl
     """The arguments of ``want``: each name validated, duplicates dropped (first kept), at most
     :data:`MAX_DEPENDENCIES`; ``requires`` must be ``STARTED``, ``COMPLETED`` or ``FINISHED``
     (:class:`InvalidArgument` otherwise). The one check of them: see ``_operations.want``."""
+    check_requirement(requires)
+    unique = dict.fromkeys(dependencies)
+    check_dependency_count(len(unique))
+    return tuple(validate_name(d) for d in unique)
+
+
+def check_requirement(requires: Status) -> None:
+    """:class:`InvalidArgument` unless ``requires`` is ``STARTED``, ``COMPLETED`` or
+    ``FINISHED``."""
     if requires not in REQUIREMENTS:
         label = getattr(requires, "label", requires)
         raise InvalidArgument(
             f"a requirement is 'started', 'completed' or 'finished', not {label!r}"
         )
-    unique = dict.fromkeys(dependencies)
-    check_dependency_count(len(unique))
-    return tuple(validate_name(d) for d in unique)
 
 
 def check_dependency_count(count: int) -> None:

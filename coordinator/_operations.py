@@ -37,6 +37,7 @@ from ._messages import (
 from ._names import (
     MAX_APPLY_UNITS,
     check_dependency_count,
+    check_requirement,
     limit_reason,
     validate_dependencies,
     validate_name,
@@ -91,9 +92,9 @@ def apply(graph: Mapping[str, Mapping[str, Status]]) -> Operation[None]:
     units = []
     for unit, requirements in graph.items():
         checked = []
-        for dependency, required in requirements.items():
-            (name,) = validate_dependencies((dependency,), required)
-            checked.append((name, required))
+        for dependency, required in requirements.items():  # (a mapping: no duplicates)
+            check_requirement(required)
+            checked.append((validate_name(dependency), required))
         check_dependency_count(len(checked))
         units.append((validate_name(unit), tuple(checked)))
     frozen = tuple(units)

@@ -195,9 +195,7 @@ class RegistryActor:
                 except CycleError as exc:
                     reply.error(exc)
                     return
-                each = _AllAnswered(len(units), reply)
-                for unit, reqs in units:
-                    await self._link(unit, reqs, Reply(each.answer))
+                await self._link_all(units, _AllAnswered(len(units), reply).answer)
             case Snapshot(edges, reply):
                 reply.ok(
                     RegistrySnapshot(
@@ -219,16 +217,40 @@ class RegistryActor:
         with the registry's copy of each dependency's state, and answers ``reply``; each
         dependency's actor learns its new dependent."""
         dependent = self._inboxes.get(unit) or self._spawn(unit)
-        states = self._states
-        await dependent.send(
-            AddRequirements(
-                tuple((d, req, states.get(d, NOT_REGISTERED)) for d, req in requirements),
-                reply,
-            )
-        )
-        for dependency, _ in requirements:
+        given = tuple((d, req, self._states.get(d, NOT_REGISTERED)) for d, req in requirements)
+        await dependent.hand(AddRequirements(given, reply))
+        for dependency, _, state in given:
             inbox = self._inboxes.get(dependency) or self._spawn(dependency)
-            await inbox.send(Subscribe(unit, dependent))
+            await inbox.hand(Subscribe(unit, dependent, state))
+
+    async def _link_all(
+        self, units: tuple[tuple[str, tuple[tuple[str, Status], ...]], ...],
+        answer: Callable[[outcome.Outcome[None]], object],
+    ) -> None:
+        """After an apply's cycle check: :meth:`_link` for each of its units, in one message
+        per actor — each declared unit's ``AddRequirements`` carries the ``Subscribe`` of its
+        new dependents; a dependency the apply does not declare gets its ``Subscribe``s alone
+        — and each declared unit's answer goes to ``answer``. (``_states`` changes only
+        between two messages of the registry, so both ends of an edge are given one state.)"""
+        inboxes, states = self._inboxes, self._states
+        for unit, _ in units:
+            if unit not in inboxes:
+                self._spawn(unit)
+        dependents: dict[str, list[Subscribe]] = {}
+        for unit, requirements in units:
+            dependent = inboxes[unit]
+            for dependency, _ in requirements:
+                dependents.setdefault(dependency, []).append(
+                    Subscribe(unit, dependent, states.get(dependency, NOT_REGISTERED)))
+        for unit, requirements in units:
+            await inboxes[unit].hand(AddRequirements(
+                tuple((d, req, states.get(d, NOT_REGISTERED)) for d, req in requirements),
+                Reply(answer), tuple(dependents.pop(unit, ())),
+            ))
+        for dependency, subscribes in dependents.items():  # required, not declared
+            inbox = inboxes.get(dependency) or self._spawn(dependency)
+            for subscribe in subscribes:
+                await inbox.hand(subscribe)
 
     # --- a shared store (``_shared.py``) ------------------------------------------------------
 

@@ -136,7 +136,19 @@ class UnitActor:
         assert receiver is not None
         state = self.state
         try:
-            async for request in receiver:
+            while True:
+                # what is queued is taken without a checkpoint per message (a receive is one:
+                # a task switch per message); cancellation is still seen before each
+                await trio.lowlevel.checkpoint_if_cancelled()
+                try:
+                    request = receiver.receive_nowait()
+                except trio.WouldBlock:
+                    try:
+                        request = await receiver.receive()
+                    except trio.EndOfChannel:
+                        break
+                except trio.EndOfChannel:
+                    break
                 self.snapshot = None  # before anything changes: see _reads.py
                 if request is IDLE_CHECK:
                     if not state.parked and inbox.sleep():
@@ -183,7 +195,9 @@ class UnitActor:
                         request.reply.ok(value)
                     else:
                         self._apply(request.reply, change, value)
-                case AddRequirements(requirements, reply):
+                case AddRequirements(requirements, reply, dependents):
+                    for subscribe in dependents:
+                        self._subscribe(subscribe)
                     had = dict(state.requirements)
                     self._apply(reply, state.add_requirements(requirements))
                     self._publish_edges(had, requirements)
@@ -195,13 +209,21 @@ class UnitActor:
                     self._adopt(record, revision, requirements)
                     if reply is not None:
                         self._ack = (reply, None)
-                case Subscribe(dependent, inbox):
-                    self._subscribers[dependent] = inbox
-                    inbox.post_state(self.name, state.published)
+                case Subscribe():
+                    self._subscribe(request)
                 case Inspect(reply):
                     reply.ok(self.statistics())
         except REFUSALS as refused:  # the state refused the mutation: nothing changed
             request.reply.error(refused)  # type: ignore[union-attr]
+
+    def _subscribe(self, subscribe: Subscribe) -> None:
+        """A new dependent: it gets every change from now on, and the state now unless it was
+        given that one with its requirement (the registry's copy; a change this message makes
+        reaches it when the message settles)."""
+        self._subscribers[subscribe.dependent] = subscribe.inbox
+        published, known = self.state.published, subscribe.known
+        if known is None or known != published:
+            subscribe.inbox.post_state(self.name, published)
 
     def _decide(self, request: Any) -> tuple[Change | None, object]:
         """The state's decision on a mutation: its Change (None: the status stays) and the
@@ -230,9 +252,10 @@ class UnitActor:
         self, had: dict[str, Status], requirements: tuple[tuple[str, Status, Any], ...]
     ) -> None:
         """An edge event for each requirement that is new (or changed) since ``had``."""
-        for dependency, required, _ in requirements:
-            if had.get(dependency) is not required:
-                self._events.publish_edge(self.name, self.state.status, dependency, required)
+        self._events.publish_edges(self.name, self.state.status, [
+            (dependency, required) for dependency, required, _ in requirements
+            if had.get(dependency) is not required
+        ])
 
     # --- a shared store (``_shared.py``): decide, commit, then keep or roll back ---------------
 

@@ -117,10 +117,14 @@ interface Unit {
   fail @4 (reason :Text) -> ();
   ready @5 () -> (info :UnitInfo);     # resolves when ready; unitsync.dependency-failed when blocked
   reached @6 (status :Status) -> ();   # resolves when the unit's status reaches `status`
-  hold @7 (resume :Bool) -> (lease :Lease);
+  hold @7 (resume :Bool, wait :Bool) -> (lease :Lease);
     # start bound to the lease: released without complete/fail => failed "holder disconnected".
     # resume: take over a hold restored from the journal after a restart, whose holder has not
     # come back yet (the unit stays started); unitsync.not-held if there is none.
+    # revision 4, wait: first wait until the unit is ready, as `ready` does (parked, counted
+    # among the connection's waiters; unitsync.dependency-failed when blocked), then hold it:
+    # both in the coordinator, no round trip between them. Not with resume
+    # (unitsync.invalid-argument). A coordinator of an older revision ignores `wait`.
   register @8 () -> ();                # unitsync.already if registered
   skip @9 (reason :Text) -> ();
     # revision 2: mark skipped (it did not run); only a unit that has not started, else

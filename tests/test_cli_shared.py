@@ -183,10 +183,14 @@ async def test_a_run_takes_its_hold_back_from_a_serve_started_again(
     with trio.fail_after(WAIT * 2):
         async with coordinators(tmp_path, url, 2) as [(a, a_process), (b, _)]:
             run = await a.open("run", "build", "--", "sh", "-c",
-                               f"while [ ! -e {gate} ]; do sleep 0.05; done")
+                               f"echo running; while [ ! -e {gate} ]; do sleep 0.05; done")
             try:
                 async with b.client() as client:
                     await client.unit("build").reached(Status.STARTED)
+                # the command runs: the run holds its lease (killed before, A may not have
+                # answered the hold yet, and the run takes it over as it starts, silently)
+                assert run.stdout is not None
+                assert await read_line(run.stdout) == "running\n"
                 a_process.send_signal(signal.SIGKILL)  # A's coordinator dies; its run lives on
                 await a_process.wait()
                 again = await start_serve(a.path, a.env, "--store", url)  # same host, socket

@@ -935,3 +935,174 @@ async def test_limits_refuse_with_overloaded_and_change_nothing(sock_dir: Path) 
                             await first.unit("c").start()
                             await first.unit("c").complete()
                 nursery.cancel_scope.cancel()
+
+
+# --- hold(wait=true), revision 4 ------------------------------------------------------------
+
+
+async def test_a_hold_that_waits_is_parked_until_ready_then_holds_in_the_coordinator(
+    server: LocalCoordinator, sock_dir: Path
+) -> None:
+    """As a client in another language sends it: ``hold(resume=false, wait=true)`` is parked
+    (a waiter), the unit stays pending; the dependency's completion answers it with a Lease,
+    the unit started by then; dropping that lease fails it as any hold's does."""
+
+    async def send(state: dict[str, Any]) -> UnitInfo:
+        claude = state["coord"].unit("claude").unit
+        state["hold"] = claude.hold(False, True)
+        return read_info((await claude.info()).info)  # E-order: answered once it is parked
+
+    async def held(state: dict[str, Any]) -> None:
+        state["lease"] = (await state.pop("hold")).lease
+
+    async def drop(state: dict[str, Any]) -> None:
+        state.pop("lease")
+
+    with trio.fail_after(WAIT):
+        await server.unit("claude").want("git")
+        async with serving(server, sock_dir / "s.sock") as path, raw_client(path) as run:
+            info = await run(send)
+            assert (info.status, info.ready) == (Status.PENDING, False)
+            assert (await server.statistics()).ready_waiters == 1
+            await server.unit("git").start()
+            await server.unit("git").complete()
+            await run(held)
+            assert (await server.unit("claude").info()).status is Status.STARTED
+            assert (await server.statistics()).ready_waiters == 0
+            await run(drop)
+            await server.unit("claude").reached(Status.FINISHED)
+            info = await server.unit("claude").info()
+            assert (info.status, info.reason) == (Status.FAILED, HOLDER_GONE)
+
+
+async def test_a_hold_that_waits_is_refused_when_blocked_and_never_starts_the_unit(
+    server: LocalCoordinator, sock_dir: Path
+) -> None:
+    async def send(state: dict[str, Any]) -> None:
+        claude = state["coord"].unit("claude").unit
+        state["hold"] = claude.hold(False, True)
+        await claude.info()
+
+    async def answer(state: dict[str, Any]) -> str:
+        try:
+            await state.pop("hold")
+        except capnp.KjException as error:
+            return str(error)
+        return "held"
+
+    with trio.fail_after(WAIT):
+        await server.unit("claude").want("git")
+        async with serving(server, sock_dir / "s.sock") as path, raw_client(path) as run:
+            await run(send)
+            await server.unit("git").start()
+            await server.unit("git").fail("clone failed")
+            assert "unitsync.dependency-failed: " in await run(answer)
+            info = await server.unit("claude").info()
+            assert (info.status, info.blocked_by) == (Status.PENDING, "git")
+
+
+async def test_a_hold_that_waits_and_is_given_up_leaves_the_unit_as_it_was(
+    server: LocalCoordinator, sock_dir: Path
+) -> None:
+    """The caller goes (its connection closes) while the hold waits: the waiter goes with it,
+    and the dependency's completion later does not start the unit."""
+
+    async def send(state: dict[str, Any]) -> None:
+        claude = state["coord"].unit("claude").unit
+        state["hold"] = claude.hold(False, True)
+        await claude.info()
+
+    with trio.fail_after(WAIT):
+        await server.unit("claude").want("git")
+        async with serving(server, sock_dir / "s.sock") as path:
+            async with raw_client(path) as run:
+                await run(send)
+                assert (await server.statistics()).ready_waiters == 1
+            await until(server, lambda s: s.ready_waiters == 0)
+            await server.unit("git").start()
+            await server.unit("git").complete()
+            await settle(server, "claude")
+            info = await server.unit("claude").info()
+            assert (info.status, info.ready) == (Status.PENDING, True)
+
+
+async def test_a_hold_cannot_both_resume_and_wait(server: LocalCoordinator, sock_dir: Path) -> None:
+    async def send(state: dict[str, Any]) -> str:
+        try:
+            await state["coord"].unit("claude").unit.hold(True, True)
+        except capnp.KjException as error:
+            return str(error)
+        return "held"
+
+    with trio.fail_after(WAIT):
+        async with serving(server, sock_dir / "s.sock") as path, raw_client(path) as run:
+            assert "unitsync.invalid-argument: " in await run(send)
+        assert (await server.unit("claude").info()).status is Status.NOT_REGISTERED
+
+
+@pytest.mark.parametrize("revision", [4, 3])
+async def test_the_cli_client_holds_when_ready_with_the_coordinator_or_on_its_own(
+    server: LocalCoordinator, sock_dir: Path, revision: int
+) -> None:
+    """``AsyncioClient.hold(wait=True)`` (``up``'s start): parked in the coordinator (4), or,
+    with a coordinator of revision 3, ``ready`` then ``hold`` from the client."""
+    from coordinator.rpc import run_client
+
+    async def body(core: Any) -> Status:
+        core.revision = min(core.revision, revision)
+        await core.hold("claude", wait=True)
+        return (await core.info("claude")).status
+
+    with trio.fail_after(WAIT):
+        await server.unit("claude").want("git")
+        async with serving(server, sock_dir / "s.sock") as path, trio.open_nursery() as nursery:
+            statuses: list[Status] = []
+
+            async def client() -> None:
+                statuses.append(await trio.to_thread.run_sync(run_client, path, body))
+
+            nursery.start_soon(client)
+            await until(server, lambda s: s.ready_waiters == 1)
+            assert (await server.unit("claude").info()).status is Status.PENDING
+            await server.unit("git").start()
+            await server.unit("git").complete()
+        assert statuses == [Status.STARTED]
+
+
+async def test_a_hold_that_waits_is_refused_not_ready_by_an_edge_added_meanwhile_and_waits_again(
+    server: LocalCoordinator,
+) -> None:
+    """Between the ``ready`` answered and the hold reaching the unit, an edge is added: the
+    hold is refused NotReady, and the waiting hold parks again instead of answering that."""
+    from coordinator import _operations as operations
+    from coordinator.rpc._unit_server import _PendingHold
+
+    class EdgeBeforeTheHold:
+        """The coordinator, with a ``want`` of claude on "late" sent just before the second
+        submission (the first is the ``ready``, the second the hold)."""
+
+        def __init__(self) -> None:
+            self.submitted = 0
+
+        def submit(self, operation: Any, on_answer: Any) -> Any:
+            self.submitted += 1
+            if self.submitted == 2:
+                server.submit(operations.want("claude", ["late"], Status.COMPLETED), lambda _: None)
+            return server.submit(operation, on_answer)
+
+    with trio.fail_after(WAIT):
+        await server.unit("claude").want("git")
+        await server.unit("late").register()
+        coord = EdgeBeforeTheHold()
+        answers: list[Any] = []
+        _PendingHold(coord, "claude", False, wait=True).start(answers.append)  # type: ignore[arg-type]
+        await server.unit("git").start()
+        await server.unit("git").complete()
+        await settle(server, "claude")
+        assert answers == [] and coord.submitted == 3  # ready, hold (refused), ready again
+        assert (await server.unit("claude").info()).status is Status.PENDING
+        await server.unit("late").start()
+        await server.unit("late").complete()
+        await settle(server, "claude")
+        assert len(answers) == 1 and isinstance(answers[0].unwrap(), int)
+        assert (await server.unit("claude").info()).status is Status.STARTED

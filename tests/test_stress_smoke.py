@@ -94,3 +94,8 @@ def test_up_quick() -> None:
     assert 0 < result["apply_ms"] < result["startup_ms"] < 30_000
     for key in ("hold_p50_ms", "launch_p50_ms", "lag_p50_ms", "exit_ms"):
         assert result[key] >= 0, key
+    # the same DAG with `sleep 0.1` commands themselves: every unit completed, and the wall
+    # time covers the critical path
+    assert result["plain_all_completed"] and result["plain_rounds"] == 1
+    assert result["plain_wall_over_critical"] >= 1.0
+    assert 1.0 <= result["plain_span_over_critical"] <= result["plain_wall_over_critical"]

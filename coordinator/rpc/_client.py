@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import capnp
 
 from .._api import Event, HistoryPage, UnitInfo
-from .._errors import CoordinatorClosed, CoordinatorUnreachable, UnitsyncError
+from .._errors import CoordinatorClosed, CoordinatorUnreachable, NotReady, UnitsyncError
 from .._graph import units_to_dot
 from .._names import validate_dependencies, validate_name
 from .._status import Status
@@ -339,10 +339,20 @@ class AsyncioClient:
     async def reached(self, name: str, status: Status) -> None:
         await self._call(self._unit(name).reached(status_to_wire(status)))
 
-    async def hold(self, name: str, *, resume: bool = False) -> int:
+    async def hold(self, name: str, *, resume: bool = False, wait: bool = False) -> int:
         """Start ``name`` bound to a lease; returns the lease's id (the capability stays here).
-        ``resume``: take over a hold restored after a restart instead (see ``LocalUnit.hold``)."""
-        result = await self._call(self._unit(name).hold(resume))
+        ``resume``: take over a hold restored after a restart instead (see ``LocalUnit.hold``).
+        ``wait``: first wait until ``name`` is ready (:class:`DependencyFailed` if it is
+        blocked), in the coordinator (a coordinator older than revision 4: here, ``ready``
+        then ``hold``, again while refused with :class:`NotReady`)."""
+        if wait and self.revision < 4:
+            while True:
+                await self.ready(name)
+                try:
+                    return await self.hold(name, resume=resume)
+                except NotReady:  # an edge added in between: wait again
+                    continue
+        result = await self._call(self._unit(name).hold(resume, wait))
         lease_id = next(self._ids)
         self._held[lease_id] = result.lease
         return lease_id

@@ -35,8 +35,9 @@ __all__ = [
 
 #: The revision of ``unitsync.capnp`` this code speaks (see ``Coordinator.hello``): 1 is the
 #: first contract, 2 adds the status ``skipped``, the requirement ``finished`` and ``skip``,
-#: 3 the history (``history``, ``watch`` replaying from a seq, events for edges added).
-REVISION = 3
+#: 3 the history (``history``, ``watch`` replaying from a seq, events for edges added), 4 a
+#: ``hold`` that waits until the unit is ready (``wait``).
+REVISION = 4
 
 _TO_WIRE = {
     Status.NOT_REGISTERED: "notRegistered",

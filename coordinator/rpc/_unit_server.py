@@ -18,10 +18,11 @@ import outcome
 from .. import _operations as operations
 from .._api import UnitInfo
 from .._coordinator import LocalCoordinator, LocalUnit
-from .._errors import Overloaded, UnitsyncError
+from .._errors import InvalidArgument, NotReady, Overloaded, UnitsyncError
 from .._lease import HOLDER_GONE
 from .._names import check_dependency_count
 from .._operations import Operation
+from .._reply import Reply
 from .._status import Status
 from ._convert import (
     set_info,
@@ -213,12 +214,18 @@ class UnitServer(S.Unit.Server):  # type: ignore[name-defined,misc]
     @answers
     def hold_context(self, context: Any) -> Answer:
         portal, coord, name = self._portal, self._coord, self._unit.name
-        pending = _PendingHold(coord, name, bool(context.params.resume))
+        params = context.params
+        resume, wait = bool(params.resume), bool(params.wait)
+        if resume and wait:
+            raise InvalidArgument("hold: resume takes over a hold; it cannot also wait")
+        pending = _PendingHold(coord, name, resume, wait)
+        if wait:
+            self._waiters.take()
 
         def fill(holder: int) -> None:
             context.results.lease = LeaseServer(portal, coord, name, holder)
 
-        return self._answer(pending.start, fill)
+        return self._answer(pending.start, fill, parked=wait)
 
 
 class _PendingHold:
@@ -229,32 +236,71 @@ class _PendingHold:
     been dropped. So the start's answer is never abandoned; whichever comes second — the start
     succeeding, or the caller giving up — fails the unit with :data:`HOLDER_GONE`. Both run in
     the Trio thread, in order. (``python -m stress churn`` found this window: stress/README.md, "Measured history".)
+
+    ``wait`` (revision 4): a ``ready`` first, parked as any other (given up with the caller),
+    and the hold taken in its answer — in the Trio thread, without the round trip to the client
+    and back that ``ready`` then ``hold`` cost (``unitsync up``'s every start). Refused with
+    NotReady (an edge added in between), it waits again.
     """
 
-    __slots__ = ("_coord", "_unit", "_resume", "_holder", "_gone")
+    __slots__ = ("_coord", "_unit", "_resume", "_wait", "_holder", "_gone", "_on_answer",
+                 "_waiting")
 
-    def __init__(self, coord: LocalCoordinator, unit: str, resume: bool) -> None:
+    def __init__(
+        self, coord: LocalCoordinator, unit: str, resume: bool, wait: bool = False
+    ) -> None:
         self._coord = coord
         self._unit = unit
         self._resume = resume
+        self._wait = wait
         self._holder: int | None = None  # the holder token, once the start took effect
         self._gone = False
+        self._on_answer: Any = None
+        self._waiting: Reply[Any] | None = None  # the parked ready of a waiting hold
 
-    def start(self, on_answer: Any) -> _PendingHold:  # Trio thread, via TrioPortal.submit
-        def answered(result: Any) -> None:
-            if isinstance(result, outcome.Value):
-                self._holder = result.value
-                if self._gone:
-                    _release(self._coord, self._unit, result.value)
-            on_answer(result)
-
-        self._coord.submit(operations.hold(self._unit, resume=self._resume), answered)
+    def start(self, on_answer: Any) -> _PendingHold:  # Trio thread, via TrioPortal.answer
+        self._on_answer = on_answer
+        if self._wait:
+            self._waiting = self._coord.submit(operations.ready(self._unit), self._ready)
+        else:
+            self._coord.submit(operations.hold(self._unit, resume=self._resume), self._answered)
         return self
+
+    def _ready(self, result: outcome.Outcome[Any]) -> None:  # in the answering actor's task
+        if isinstance(result, outcome.Error):  # blocked (dependency-failed), closed ...
+            self._on_answer(result)
+            return
+        self._submit_from_actor(operations.hold(self._unit), self._answered)
+
+    def _answered(self, result: outcome.Outcome[Any]) -> None:
+        if isinstance(result, outcome.Value):
+            self._holder = result.value
+            if self._gone:
+                _release(self._coord, self._unit, result.value)
+        elif self._wait and isinstance(result.error, NotReady) and not self._gone:
+            self._submit_from_actor(operations.ready(self._unit), self._ready, waiting=True)
+            return
+        self._on_answer(result)
+
+    def _submit_from_actor(self, operation: Operation[Any], answer: Any, *,
+                           waiting: bool = False) -> None:
+        """The next step of a waiting hold, submitted from an actor's answer: a refusal to
+        take it (the coordinator closing, too much queued) is this call's answer, not an
+        exception in the actor."""
+        try:
+            reply = self._coord.submit(operation, answer)
+        except UnitsyncError as error:
+            self._on_answer(outcome.Error(error))
+            return
+        if waiting:
+            self._waiting = reply
 
     def abandon(self) -> None:  # Trio thread: the caller gave up
         self._gone = True
         if self._holder is not None:
             _release(self._coord, self._unit, self._holder)
+        elif self._waiting is not None:
+            self._waiting.abandon()  # a parked ready goes; a hold in flight is never abandoned
 
 
 def _release(coord: LocalCoordinator, unit: str, holder: int) -> None:
