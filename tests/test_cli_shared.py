@@ -212,6 +212,7 @@ async def test_a_run_takes_its_hold_back_from_a_serve_started_again(
                     again.send_signal(signal.SIGTERM)
                     await again.wait()
             finally:
+                gate.touch()  # the command ends even if the run was killed (a failed test)
                 await reap(run)
 
 
