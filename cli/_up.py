@@ -218,7 +218,13 @@ class Up:
                             if u not in self._dependencies and self.workspace.units[u].run is not None),
                            key=lambda u: -self._height[u])
             rest = [u for u in self.selected if u not in first]
-            tasks = [asyncio.ensure_future(self._unit(u)) for u in (*first, *rest)]
+            tasks = [asyncio.ensure_future(self._unit(u)) for u in first]
+            # the others' calls (a parked hold and an info each) in slices, a turn of the loop
+            # between them: the sources' answers and launches come in between instead of
+            # after all of them
+            for at in range(0, len(rest), PARK_SLICE):
+                await asyncio.sleep(0)
+                tasks += [asyncio.ensure_future(self._unit(u)) for u in rest[at:at + PARK_SLICE]]
             await asyncio.gather(*tasks)
             if self._stopping is not None:
                 await self._stopping
@@ -437,6 +443,10 @@ def chain_heights(workspace: Workspace, selected: Sequence[str]) -> dict[str, in
                 height[top] = 1 + max((height[d] for d in dependents[top]), default=-1)
                 todo.pop()
     return height
+
+
+#: How many units with dependencies ``up`` parks per turn of its loop at the start.
+PARK_SLICE = 16
 
 
 class DeepestFirst:
