@@ -189,7 +189,9 @@ async def test_sigint_stops_dependents_first_and_kill_9_leaves_no_command(
 ) -> None:
     workspace(tmp_path, SERVICES)
     env = env_for(sock_dir / "unitsync.sock")
-    with trio.fail_after(WAIT * 3):
+    # two ups, each starting a coordinator of its own and two services: under a loaded -n 3
+    # run, 15 s was once not enough for the whole (a TooSlowError in the last wait, 19.7 s)
+    with trio.fail_after(WAIT * 6):
         process = await trio.lowlevel.open_process(
             [*UNITSYNC, "up"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
