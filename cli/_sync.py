@@ -132,22 +132,20 @@ async def hold_when_ready(
     waiting: Callable[[Sequence[str]], object],
     taken: Callable[[], Awaitable[T]],
     dependencies: bool,
-    begin_when_ready: Callable[[], Awaitable[T]] | None = None,
+    begin_when_ready: Callable[[], Awaitable[T]],
 ) -> T:
     """:func:`start_when_ready` for ``up``, which knows from the file whether ``unit`` has
     dependencies, in fewer round trips (and no ``info`` it would not use). Without
     (``dependencies`` false): ``begin`` at once, alone; refused with NotReady (someone declared
-    an edge meanwhile), it waits as ``start_when_ready`` does. With: the ``ready`` promise is
-    parked first, with one ``info`` behind it (once answered, the promise is parked; its
-    unsatisfied dependencies are what ``waiting`` is told, unless there are none or one has
-    failed), and ``begin`` is tried when it resolves — one round trip fewer than a refused
-    first attempt, two calls fewer. ``begin_when_ready`` (a ``hold`` that waits in the
-    coordinator, revision 4) is parked instead of ``ready``, and is the start: one round trip
-    fewer again. Same timeout, restarts, ``taken`` and skip as ``start_when_ready``; returns
-    ``begin``'s result."""
+    an edge meanwhile), it waits as ``start_when_ready`` does. With: ``begin_when_ready`` (a
+    ``hold`` that waits in the coordinator, revision 4) is parked first, with one ``info``
+    behind it (once answered, the begin is parked; its unsatisfied dependencies are what
+    ``waiting`` is told, unless there are none or one has failed) — no NotReady round trip,
+    and no round trip between the unit becoming ready and its start. Same timeout, restarts,
+    ``taken`` and skip as ``start_when_ready``; returns the begin's result."""
     result, _, _ = await _when_ready(
         core, unit, begin, timeout, waiting=waiting, taken=taken, look=False,
-        park_first=dependencies, begin_when_ready=begin_when_ready,
+        parked_begin=begin_when_ready if dependencies else None,
     )
     return result
 
@@ -162,12 +160,11 @@ async def _when_ready(
     taken: Callable[[], Awaitable[T]],
     progress: float = 0.0,
     look: bool,
-    park_first: bool = False,
-    begin_when_ready: Callable[[], Awaitable[T]] | None = None,
+    parked_begin: Callable[[], Awaitable[T]] | None = None,
 ) -> tuple[T, UnitInfo | None, bool]:
     """Both: ``look``, an ``info`` pipelined with the first ``begin`` (returned);
-    ``park_first``, no first ``begin``: the promise is parked at once (with
-    ``begin_when_ready``, that begin itself)."""
+    ``parked_begin``, no first ``begin``: that one, which waits in the coordinator until the
+    unit is ready, is parked at once and is the start."""
     first_info: UnitInfo | None = None
     unmet: Sequence[str] = ()
     waited = in_flight = False
@@ -211,19 +208,20 @@ async def _when_ready(
             if not isinstance(first, NotReady):
                 raise first
             refused = first
-        elif not park_first:
+        elif parked_begin is None:
             try:
                 return await try_begin()
             except NotReady as not_ready:
                 refused = not_ready
         if refused is not None:
             unmet, waited = refused.unmet, True
-        elif park_first and begin_when_ready is not None:
-            return await parked_begin(begin_when_ready)
-        parked = asyncio.ensure_future(core.ready(unit))
+        # parked: the ready promise, or the begin that waits in the coordinator
+        parked = asyncio.ensure_future(
+            core.ready(unit) if parked_begin is None else try_begin(parked_begin)
+        )
         try:
             # E-order: once this info (sent after it, on the same capability) is answered,
-            # the ready call is parked, so "is waiting" is true when printed
+            # the call is parked, so "is waiting" is true when printed
             parked_info = await core.info(unit)
             if refused is None:  # parked first: what is unsatisfied now (none: ready at once)
                 unmet = [d.depends_on for d in parked_info.dependencies if not d.satisfied]
@@ -231,29 +229,16 @@ async def _when_ready(
             # blocked: `ready` answers DependencyFailed at once
             if (refused is not None or unmet) and not (info or parked_info).blocked_by:
                 waiting(unmet)
-            await with_progress(parked, progress, still_waiting)
+            answer = await with_progress(parked, progress, still_waiting)
         finally:
             parked.cancel()
+        if parked_begin is not None:
+            return answer  # type: ignore[return-value]  # the begin's result
         while True:
             try:
                 return await try_begin()
             except NotReady:  # a dependency went back meanwhile: wait again
                 await core.ready(unit)
-
-    async def parked_begin(start: Callable[[], Awaitable[T]]) -> T:
-        """``start`` parked until the unit is ready, with an ``info`` behind it (E-order:
-        answered once it is parked) that says what it waits for."""
-        nonlocal unmet, waited
-        parked = asyncio.ensure_future(try_begin(start))
-        try:
-            parked_info = await core.info(unit)
-            unmet = [d.depends_on for d in parked_info.dependencies if not d.satisfied]
-            waited = bool(unmet)
-            if unmet and not parked_info.blocked_by:  # blocked: answered at once
-                waiting(unmet)
-            return await with_progress(parked, progress, still_waiting)
-        finally:
-            parked.cancel()
 
     async def still_waiting(seconds: float) -> str:
         info = await core.info(unit)

@@ -393,7 +393,7 @@ class Up:
     def _layers(self) -> list[list[str]]:
         """The selected units by height (:func:`chain_heights`): first those nothing depends on,
         then those only they depend on, and so on."""
-        height = chain_heights(self.workspace, self.selected)
+        height = self._height
         layers: list[list[str]] = [[] for _ in range(max(height.values(), default=-1) + 1)]
         for unit in self.selected:
             layers[height[unit]].append(unit)
