@@ -140,6 +140,7 @@ async def test_the_two_halves_of_a_cycle_through_the_cli_never_both_land(
                 assert edges == {landed}
 
 
+@pytest.mark.slow  # waits out the dead member's lease (its TTL, 5 s): the default run's longest
 async def test_a_serve_killed_while_its_run_holds_a_unit(tmp_path: Path, url: str) -> None:
     with trio.fail_after(WAIT * 2):
         async with coordinators(tmp_path, url, 2) as [(a, a_process), (b, _)]:
