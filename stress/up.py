@@ -8,14 +8,15 @@ end):
   edges drawn uniformly among the pairs ``(i, j)``, ``i < j``, unit ``j`` after unit ``i``
   (default ``E = 2.5 N``: about 12 levels at 200 units). Its depth (the units on its longest
   chain) is printed; the theoretical critical path is depth x ``--sleep``;
-* a ``unitsync.toml`` whose every unit runs
-  ``["bash", "-c", "echo $EPOCHREALTIME > starts/NAME; sleep 0.1; echo $EPOCHREALTIME > ends/NAME"]``:
-  ``$EPOCHREALTIME`` is a bash builtin (wall clock, µs), so the start stamp costs no fork (``sh
-  -c 'date +%s.%N > ...'`` would fork and exec one more program first). It is written after
-  bash has been exec'd and has started (until 2026-12-05 after ``setpriv`` too: 0.8-0.9 ms
-  after a spawn from Python on this machine then): the recorded "process start" is late by
-  that much, so the delays below are conservative (too long, never too short). ``sleep`` is forked rather than exec'd
-  so that bash can stamp the end, which adds one fork per unit to its running time;
+* a ``unitsync.toml`` whose every unit runs ``stamp starts/NAME ends/NAME 0.1``: ``stress/stamp.c``,
+  compiled by the harness (static if it can), writes the wall clock (µs) to its first file as
+  soon as it runs, sleeps, writes the clock to its second file. It starts as fast as ``sleep``
+  itself, so its "process start" is late only by an exec. Without a C compiler, or with
+  ``--bash-stamps`` (the only way until 2026-12-06),
+  ``["bash", "-c", "echo $EPOCHREALTIME > starts/NAME; sleep 0.1; echo $EPOCHREALTIME > ends/NAME"]``
+  does the same (``$EPOCHREALTIME`` is a bash builtin: no fork for the stamp), but its stamp
+  comes after bash has started: the delays are longer by a bash start (stress/README.md),
+  spent on the same two cores as up's launches;
 * ``unitsync up`` is launched as a real subprocess (the console script next to this Python;
   ``--compare``: ``python -m cli`` from each checkout) against the server, its output to a
   file, and timed from just before the spawn to its exit (seen through a pidfd);
@@ -48,9 +49,9 @@ thread spent the run (:func:`profile_main_thread`).
 Beside each round, on the same seed (the order alternating), a **plain** round whose every
 command is ``["sleep", T]`` itself — the issue's command, run without a shell — gives
 ``plain_wall_over_critical`` (and ``plain_span_over_critical``: the first ``started`` event to
-the last ``completed``): the stamping commands above cost each level of the critical path a
-bash start and a fork of ``sleep`` more (~2 ms, 103 against 101 ms alone on this machine), so
-the wall goal is judged on the plain rounds; the delays come from the stamped ones.
+the last ``completed``). The wall goal is judged on the plain rounds (the issue's command; the
+compiled stamper costs about what ``sleep`` does, bash's stamps a bash start per level more);
+the delays come from the stamped ones.
 ``--no-plain`` skips them.
 
 Goals (the issue): wall <= 1.15 x the critical path (of ``sleep`` commands); delay p99 <= 10 ms.
@@ -59,6 +60,7 @@ Goals (the issue): wall <= 1.15 x the critical path (of ``sleep`` commands); del
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import random
@@ -134,17 +136,41 @@ def _topological(graph: Graph) -> list[str]:
     return order
 
 
-def write_workspace(directory: Path, graph: Graph, sleep: float, plain: bool = False) -> Path:
+@functools.cache
+def stamper() -> Path | None:
+    """``stress/stamp.c`` compiled (static if the toolchain can) into a temporary directory,
+    once per process; None without a C compiler (the stamps then come from ``bash``)."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        return None
+    source = Path(__file__).with_name("stamp.c")
+    binary = Path(tempfile.mkdtemp(prefix="us-stamp-")) / "stamp"
+    for static in (["-static"], []):
+        done = subprocess.run([cc, "-O2", *static, "-o", str(binary), str(source)],
+                              capture_output=True)
+        if done.returncode == 0:
+            return binary
+    return None
+
+
+def write_workspace(
+    directory: Path, graph: Graph, sleep: float, plain: bool = False, bash: bool = False,
+) -> Path:
     """``unitsync.toml`` in ``directory``: each unit stamps its start and end around the sleep
-    (see the module docstring), in ``starts/`` and ``ends/``; ``plain``: each unit is
-    ``["sleep", T]`` itself, the issue's command, and stamps nothing."""
+    (see the module docstring), in ``starts/`` and ``ends/`` — with :func:`stamper`, or with
+    ``bash`` if asked or if there is no stamper; ``plain``: each unit is ``["sleep", T]``
+    itself, the issue's command, and stamps nothing."""
     (directory / "starts").mkdir()
     (directory / "ends").mkdir()
+    stamp = None if bash else stamper()
     lines: list[str] = []
     for unit, deps in graph.items():
         script = (f"echo $EPOCHREALTIME > {directory}/starts/{unit}; sleep {sleep:g}; "
                   f"echo $EPOCHREALTIME > {directory}/ends/{unit}")
-        command = ["sleep", f"{sleep:g}"] if plain else ["bash", "-c", script]
+        command = (["sleep", f"{sleep:g}"] if plain
+                   else [str(stamp), f"{directory}/starts/{unit}", f"{directory}/ends/{unit}",
+                         f"{sleep:g}"] if stamp is not None
+                   else ["bash", "-c", script])
         lines.append(f"[units.{unit}]")
         lines.append(f"run = {json.dumps(command)}")
         if deps:
@@ -266,12 +292,13 @@ def exited_within(process: subprocess.Popen[bytes], timeout: float) -> bool:
 def run_round(
     units: int, edges: int, seed: int, sleep: float, timeout: float, wrap: list[str] | None = None,
     checkout: Path | None = None, plain: bool = False, server_too: bool = False,
+    bash: bool = False,
 ) -> Round:
     """One DAG run by ``unitsync up`` on a fresh server; server and up stopped whatever
     happens. ``wrap``: a command that runs up (py-spy). ``checkout``: up is ``python -m cli``
     with that directory first on ``PYTHONPATH`` (its ``cli`` and ``coordinator``; the server is
     this checkout's, or with ``server_too`` that one's too, run the same way). ``plain``: the
-    commands are ``sleep T`` (:func:`write_workspace`)."""
+    commands are ``sleep T``; ``bash``: the stamps come from bash (:func:`write_workspace`)."""
     import trio
 
     from .rpc import start
@@ -295,7 +322,7 @@ def run_round(
     drain(server.stderr, server_tail)
     up: subprocess.Popen[bytes] | None = None
     try:
-        toml = write_workspace(workdir, graph, sleep, plain)
+        toml = write_workspace(workdir, graph, sleep, plain, bash)
         with open(workdir / "up.out", "wb") as out:
             server_cpu = process_cpu(server.pid)
             launched = time.time()
@@ -779,6 +806,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--no-plain", dest="plain", action="store_false",
                         help="only the stamping commands: no round of `sleep T` commands (the "
                              "issue's, for the wall figure) beside each")
+    parser.add_argument("--bash-stamps", action="store_true",
+                        help="stamp with bash ($EPOCHREALTIME; ~1 ms more per command start, as"
+                             " until 2026-12-06) instead of the compiled stress/stamp.c")
     parser.add_argument("--quick", action="store_true",
                         help=f"{QUICK_UNITS} units, {QUICK_ROUNDS} round (smoke test)")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
@@ -795,13 +825,16 @@ def main(argv: list[str]) -> int:
     if args.compare:
         return compare(args, units, edges, rounds)
     compile_checkout(Path(__file__).resolve().parents[1])
+    stamps = "bash" if args.bash_stamps or stamper() is None else "stress/stamp.c"
+    print(f"stamps: {stamps}", flush=True)
     runs: list[Round] = []
     plain_runs: list[Round] = []
     per_round: list[dict[str, Any]] = []
     for r in range(rounds):
         kinds = (False, True) if args.plain else (False,)
         for plain in kinds if r % 2 == 0 else kinds[::-1]:
-            run = run_round(units, edges, args.seed + r, args.sleep, args.timeout, plain=plain)
+            run = run_round(units, edges, args.seed + r, args.sleep, args.timeout, plain=plain,
+                            bash=args.bash_stamps)
             print(f"round {r}{' (sleep commands)' if plain else ''}: seed {args.seed + r},"
                   f" {units} units, {edges} edges, depth {run.depth} (critical path"
                   f" {run.depth * args.sleep:.2f} s), wall {run.wall_s:.3f} s", flush=True)
@@ -820,14 +853,15 @@ def main(argv: list[str]) -> int:
         spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         wrap = [spy, "record", "--idle", "--nonblocking", "-r", "1000", "-f", "speedscope",
                 "-o", str(args.py_spy.resolve()), "--"]
-        run = run_round(units, edges, args.seed, args.sleep, args.timeout, wrap)
+        run = run_round(units, edges, args.seed, args.sleep, args.timeout, wrap,
+                        bash=args.bash_stamps)
         profile = profile_main_thread(args.py_spy)
         print(f"profiled round (seed {args.seed}, py-spy {args.py_spy}): wall {run.wall_s:.3f} s;"
               f" up's main thread, ms:")
         for label, ms in profile.items():
             print(f"  {ms:8.1f} {ms / profile['total'] * 100:5.1f} %  {label}")
     if args.json:
-        print(json.dumps({**summary, "sleep": args.sleep, "seed": args.seed,
+        print(json.dumps({**summary, "sleep": args.sleep, "seed": args.seed, "stamps": stamps,
                           "profile_main_thread_ms": profile, "per_round": per_round}))
     return 0 if summary["all_completed"] else 1
 
@@ -858,7 +892,7 @@ def compare(args: argparse.Namespace, units: int, edges: int, rounds: int) -> in
         for name, plain in order if r % 2 == 0 else order[::-1]:
             run = run_round(units, edges, args.seed + r, args.sleep, args.timeout,
                             checkout=checkouts[name], plain=plain,
-                            server_too=args.compare_server)
+                            server_too=args.compare_server, bash=args.bash_stamps)
             print(f"round {r} ({name}: {checkouts[name]}){' (sleep commands)' if plain else ''}:"
                   f" seed {args.seed + r}, depth {run.depth}, wall {run.wall_s:.3f} s", flush=True)
             _say_if_incomplete(run, units)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -87,6 +88,8 @@ def test_up_quick() -> None:
     assert result["wall_s"] >= result["measured_critical_s"] >= result["critical_s"] * 0.99
     assert result["unit_duration_p50_ms"] >= 100
     assert result["constrained_starts"] > 0
+    # the start and end stamps: the compiled stamper where there is a C compiler
+    assert result["stamps"] == ("stress/stamp.c" if shutil.which("cc") else "bash")
     # a start comes after its dependencies' completion, and not absurdly later (a loaded
     # machine: a generous bound)
     assert 0 <= result["delay_min_ms"] <= result["delay_p50_ms"] <= result["delay_p99_ms"]
