@@ -147,7 +147,7 @@ def stamper() -> Path | None:
     binary = Path(tempfile.mkdtemp(prefix="us-stamp-")) / "stamp"
     for static in (["-static"], []):
         done = subprocess.run([cc, "-O2", *static, "-o", str(binary), str(source)],
-                              capture_output=True)
+                              capture_output=True, check=False)
         if done.returncode == 0:
             return binary
     return None
