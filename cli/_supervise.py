@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, BinaryIO
 from coordinator import CoordinatorClosed, UnitsyncError
 
 from ._connect import across_restarts, say
-from ._executables import find_executable
 from ._options import format_duration
 from ._probes import Copy, LogProbe, Probe, pass_through, poll_until_ready
 
@@ -148,27 +147,16 @@ def _launch_detached(
     env: dict[str, str] | None,
 ) -> Launched:
     """``launch`` for ``up``, without a coroutine step: a plain ``Popen`` (vfork + exec of CMD
-    itself, found on ``PATH`` here: :mod:`._executables`), the watchdog told its group, its exit
-    learnt from a pidfd and its output copied by readers on the loop (no transport, no
-    protocol, no waitpid thread)."""
+    itself), the watchdog told its group, its exit learnt from a pidfd and its output copied
+    by readers on the loop (no transport, no protocol, no waitpid thread)."""
     watchdog = start_watchdog()
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
-
-    def spawn(executable: str | None) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            command, executable=executable, stdin=subprocess.DEVNULL, stdout=out_w,
-            stderr=err_w, cwd=cwd, env=env, start_new_session=True,
-        )
-
-    executable = find_executable(command[0], env)
     try:
-        try:
-            process = spawn(executable)
-        except OSError:
-            if executable is None:
-                raise
-            process = spawn(None)  # gone or changed since it was found: the child's search
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w, cwd=cwd, env=env,
+            start_new_session=True,
+        )
     except BaseException:
         os.close(out_r)
         os.close(err_r)

@@ -173,36 +173,6 @@ async def test_up_refuses_a_bad_file_and_unknown_units_before_running_anything(
     assert "upb-b  failed: cannot run './no-such-program': No such file or directory" in out
 
 
-async def test_a_command_installed_by_a_unit_earlier_on_path_is_what_the_next_unit_runs(
-    served: Served, tmp_path: Path
-) -> None:
-    # up finds a command on PATH itself (cli/_executables.py); a tool installed into a
-    # directory before the one it was found in must win, as in a shell
-    early, late = tmp_path / "early", tmp_path / "late"
-    early.mkdir()
-    late.mkdir()
-    (late / "upx-tool").write_text("#!/bin/sh\necho old tool\n")
-    (late / "upx-tool").chmod(0o755)
-    workspace(tmp_path, f"""\
-        [units.upx-first]
-        run = ["upx-tool"]
-        [units.upx-install]
-        run = "printf '#!/bin/sh\\necho new tool\\n' > {early}/upx-tool; chmod +x {early}/upx-tool"
-        after = ["upx-first"]
-        [units.upx-second]
-        run = ["upx-tool"]
-        after = ["upx-install"]
-    """)
-    env = {**served.env, "PATH": f"{early}:{late}:{served.env['PATH']}"}
-    with trio.fail_after(WAIT * 2):
-        done = await trio.run_process([*UNITSYNC, "up"], cwd=tmp_path, env=env,
-                                      capture_stdout=True, capture_stderr=True, check=False)
-    out = done.stdout.decode()
-    assert done.returncode == OK, (out, done.stderr.decode())
-    assert "upx-first   | old tool" in out.splitlines()
-    assert "upx-second  | new tool" in out.splitlines()
-
-
 SERVICES = """\
 [units.db]
 run = "trap 'echo stopping db; exit 0' TERM; echo db up; while :; do sleep 0.02; done"
