@@ -562,32 +562,67 @@ def summarize(rounds: list[Round], per_round: list[dict[str, Any]]) -> dict[str,
     return result
 
 
-#: What ``up`` imports before it can send its apply, for :func:`startup_floor`.
-UP_IMPORTS = "import cli._app, cli._up, cli._check, cli._sync, coordinator.rpc"
+#: What ``up`` imports before it can send its apply, for :func:`startup_floor` (``capnp`` too:
+#: ``coordinator.rpc`` imports it only to connect).
+UP_IMPORTS = "import cli._app, cli._up, cli._check, cli._sync, coordinator.rpc, capnp"
 
 
-def startup_floor(*checkouts: Path | None, runs: int = 11) -> list[dict[str, float]]:
+def startup_floor(
+    *checkouts: Path | None, sleep: float = 0.1, runs: int = 11,
+) -> list[dict[str, float]]:
     """Spawn to exit (seen through a pidfd), median of ``runs``, of ``python -c pass``
-    (``python_ms``: the interpreter alone, with this venv's site) and of a python that only
+    (``python_ms``: the interpreter alone, with this venv's site), of a python that only
     imports what ``up`` imports (``imports_ms``: :data:`UP_IMPORTS`) and ends with
-    ``os._exit`` as ``up`` does: what any ``up`` written on this stack pays before its first
-    call, whatever it then does. One dict per checkout (None: this one), measured
+    ``os._exit`` as ``up`` does — what any ``up`` written on this stack pays before its first
+    call, whatever it then does —, and of ``sleep T`` alone (``sleep_ms``: what each level of
+    the critical path costs with no scheduling at all: the exec, the timer, the exit and its
+    wake-up on this machine). One dict per checkout (None: this one), measured
     interleaved."""
-    programs = (("python_ms", "pass"), ("imports_ms", f"{UP_IMPORTS}; import os; os._exit(0)"))
+    programs = (("python_ms", [sys.executable, "-c", "pass"]),
+                ("imports_ms", [sys.executable, "-c", f"{UP_IMPORTS}; import os; os._exit(0)"]),
+                ("sleep_ms", ["sleep", f"{sleep:g}"]))
     times: list[dict[str, list[float]]] = [{name: [] for name, _ in programs} for _ in checkouts]
     for _ in range(runs):
         for checkout, spent in zip(checkouts, times):
             env = {**os.environ}
             if checkout is not None:
                 env["PYTHONPATH"] = str(checkout)
-            for name, code in programs:
+            for name, argv in programs:
                 t0 = time.monotonic()
-                process = subprocess.Popen([sys.executable, "-c", code], env=env)
+                process = subprocess.Popen(argv, env=env)
                 exited_within(process, 60.0)
                 spent[name].append(time.monotonic() - t0)
                 process.wait()
     return [{name: round(statistics.median(values) * 1e3, 1) for name, values in spent.items()}
             for spent in times]
+
+
+def add_floor(summary: dict[str, Any], floor: dict[str, float], sleep: float) -> None:
+    """``floor`` (:func:`startup_floor`) into ``summary``, and the wall time no ``up`` on this
+    stack and machine could beat: the imports, then a chain of ``depth`` commands each started
+    the moment the one before exits (``floor_over_critical``); and what the plain rounds' up
+    spent beyond it, in all and per level (``beyond_floor_ms``, ``beyond_floor_per_level_ms``:
+    the file, the connection, the apply, the holds, the launches, the exit)."""
+    summary.update(floor)
+    depth = summary["depth"]
+    critical_ms = depth * sleep * 1e3
+    floor_ms = floor["imports_ms"] + depth * floor["sleep_ms"]
+    summary["floor_over_critical"] = round(floor_ms / critical_ms, 4)
+    if "plain_wall_over_critical" in summary:
+        beyond = summary["plain_wall_over_critical"] * critical_ms - floor_ms
+        summary["beyond_floor_ms"] = round(beyond, 1)
+        summary["beyond_floor_per_level_ms"] = round(beyond / depth, 2)
+
+
+def print_floor(summary: dict[str, Any]) -> None:
+    s = summary
+    print(f"floor (spawn to exit, medians of 11): python -c pass {s['python_ms']:.1f} ms; a python"
+          f" importing what up imports {s['imports_ms']:.1f} ms; the command alone"
+          f" {s['sleep_ms']:.1f} ms; so imports + depth {s['depth']:g} x the command ="
+          f" {s['floor_over_critical']:.3f} x the critical path before any scheduling")
+    if "beyond_floor_ms" in s:
+        print(f"  the plain rounds' up beyond that floor: {s['beyond_floor_ms']:.1f} ms"
+              f" ({s['beyond_floor_per_level_ms']:.2f} ms per level of the critical path)")
 
 
 def print_report(per_round: list[dict[str, Any]], summary: dict[str, Any]) -> None:
@@ -844,10 +879,9 @@ def main(argv: list[str]) -> int:
     summary = summarize(runs, per_round)
     add_plain(summary, plain_runs)
     print_report(per_round, summary)
-    (floor,) = startup_floor(None)
-    summary.update(floor)
-    print(f"startup floor (spawn to exit, median of 11): python -c pass {floor['python_ms']:.1f} ms;"
-          f" a python importing what up imports {floor['imports_ms']:.1f} ms")
+    (floor,) = startup_floor(None, sleep=args.sleep)
+    add_floor(summary, floor, args.sleep)
+    print_floor(summary)
     profile: dict[str, float] = {}
     if args.py_spy:
         spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
@@ -871,7 +905,8 @@ COMPARED = (
     "plain_wall_over_critical", "plain_span_over_critical", "wall_over_critical", "span_over_critical", "startup_ms", "apply_ms", "first_hold_ms",
     "sources_spread_ms", "exit_ms", "delay_p50_ms", "delay_p99_ms", "delay_max_ms",
     "hold_p50_ms", "launch_p50_ms", "lag_p50_ms", "chain_delay_ms", "chain_run_ms", "up_cpu_s",
-    "python_ms", "imports_ms",
+    "python_ms", "imports_ms", "sleep_ms", "floor_over_critical", "beyond_floor_ms",
+    "beyond_floor_per_level_ms",
 )
 
 
@@ -898,14 +933,15 @@ def compare(args: argparse.Namespace, units: int, edges: int, rounds: int) -> in
             _say_if_incomplete(run, units)
             (plain_runs if plain else runs)[name].append(run)
     summaries: dict[str, dict[str, Any]] = {}
-    floors = dict(zip(checkouts, startup_floor(*checkouts.values())))
+    floors = dict(zip(checkouts, startup_floor(*checkouts.values(), sleep=args.sleep)))
     for name, checkout in checkouts.items():
         per_round = [figures(run) for run in runs[name]]
         summaries[name] = summarize(runs[name], per_round)
         add_plain(summaries[name], plain_runs[name])
-        summaries[name].update(floors[name])
+        add_floor(summaries[name], floors[name], args.sleep)
         print(f"== {name}: {checkout}")
         print_report(per_round, summaries[name])
+        print_floor(summaries[name])
     print(f"medians of {rounds} rounds each | this | other")
     for key in COMPARED:
         print(f"  {key:20} {summaries['this'].get(key, float('nan')):9.3f}"

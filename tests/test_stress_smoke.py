@@ -101,4 +101,8 @@ def test_up_quick() -> None:
     # time covers the critical path
     assert result["plain_all_completed"] and result["plain_rounds"] == 1
     assert result["plain_wall_over_critical"] >= 1.0
+    # the floor: the imports and a chain of the commands alone, no scheduling
+    assert result["sleep_ms"] >= 100 and result["imports_ms"] > result["python_ms"] > 0
+    assert result["floor_over_critical"] > 1.0
+    assert "beyond_floor_ms" in result and "beyond_floor_per_level_ms" in result
     assert 1.0 <= result["plain_span_over_critical"] <= result["plain_wall_over_critical"]
