@@ -562,43 +562,56 @@ def summarize(rounds: list[Round], per_round: list[dict[str, Any]]) -> dict[str,
     return result
 
 
-#: What ``up`` imports before it can send its apply, for :func:`startup_floor` (``capnp`` too:
+#: What ``up`` imports before it can send its apply, for :class:`Floor` (``capnp`` too:
 #: ``coordinator.rpc`` imports it only to connect).
 UP_IMPORTS = "import cli._app, cli._up, cli._check, cli._sync, coordinator.rpc, capnp"
 
 
-def startup_floor(
-    *checkouts: Path | None, sleep: float = 0.1, runs: int = 11,
-) -> list[dict[str, float]]:
-    """Spawn to exit (seen through a pidfd), median of ``runs``, of ``python -c pass``
-    (``python_ms``: the interpreter alone, with this venv's site), of a python that only
-    imports what ``up`` imports (``imports_ms``: :data:`UP_IMPORTS`) and ends with
-    ``os._exit`` as ``up`` does — what any ``up`` written on this stack pays before its first
-    call, whatever it then does —, and of ``sleep T`` alone (``sleep_ms``: what each level of
-    the critical path costs with no scheduling at all: the exec, the timer, the exit and its
-    wake-up on this machine). One dict per checkout (None: this one), measured
-    interleaved."""
-    programs = (("python_ms", [sys.executable, "-c", "pass"]),
-                ("imports_ms", [sys.executable, "-c", f"{UP_IMPORTS}; import os; os._exit(0)"]),
-                ("sleep_ms", ["sleep", f"{sleep:g}"]))
-    times: list[dict[str, list[float]]] = [{name: [] for name, _ in programs} for _ in checkouts]
-    for _ in range(runs):
-        for checkout, spent in zip(checkouts, times):
-            env = {**os.environ}
-            if checkout is not None:
-                env["PYTHONPATH"] = str(checkout)
-            for name, argv in programs:
-                t0 = time.monotonic()
-                process = subprocess.Popen(argv, env=env)
-                exited_within(process, 60.0)
-                spent[name].append(time.monotonic() - t0)
-                process.wait()
-    return [{name: round(statistics.median(values) * 1e3, 1) for name, values in spent.items()}
-            for spent in times]
+class Floor:
+    """Spawn to exit (seen through a pidfd) of ``python -c pass`` (``python_ms``: the
+    interpreter alone, with this venv's site), of a python that only imports what ``up``
+    imports (``imports_ms``: :data:`UP_IMPORTS`) and ends with ``os._exit`` as ``up`` does —
+    what any ``up`` written on this stack pays before its first call, whatever it then does —,
+    and of ``sleep T`` alone (``sleep_ms``: what each level of the critical path costs with no
+    scheduling at all: the exec, the timer, the exit and its wake-up on this machine); per
+    checkout (None: this one). :meth:`sample` between rounds, so that the medians come from the
+    same stretch of time as the rounds (this host's speed changes by half within minutes)."""
+
+    def __init__(self, *checkouts: Path | None, sleep: float = 0.1) -> None:
+        self._checkouts = checkouts
+        self._programs = (
+            ("python_ms", [sys.executable, "-c", "pass"]),
+            ("imports_ms", [sys.executable, "-c", f"{UP_IMPORTS}; import os; os._exit(0)"]),
+            ("sleep_ms", ["sleep", f"{sleep:g}"]),
+        )
+        self._spent: list[dict[str, list[float]]] = [
+            {name: [] for name, _ in self._programs} for _ in checkouts
+        ]
+
+    def sample(self, runs: int = 3) -> None:
+        """``runs`` more of each program for each checkout, interleaved."""
+        for _ in range(runs):
+            for checkout, spent in zip(self._checkouts, self._spent):
+                env = {**os.environ}
+                if checkout is not None:
+                    env["PYTHONPATH"] = str(checkout)
+                for name, argv in self._programs:
+                    t0 = time.monotonic()
+                    process = subprocess.Popen(argv, env=env)
+                    exited_within(process, 60.0)
+                    spent[name].append(time.monotonic() - t0)
+                    process.wait()
+
+    def medians(self) -> list[dict[str, float]]:
+        """Per checkout, each program's median, ms (and how many samples: ``floor_samples``)."""
+        return [{**{name: round(statistics.median(values) * 1e3, 1)
+                    for name, values in spent.items()},
+                 "floor_samples": len(spent["python_ms"])}
+                for spent in self._spent]
 
 
 def add_floor(summary: dict[str, Any], floor: dict[str, float], sleep: float) -> None:
-    """``floor`` (:func:`startup_floor`) into ``summary``, and the wall time no ``up`` on this
+    """``floor`` (:meth:`Floor.medians`) into ``summary``, and the wall time no ``up`` on this
     stack and machine could beat: the imports, then a chain of ``depth`` commands each started
     the moment the one before exits (``floor_over_critical``); and what the plain rounds' up
     spent beyond it, in all and per level (``beyond_floor_ms``, ``beyond_floor_per_level_ms``:
@@ -616,7 +629,7 @@ def add_floor(summary: dict[str, Any], floor: dict[str, float], sleep: float) ->
 
 def print_floor(summary: dict[str, Any]) -> None:
     s = summary
-    print(f"floor (spawn to exit, medians of 11): python -c pass {s['python_ms']:.1f} ms; a python"
+    print(f"floor (spawn to exit, medians of {s['floor_samples']:g} between the rounds): python -c pass {s['python_ms']:.1f} ms; a python"
           f" importing what up imports {s['imports_ms']:.1f} ms; the command alone"
           f" {s['sleep_ms']:.1f} ms; so imports + depth {s['depth']:g} x the command ="
           f" {s['floor_over_critical']:.3f} x the critical path before any scheduling")
@@ -865,6 +878,7 @@ def main(argv: list[str]) -> int:
     runs: list[Round] = []
     plain_runs: list[Round] = []
     per_round: list[dict[str, Any]] = []
+    floor = Floor(None, sleep=args.sleep)
     for r in range(rounds):
         kinds = (False, True) if args.plain else (False,)
         for plain in kinds if r % 2 == 0 else kinds[::-1]:
@@ -876,11 +890,11 @@ def main(argv: list[str]) -> int:
             _say_if_incomplete(run, units)
             (plain_runs if plain else runs).append(run)
         per_round.append(figures(runs[-1]))
+        floor.sample()
     summary = summarize(runs, per_round)
     add_plain(summary, plain_runs)
     print_report(per_round, summary)
-    (floor,) = startup_floor(None, sleep=args.sleep)
-    add_floor(summary, floor, args.sleep)
+    add_floor(summary, floor.medians()[0], args.sleep)
     print_floor(summary)
     profile: dict[str, float] = {}
     if args.py_spy:
@@ -921,6 +935,7 @@ def compare(args: argparse.Namespace, units: int, edges: int, rounds: int) -> in
         compile_checkout(checkout)
     runs: dict[str, list[Round]] = {name: [] for name in checkouts}
     plain_runs: dict[str, list[Round]] = {name: [] for name in checkouts}
+    floor = Floor(*checkouts.values(), sleep=args.sleep)
     for r in range(rounds):
         order = [(name, plain) for plain in ((False, True) if args.plain else (False,))
                  for name in checkouts]
@@ -932,8 +947,9 @@ def compare(args: argparse.Namespace, units: int, edges: int, rounds: int) -> in
                   f" seed {args.seed + r}, depth {run.depth}, wall {run.wall_s:.3f} s", flush=True)
             _say_if_incomplete(run, units)
             (plain_runs if plain else runs)[name].append(run)
+        floor.sample()
     summaries: dict[str, dict[str, Any]] = {}
-    floors = dict(zip(checkouts, startup_floor(*checkouts.values(), sleep=args.sleep)))
+    floors = dict(zip(checkouts, floor.medians()))
     for name, checkout in checkouts.items():
         per_round = [figures(run) for run in runs[name]]
         summaries[name] = summarize(runs[name], per_round)
