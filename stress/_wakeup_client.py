@@ -2,7 +2,9 @@
 
 ``python -m stress._wakeup_client waiters --socket PATH --first A --count N [--rounds R]``
     opens N connections and parks ``ready(w{A+i})`` on each; then, for rounds 1..R-1,
-    ``ready(w{A+i}.{r})`` on the same connections. The waiters are lean — these processes share
+    ``ready(w{A+i}.{r})`` on the same connections, each round once a line comes on stdin (the
+    driver's go, sent once the round before is measured: the next round's calls must not land
+    in this round's fan-out). The waiters are lean — these processes share
     the machine with the server they measure: plain pycapnp calls on the server's own lean
     stream (``LeanStream``: reads paused lazily, each message sent at once), nothing of the
     answer read but its ``ready``, the garbage collector's generations frozen once parked.
@@ -166,6 +168,8 @@ async def waiters(path: Path, first: int, count: int, rounds: int, timeout: floa
     connections = await connect_lean(path, count)
     try:
         for round_ in range(rounds):
+            if round_ and not sys.stdin.readline():
+                raise SystemExit(f"wakeup client: stdin ended before round {round_}")
             names = [unit_name("w", i, round_) for i in indices]
             stamps, errors = await wake_once(connections, names, timeout)
             report("waiters", round_, first, stamps, errors)

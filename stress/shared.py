@@ -164,9 +164,9 @@ async def wake_up(a: Path, b: Path, rounds: int) -> list[float]:
         waiter = await trio.lowlevel.open_process(
             [sys.executable, "-m", "stress._wakeup_client", "waiters", "--socket", str(b),
              "--count", "1", "--rounds", str(rounds), "--timeout", str(STEP_LIMIT)],
-            stdout=subprocess.PIPE, cwd=ROOT,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT,
         )
-        assert waiter.stdout is not None
+        assert waiter.stdin is not None and waiter.stdout is not None
         try:
             lines = lines_of(waiter.stdout)
             for round_ in range(rounds):
@@ -182,6 +182,8 @@ async def wake_up(a: Path, b: Path, rounds: int) -> list[float]:
                 if stamp is None or report["errors"]:
                     raise RuntimeError(f"round {round_}: the waiter was not woken: {report}")
                 latencies.append((stamp - t0) * 1e3)
+                if round_ + 1 < rounds:
+                    await waiter.stdin.send_all(b"next\n")  # the waiter's go for the next round
         finally:
             with trio.CancelScope(shield=True):
                 if waiter.returncode is None:

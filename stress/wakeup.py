@@ -5,10 +5,13 @@ its journal in that dir, ``--state``, the default as for ``serve`` itself — ev
 ``complete`` included, is acknowledged after its ``fdatasync`` — or none, ``--no-state``):
 
 * the driver declares ``w0..w{N-1}`` and ``p0..p{M-1}``, each wanting ``dep`` (completed);
-* P client worker processes (``stress._wakeup_client``, asyncio + pycapnp, no Trio) share the
-  waiters, one connection per waiter, and call ``ready(w_i)``; each prints ``parked`` once all
-  its ``ready`` calls are known to be parked server-side (an ``info`` on the same unit and
-  connection, sent after ``ready`` and awaited: E-order);
+* P client worker processes share the waiters, one connection per waiter, and call
+  ``ready(w_i)``; each prints ``parked`` once all its ``ready`` calls are known to be parked
+  server-side (an ``info`` on the same unit and connection, sent after ``ready`` and awaited:
+  E-order). They are C++ (``stress/wakeup_client.c++``, built from the schema by
+  ``stress/_cxx.py`` and cached; ``waiter_client: "c++"``) unless ``--waiter-client python`` or
+  the toolchain is missing: then ``stress._wakeup_client`` (asyncio + pycapnp, no Trio), which
+  spends several times their CPU on the two cores the server needs;
 * one more worker runs M pollers, one connection each, polling ``info(p_i)`` once a second from
   a random phase until it answers ready — coder's CLI, the baseline, in the same run;
 * the driver then calls ``start dep`` and ``complete dep`` and stamps ``t = time.monotonic()``
@@ -21,8 +24,11 @@ its journal in that dir, ``--state``, the default as for ``serve`` itself — ev
   change is not delayed), so timing from the reply would flatter the journal.
 
 ``--rounds R`` repeats the wake-up R times per size on the same connections and server, each
-round with its own units (``w{i}.{r}``) and dependency (``dep.{r}``); the figures pool all rounds
-(a p99 of one waiter needs many rounds). The pollers take part in round 0 only.
+round with its own units (``w{i}.{r}``) and dependency (``dep.{r}``), parked once the driver has
+measured the round before (a line on the workers' stdin; until 2026-12-06 a worker parked its
+next round as soon as its own waiters were woken, and those calls reached the server during
+the rest of the fan-out, in its CPU and latency figures); the figures pool all rounds (a p99
+of one waiter needs many rounds). The pollers take part in round 0 only.
 
 Figures (ms): ``p50_ms``, ``p99_ms``, ``max_ms`` of the waiters (nearest rank), ``us_per_waiter``
 = max / N (the fan-out cost), ``poll_p50_ms``, ``poll_p99_ms``; extras: ``min_ms``,
@@ -31,7 +37,7 @@ wake-ups timed from just before the complete was *sent*: an upper bound that no 
 complete's reply can make negative), ``complete_ms`` (median round trip of the complete),
 ``from_call_us_per_waiter``, ``clients`` (P), ``pollers`` (M), ``rounds``, ``missing`` (waiters
 never woken), ``errors``, ``park_s`` (spawning the workers until all of round 0 is parked),
-``journal`` (true: ``--state``), ``server_cpu_us_per_waiter`` and ``client_cpu_us_per_waiter``
+``journal`` (true: ``--state``), ``waiter_client``, ``server_cpu_us_per_waiter`` and ``client_cpu_us_per_waiter``
 (the CPU the server process, and the waiters' worker processes, spent from the complete being
 sent to the last waiter's report, over the waiters: the median round; every thread's
 ``schedstat``, in ns). Exit status 1 if any waiter
@@ -103,6 +109,7 @@ class Run:
     #: the server process and of the waiters' worker processes (every thread: schedstat)
     server_cpu_ns: list[int] = field(default_factory=list)
     client_cpu_ns: list[int] = field(default_factory=list)
+    waiter_client: str = "python"  #: the waiters' workers: "c++" or "python"
 
 
 def cpu_ns(pid: int) -> int:
@@ -116,6 +123,19 @@ def cpu_ns(pid: int) -> int:
         except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
             pass
     return total
+
+
+def native_waiters() -> Path | None:
+    """The C++ waiters (``stress/wakeup_client.c++``, :func:`stress._cxx.build_cached`), or None
+    (why on stderr) without the toolchain."""
+    from ._cxx import build_cached, missing_tools
+
+    missing = missing_tools()
+    if missing:
+        print(f"wakeup: the C++ waiters cannot be built (missing {', '.join(missing)}): the "
+              "Python waiters instead", file=sys.stderr)
+        return None
+    return build_cached(Path(__file__).with_name("wakeup_client.c++"))
 
 
 def default_clients(waiters: int) -> int:
@@ -174,11 +194,14 @@ async def declare(core: Any, waiters: int, pollers: int, rounds: int) -> None:
 async def drive(
     path: Path, waiters: int, clients: int, pollers: int, rounds: int, interval: float,
     timeout: float, workers: list[subprocess.Popen[str]], server_pid: int,
+    native: Path | None = None,
 ) -> Run:
     """Declare, spawn the client workers (appended to ``workers``: the caller kills them), then
     per round: wait until all are parked, ``start`` + ``complete`` the round's dependency, collect
-    the stamps. Every wait is bounded by ``timeout`` (``TimeoutError``)."""
+    the stamps. Every wait is bounded by ``timeout`` (``TimeoutError``). ``native``: the C++
+    waiters' program (:func:`native_waiters`), else the Python ones."""
     from coordinator.rpc._client import AsyncioClient
+    from coordinator.rpc._convert import REVISION
 
     core = await AsyncioClient.connect(path)
     try:
@@ -193,10 +216,14 @@ async def drive(
         t_spawn = time.monotonic()
         for k in range(clients):
             count = share + (k < extra)
-            workers.append(subprocess.Popen(
-                [*worker, "waiters", *common, "--first", str(first), "--count", str(count),
-                 "--rounds", str(rounds)],
-                stdout=subprocess.PIPE, text=True))
+            if native is not None:
+                argv = [str(native), str(path), str(first), str(count), str(rounds),
+                        str(timeout * 2), str(REVISION)]
+            else:
+                argv = [*worker, "waiters", *common, "--first", str(first), "--count", str(count),
+                        "--rounds", str(rounds)]
+            workers.append(subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                            text=True))
             first += count
         workers.append(subprocess.Popen(  # the pollers' worker: round 0 only
             [*worker, "pollers", *common, "--count", str(pollers), "--interval", str(interval)],
@@ -223,7 +250,8 @@ async def drive(
                     reports[k].append(json.loads(line))
 
         run = Run(waiters=waiters, clients=clients, pollers=pollers, rounds=rounds,
-                  latency_ms=[], poll_latency_ms=[])
+                  latency_ms=[], poll_latency_ms=[],
+                  waiter_client="python" if native is None else "c++")
         for round_ in range(rounds):
             active = [k for k in range(len(workers)) if round_ < expected[k]]
             await pump_until(lambda: all(parked[k] > round_ for k in active),
@@ -255,6 +283,11 @@ async def drive(
                 else:
                     run.poll_latency_ms.extend(stamps)
                 run.errors.extend(report["errors"])
+            if round_ + 1 < rounds:  # measured: the waiters may park the next round
+                for process in workers[:clients]:
+                    assert process.stdin is not None
+                    process.stdin.write("next\n")
+                    process.stdin.flush()
         return run
     finally:
         core.close()
@@ -262,7 +295,7 @@ async def drive(
 
 def run_size(
     waiters: int, clients: int, pollers: int, rounds: int, interval: float, timeout: float,
-    journal: bool = True, history: int | None = None,
+    journal: bool = True, history: int | None = None, native: Path | None = None,
 ) -> Run:
     """One size on a fresh ``unitsync serve`` (its journal in the run's temp dir, or none);
     workers and server are stopped whatever happens."""
@@ -287,7 +320,7 @@ def run_size(
     try:
         run = asyncio.run(capnp.run(
             drive(path, waiters, clients, pollers, rounds, interval, timeout, workers,
-                  server.pid)))
+                  server.pid, native)))
         run.journal = journal
         return run
     except TimeoutError:
@@ -340,6 +373,7 @@ def figures(run: Run) -> dict[str, Any]:
         "server_cpu_us_per_waiter": _per_waiter(run.server_cpu_ns, run.waiters),
         "client_cpu_us_per_waiter": _per_waiter(run.client_cpu_ns, run.waiters),
         "journal": run.journal,
+        "waiter_client": run.waiter_client,
     }
 
 
@@ -399,6 +433,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--raw", type=Path, help="write per-waiter latencies (JSON) here")
     parser.add_argument("--quick", action="store_true",
                         help=f"{QUICK_WAITERS} waiters, {QUICK_POLLERS} pollers (smoke test)")
+    parser.add_argument("--waiter-client", choices=["c++", "python"], default="c++",
+                        help="the waiters' worker processes: C++ (stress/wakeup_client.c++, "
+                             "built once and cached; Python if the toolchain is missing) or "
+                             "Python (stress/_wakeup_client.py, the only ones until 2026-12-06)")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     args = parser.parse_args(argv)
 
@@ -421,12 +459,13 @@ def main(argv: list[str]) -> int:
     if args.pollers is not None and args.pollers < 1:
         parser.error("--pollers must be at least 1")
 
+    native = native_waiters() if args.waiter_client == "c++" else None
     runs: list[Run] = []
     for n in sizes:
         clients = min(n, args.clients or default_clients(n))
         pollers = args.pollers or (QUICK_POLLERS if args.quick else default_pollers(n))
         run = run_size(n, clients, pollers, args.rounds, args.interval, args.timeout, args.state,
-                       args.history)
+                       args.history, native)
         for error in run.errors[:10]:
             print(f"wakeup: {n} waiters: {error}", file=sys.stderr)
         runs.append(run)

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -22,6 +20,7 @@ import trio
 
 from coordinator import LocalCoordinator, Status, serve
 from coordinator.rpc._convert import REVISION
+from stress._cxx import BuildError, build, missing_tools
 
 from .waits import WAIT
 
@@ -107,43 +106,21 @@ async def test_plain_pycapnp_client(server: LocalCoordinator, sock_dir: Path) ->
 # --- Interop 2: C++ -------------------------------------------------------------------------
 
 
-def _missing_cxx_tools() -> list[str]:
-    missing = [tool for tool in ("g++", "capnp", "pkg-config") if shutil.which(tool) is None]
-    if "pkg-config" not in missing:
-        found = subprocess.run(["pkg-config", "--exists", "capnp-rpc"], check=False)
-        if found.returncode != 0:
-            missing.append("pkg-config capnp-rpc (libcapnp-dev)")
-    if "capnp" not in missing and not Path("/usr/include/capnp/stream.capnp").is_file():
-        # capnp finds /capnp/stream.capnp under its default import paths
-        if not Path("/usr/local/include/capnp/stream.capnp").is_file():
-            missing.append("capnp/stream.capnp (libcapnp-dev)")
-    return missing
-
-
 @pytest.fixture(scope="session")
 def cxx_client(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The C++ client, built once per session from a copy of the schema. Skips (loudly) only
-    when the toolchain is missing; a build failure fails the test."""
-    missing = _missing_cxx_tools()
+    """The C++ client, built once per session from a copy of the schema (``stress/_cxx.py``, as
+    the wake-up benchmark's waiters are). Skips (loudly) only when the toolchain is missing; a
+    build failure fails the test."""
+    missing = missing_tools()
     if missing:
         pytest.skip(
             "INTEROP 2 (C++ client) NOT RUN: missing " + ", ".join(missing)
             + " — install with `apt-get install g++ capnproto libcapnp-dev pkg-config`"
         )
-    build = tmp_path_factory.mktemp("cxx-client")
-    shutil.copy(SCHEMA, build / "unitsync.capnp")
-    shutil.copy(INTEROP / "client.c++", build / "client.c++")
-    flags = subprocess.run(
-        ["pkg-config", "--cflags", "--libs", "capnp-rpc"],
-        check=True, capture_output=True, text=True,
-    ).stdout.split()
-    for command in (
-        ["capnp", "compile", "-I/usr/include", "-oc++", "unitsync.capnp"],
-        ["g++", "-std=c++17", "-o", "client", "client.c++", "unitsync.capnp.c++", *flags],
-    ):
-        done = subprocess.run(command, cwd=build, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout}{done.stderr}"
-    return build / "client"
+    try:
+        return build(INTEROP / "client.c++", tmp_path_factory.mktemp("cxx-client"))
+    except BuildError as error:
+        pytest.fail(str(error))
 
 
 async def test_cxx_client(cxx_client: Path, server: LocalCoordinator, sock_dir: Path) -> None:
