@@ -40,7 +40,8 @@ never woken), ``errors``, ``park_s`` (spawning the workers until all of round 0 
 ``journal`` (true: ``--state``), ``waiter_client``, ``server_cpu_us_per_waiter`` and ``client_cpu_us_per_waiter``
 (the CPU the server process, and the waiters' worker processes, spent from the complete being
 sent to the last waiter's report, over the waiters: the median round; every thread's
-``schedstat``, in ns). Exit status 1 if any waiter
+``schedstat``, in ns), ``server_trio_cpu_us_per_waiter`` (its main thread's share: Trio's; the
+rest is the KJ thread's, and the journal's). Exit status 1 if any waiter
 was not woken or a worker reported an error.
 
 Output: one size → the last line is one JSON object with the keys above. Several sizes
@@ -109,15 +110,19 @@ class Run:
     #: the server process and of the waiters' worker processes (every thread: schedstat)
     server_cpu_ns: list[int] = field(default_factory=list)
     client_cpu_ns: list[int] = field(default_factory=list)
+    #: the same for the server's main thread alone: the Trio thread (the rest is the KJ
+    #: thread's, and the journal's fdatasync)
+    server_trio_cpu_ns: list[int] = field(default_factory=list)
     waiter_client: str = "python"  #: the waiters' workers: "c++" or "python"
 
 
-def cpu_ns(pid: int) -> int:
-    """CPU time so far of process ``pid``, every thread, in ns (``/proc/PID/task/*/schedstat``:
-    nanoseconds, where ``/proc/PID/stat``'s ticks are 10 ms); threads that ended are not
-    counted (none of ours end during a fan-out)."""
+def cpu_ns(pid: int, *, main_thread: bool = False) -> int:
+    """CPU time so far of process ``pid``, every thread (or its main thread alone), in ns
+    (``/proc/PID/task/*/schedstat``: nanoseconds, where ``/proc/PID/stat``'s ticks are 10 ms);
+    threads that ended are not counted (none of ours end during a fan-out)."""
     total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
+    tasks = [Path(f"/proc/{pid}/task/{pid}")] if main_thread else Path(f"/proc/{pid}/task").iterdir()
+    for task in tasks:
         try:
             total += int((task / "schedstat").read_text().split()[0])
         except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
@@ -261,7 +266,8 @@ async def drive(
 
             await core.start(dependency(round_))
             waiting_workers = [workers[k].pid for k in active[:clients]]
-            cpu0 = cpu_ns(server_pid), sum(map(cpu_ns, waiting_workers))
+            cpu0 = (cpu_ns(server_pid), sum(map(cpu_ns, waiting_workers)),
+                    cpu_ns(server_pid, main_thread=True))
             t0 = time.monotonic()
             await core.complete(dependency(round_))
             t_returned = time.monotonic()
@@ -270,6 +276,7 @@ async def drive(
             await pump_until(lambda: all(len(reports[k]) > round_ for k in active[:clients]),
                              time.monotonic() + timeout + interval)
             run.server_cpu_ns.append(cpu_ns(server_pid) - cpu0[0])
+            run.server_trio_cpu_ns.append(cpu_ns(server_pid, main_thread=True) - cpu0[2])
             run.client_cpu_ns.append(sum(map(cpu_ns, waiting_workers)) - cpu0[1])
             await pump_until(lambda: all(len(reports[k]) > round_ for k in active),
                              time.monotonic() + timeout + interval)
@@ -371,6 +378,7 @@ def figures(run: Run) -> dict[str, Any]:
         "complete_ms": round(sorted(run.complete_ms)[len(run.complete_ms) // 2], 3),
         # medians over rounds of the CPU each side spent on the fan-out, per woken waiter
         "server_cpu_us_per_waiter": _per_waiter(run.server_cpu_ns, run.waiters),
+        "server_trio_cpu_us_per_waiter": _per_waiter(run.server_trio_cpu_ns, run.waiters),
         "client_cpu_us_per_waiter": _per_waiter(run.client_cpu_ns, run.waiters),
         "journal": run.journal,
         "waiter_client": run.waiter_client,

@@ -27,6 +27,7 @@ def test_wakeup_quick(waiters: str) -> None:
     built = waiters == "c++" and not missing_tools()
     assert result["waiter_client"] == ("c++" if built else "python")
     assert result["rounds"] == 2
+    assert 0 < result["server_trio_cpu_us_per_waiter"] <= result["server_cpu_us_per_waiter"]
     for key in ("waiters", "p50_ms", "p99_ms", "max_ms", "us_per_waiter", "poll_p50_ms",
                 "poll_p99_ms", "negative", "clients", "pollers", "park_s"):
         assert key in result, key
