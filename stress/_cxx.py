@@ -36,7 +36,7 @@ def missing_tools() -> list[str]:
     return missing
 
 
-def build(source: Path, directory: Path, *, optimize: bool = False) -> Path:
+def build(source: Path, directory: Path) -> Path:
     """``source`` compiled with the schema's generated code in ``directory`` (a copy of both
     there); returns the program (named as ``source`` without its suffix). BuildError if a
     step fails."""
@@ -50,8 +50,8 @@ def build(source: Path, directory: Path, *, optimize: bool = False) -> Path:
     program = directory / source.stem
     for command in (
         ["capnp", "compile", "-I/usr/include", "-oc++", "unitsync.capnp"],
-        ["g++", "-std=c++17", *(["-O2"] if optimize else []), "-o", program.name, source.name,
-         "unitsync.capnp.c++", *flags],
+        ["g++", "-std=c++17", "-O2", "-o", program.name, source.name, "unitsync.capnp.c++",
+         *flags],
     ):
         done = subprocess.run(command, cwd=directory, capture_output=True, text=True,
                               timeout=600, check=False)
@@ -61,17 +61,19 @@ def build(source: Path, directory: Path, *, optimize: bool = False) -> Path:
 
 
 def build_cached(source: Path) -> Path:
-    """:func:`build` (optimized) once per content of ``source`` and the schema, kept in the
-    temp directory (``unitsync-stress-UID/``), so that each run of a benchmark does not spend
-    ~20 s compiling. BuildError if a step fails."""
+    """:func:`build` once per content of ``source`` and the schema, kept in the temp directory
+    (``unitsync-stress-UID/``, ours only) so that each run does not compile again (a few
+    seconds). BuildError if a step fails."""
     digest = hashlib.sha256(source.read_bytes() + SCHEMA.read_bytes()).hexdigest()[:16]
     cache = Path(tempfile.gettempdir()) / f"unitsync-stress-{os.getuid()}"
     cache.mkdir(mode=0o700, exist_ok=True)
+    if cache.stat().st_uid != os.getuid() or cache.is_symlink():  # not ours: build afresh
+        cache = Path(tempfile.mkdtemp(prefix="unitsync-stress-"))
     directory = cache / f"{source.stem}-{digest}"
     program = directory / source.stem
     if not program.is_file():
         staging = Path(tempfile.mkdtemp(prefix="building-", dir=cache))
-        build(source, staging, optimize=True)
+        build(source, staging)
         try:
             staging.rename(directory)  # whole or not at all: another run may have won
         except OSError:

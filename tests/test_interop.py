@@ -20,7 +20,7 @@ import trio
 
 from coordinator import LocalCoordinator, Status, serve
 from coordinator.rpc._convert import REVISION
-from stress._cxx import BuildError, build, missing_tools
+from stress._cxx import BuildError, build_cached, missing_tools
 
 from .waits import WAIT
 
@@ -107,10 +107,11 @@ async def test_plain_pycapnp_client(server: LocalCoordinator, sock_dir: Path) ->
 
 
 @pytest.fixture(scope="session")
-def cxx_client(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The C++ client, built once per session from a copy of the schema (``stress/_cxx.py``, as
-    the wake-up benchmark's waiters are). Skips (loudly) only when the toolchain is missing; a
-    build failure fails the test."""
+def cxx_client() -> Path:
+    """The C++ client, built from a copy of the schema (``stress/_cxx.py``, as the wake-up
+    benchmark's waiters are; kept in the temp directory per content of the client and the
+    schema). Skips (loudly) only when the toolchain is missing; a build failure fails the
+    test."""
     missing = missing_tools()
     if missing:
         pytest.skip(
@@ -118,7 +119,7 @@ def cxx_client(tmp_path_factory: pytest.TempPathFactory) -> Path:
             + " — install with `apt-get install g++ capnproto libcapnp-dev pkg-config`"
         )
     try:
-        return build(INTEROP / "client.c++", tmp_path_factory.mktemp("cxx-client"))
+        return build_cached(INTEROP / "client.c++")
     except BuildError as error:
         pytest.fail(str(error))
 
