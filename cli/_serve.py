@@ -143,6 +143,7 @@ def serve(
                       f"(state: {store or journal or 'memory only'})", file=sys.stderr,
                       flush=True)
                 notifier.notify(READY="1", STATUS=f"serving on {path}")
+                _freeze_the_start()
                 why = await _signal_or_closed(signals, coord) or (
                     f"no client and no unit pending or started for {format_duration(idle_exit)}"
                 )
@@ -164,6 +165,19 @@ def serve(
         unreachable = all(getattr(e, "code", "") == "unitsync.store-unreachable" for e in errors)
         code = UNREACHABLE if unreachable else 1
     return code
+
+
+def _freeze_the_start() -> None:
+    """Move what the process has made so far — modules, classes, the state restored from the
+    journal: ~33,000 objects that live as long as it does — out of the cyclic garbage
+    collector's sight (``gc.freeze``). Each full collection no longer walks them: 18 against
+    25 ms with 3,000 units (stress/README.md, "Fan-out and the bridge"), a pause that lands in
+    whatever the coordinator is answering at the time. Only ``serve``: a program nesting the
+    library keeps its collector as it set it."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
