@@ -169,11 +169,11 @@ def serve(
 
 def _freeze_the_start() -> None:
     """Move what the process has made so far — modules, classes, the state restored from the
-    journal: ~33,000 objects that live as long as it does — out of the cyclic garbage
-    collector's sight (``gc.freeze``). Each full collection no longer walks them: 18 against
-    25 ms with 3,000 units (stress/README.md, "Fan-out and the bridge"), a pause that lands in
-    whatever the coordinator is answering at the time. Only ``serve``: a program nesting the
-    library keeps its collector as it set it."""
+    journal, all living as long as the process — out of the cyclic garbage collector's sight
+    (``gc.freeze``): each full collection, a pause in whatever the coordinator is answering at
+    the time, no longer walks them (a fifth to a third shorter with 3,000 units: stress/README.md,
+    "2026-12-06 day session"). Only ``serve``: a program nesting the library keeps its collector
+    as it set it."""
     import gc
 
     gc.collect()
