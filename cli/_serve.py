@@ -23,13 +23,6 @@ __all__ = ["SHUTDOWN_GRACE", "serve"]
 #: Seconds SIGINT/SIGTERM gives the coordinator to answer its waiters before ``serve`` exits.
 SHUTDOWN_GRACE = 1.5
 
-#: ``serve``'s ``sys.setswitchinterval`` (Python's default: 5 ms). Its Trio thread and its KJ
-#: thread (the socket's) hand each other every call and every answer; a thread handed work
-#: while the other computes waits for the GIL until the other blocks or this interval ends.
-#: At 1 ms the last of 1,000 woken waiters is answered ~10 ms sooner for the same CPU, one
-#: waiter no later (stress/README.md, "2026-12-06 day session").
-SWITCH_INTERVAL = 0.001
-
 
 def serve(
     *,
@@ -164,7 +157,6 @@ def serve(
     code = 0
     try:
         before_the_journal()
-        sys.setswitchinterval(SWITCH_INTERVAL)
         trio.run(main)
     except* (UnitsyncError, OSError) as group:  # binding failed, the store lost: say why
         errors = _leaves(group)
