@@ -4,6 +4,8 @@ SIGINT/SIGTERM stop it cleanly."""
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -63,6 +65,20 @@ def test_serve_limit_defaults_are_the_library_defaults() -> None:
     assert defaults["max_connections"] == ServerLimits().max_connections
     assert defaults["max_waiters"] == ServerLimits().max_waiters_per_connection
     assert defaults["frame_timeout"] == ServerLimits().frame_timeout
+
+
+def test_serve_freezes_its_start_and_collects_young_objects_less_often() -> None:
+    # in a process of its own: the collector's settings are the whole process's
+    code = (
+        "import gc; from cli._serve import GC_THRESHOLDS, _freeze_the_start; "
+        "before = gc.get_freeze_count(); _freeze_the_start(); "
+        "print(before, gc.get_freeze_count(), gc.get_threshold() == GC_THRESHOLDS)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, timeout=60)
+    before, frozen, thresholds = done.stdout.split()
+    assert int(before) == 0 and int(frozen) > 10_000  # the imports' objects, out of sight
+    assert thresholds == "True"
 
 
 async def test_sigterm_tells_waiting_scripts_the_coordinator_is_shutting_down(
