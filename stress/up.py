@@ -562,9 +562,11 @@ def summarize(rounds: list[Round], per_round: list[dict[str, Any]]) -> dict[str,
     return result
 
 
-#: What ``up`` imports before it can send its apply, for :class:`Floor` (``capnp`` too:
-#: ``coordinator.rpc`` imports it only to connect).
-UP_IMPORTS = "import cli._app, cli._up, cli._check, cli._sync, coordinator.rpc, capnp"
+#: What ``up`` imports before it can send its apply, for :class:`Floor`: its modules and
+#: those it imports lazily on the way (the client, which brings capnp; the display; the
+#: in-process coordinator's starter, which does not bring Trio).
+UP_IMPORTS = ("import cli._app, cli._up, cli._check, cli._sync, cli._display, cli._autostart, "
+              "cli._inprocess, coordinator.rpc._client, coordinator.rpc._socket")
 
 
 class Floor:
