@@ -143,7 +143,7 @@ def serve(
                       f"(state: {store or journal or 'memory only'})", file=sys.stderr,
                       flush=True)
                 notifier.notify(READY="1", STATUS=f"serving on {path}")
-                _freeze_the_start()
+                _tune_the_collector()
                 why = await _signal_or_closed(signals, coord) or (
                     f"no client and no unit pending or started for {format_duration(idle_exit)}"
                 )
@@ -174,13 +174,14 @@ def serve(
 GC_THRESHOLDS = (10_000, 10, 10)
 
 
-def _freeze_the_start() -> None:
-    """Move what the process has made so far — modules, classes, the state restored from the
-    journal, all living as long as the process — out of the cyclic garbage collector's sight
-    (``gc.freeze``): each full collection, a pause in whatever the coordinator is answering at
-    the time, no longer walks them (a fifth to a third shorter with 3,000 units: stress/README.md,
-    "2026-12-06 day session"); and collect young objects less often (:data:`GC_THRESHOLDS`).
-    Only ``serve``: a program nesting the library keeps its collector as it set it."""
+def _tune_the_collector() -> None:
+    """Once serving: move what the process has made so far — modules, classes, the state
+    restored from the journal, all living as long as the process — out of the cyclic garbage
+    collector's sight (``gc.freeze``), so that each full collection, a pause in whatever the
+    coordinator is answering at the time, no longer walks them (a fifth to a third shorter with
+    3,000 units); and collect young objects less often (:data:`GC_THRESHOLDS`). Measured in
+    stress/README.md, "2026-12-06 day session". Only ``serve``: a program nesting the library
+    keeps its collector as it set it."""
     import gc
 
     gc.collect()

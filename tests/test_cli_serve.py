@@ -70,8 +70,8 @@ def test_serve_limit_defaults_are_the_library_defaults() -> None:
 def test_serve_freezes_its_start_and_collects_young_objects_less_often() -> None:
     # in a process of its own: the collector's settings are the whole process's
     code = (
-        "import gc; from cli._serve import GC_THRESHOLDS, _freeze_the_start; "
-        "before = gc.get_freeze_count(); _freeze_the_start(); "
+        "import gc; from cli._serve import GC_THRESHOLDS, _tune_the_collector; "
+        "before = gc.get_freeze_count(); _tune_the_collector(); "
         "print(before, gc.get_freeze_count(), gc.get_threshold() == GC_THRESHOLDS)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
