@@ -217,7 +217,8 @@ class Up:
             first = sorted((u for u in self.selected
                             if u not in self._dependencies and self.workspace.units[u].run is not None),
                            key=lambda u: -self._height[u])
-            rest = [u for u in self.selected if u not in first]
+            starting = set(first)
+            rest = [u for u in self.selected if u not in starting]
             tasks = [asyncio.ensure_future(self._unit(u)) for u in first]
             # the others' calls (a parked hold and an info each) in slices, a turn of the loop
             # between them: the sources' answers and launches come in between instead of

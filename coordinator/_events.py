@@ -142,7 +142,7 @@ class EventHub:
     def publish(self, unit: str, old: Status, new: Status, reason: str) -> None:
         """``unit``'s status changed from ``old`` to ``new``."""
         history = self.history
-        if self._subscribers or (self._record is not None and history.limit):
+        if self._taken_beyond_history():
             self._emit(Event(
                 seq=history.last + 1, time=self._clock(), unit=unit, old=old, new=new,
                 reason=reason,
@@ -160,7 +160,7 @@ class EventHub:
             return
         history = self.history
         first, now = history.last + 1, self._clock()
-        if self._subscribers or (self._record is not None and history.limit):
+        if self._taken_beyond_history():
             for offset, (depends_on, requires) in enumerate(edges):
                 self._emit(Event(
                     seq=first + offset, time=now, unit=unit, old=status, new=status,
@@ -174,6 +174,11 @@ class EventHub:
         fanned out if its seq is above the last one's, else dropped (already had)."""
         if event.seq > self.history.last:
             self._emit(event)
+
+    def _taken_beyond_history(self) -> bool:
+        """Whether an event goes anywhere but the history (a watcher, the journal — which
+        records only what the history keeps): else it is kept as columns, no Event made."""
+        return bool(self._subscribers) or (self._record is not None and bool(self.history.limit))
 
     def _emit(self, event: Event) -> None:
         self.history.append(event)

@@ -118,10 +118,7 @@ class History:
         self._reason.append(reason)
         self._dep.append(depends_on)
         self._req.append(_CODE[requires])
-        positions = self._by_unit.get(unit)
-        if positions is None:
-            positions = self._by_unit[unit] = _Positions()
-        positions.items.append(position)
+        self._positions(unit).items.append(position)
         if len(self) > self.limit:
             self._drop_oldest()
 
@@ -148,12 +145,16 @@ class History:
         self._reason.extend([""] * count)
         self._dep.extend([dependency for dependency, _ in edges])
         self._req.extend([_CODE[required] for _, required in edges])
+        self._positions(unit).items.extend(range(position, position + count))
+        while len(self) > self.limit:
+            self._drop_oldest()
+
+    def _positions(self, unit: str) -> _Positions:
+        """Where ``unit``'s kept events are (made on its first)."""
         positions = self._by_unit.get(unit)
         if positions is None:
             positions = self._by_unit[unit] = _Positions()
-        positions.items.extend(range(position, position + count))
-        while len(self) > self.limit:
-            self._drop_oldest()
+        return positions
 
     def _drop_oldest(self) -> None:
         """Drop the oldest kept event; cut the columns down once more than half of them is

@@ -185,7 +185,7 @@ class RegistryActor:
                 except CycleError as exc:
                     reply.error(exc)
                     return
-                await self._link(unit, requirements, reply)
+                await self._link(((unit, requirements),), _AllAnswered(1, reply).answer)
             case Apply(units, reply):
                 names = {name for unit, reqs in units for name in (unit, *(d for d, _ in reqs))}
                 if self._full(len(names.difference(self._inboxes)), reply):
@@ -195,7 +195,7 @@ class RegistryActor:
                 except CycleError as exc:
                     reply.error(exc)
                     return
-                await self._link_all(units, _AllAnswered(len(units), reply).answer)
+                await self._link(units, _AllAnswered(len(units), reply).answer)
             case Snapshot(edges, reply):
                 reply.ok(
                     RegistrySnapshot(
@@ -211,41 +211,31 @@ class RegistryActor:
                 reply.ok(None)
 
     async def _link(
-        self, unit: str, requirements: tuple[tuple[str, Status], ...], reply: Reply[None]
-    ) -> None:
-        """After the cycle check: ``unit``'s actor takes the requirements (registering it),
-        with the registry's copy of each dependency's state, and answers ``reply``; each
-        dependency's actor learns its new dependent."""
-        dependent = self._inboxes.get(unit) or self._spawn(unit)
-        given = tuple((d, req, self._states.get(d, NOT_REGISTERED)) for d, req in requirements)
-        await dependent.hand(AddRequirements(given, reply))
-        for dependency, _, state in given:
-            inbox = self._inboxes.get(dependency) or self._spawn(dependency)
-            await inbox.hand(Subscribe(unit, dependent, state))
-
-    async def _link_all(
         self, units: tuple[tuple[str, tuple[tuple[str, Status], ...]], ...],
         answer: Callable[[outcome.Outcome[None]], object],
     ) -> None:
-        """After an apply's cycle check: :meth:`_link` for each of its units, in one message
-        per actor — each declared unit's ``AddRequirements`` carries the ``Subscribe`` of its
-        new dependents; a dependency the apply does not declare gets its ``Subscribe``s alone
-        — and each declared unit's answer goes to ``answer``. (``_states`` changes only
-        between two messages of the registry, so both ends of an edge are given one state.)"""
+        """After the cycle check (a want's unit, or an apply's): each unit's actor takes its
+        requirements (registering it), with the registry's copy of each dependency's state,
+        and its answer goes to ``answer``; each dependency's actor learns its new dependent —
+        in one message per actor: a declared unit's ``AddRequirements`` carries the
+        ``Subscribe`` of its new dependents, a dependency not declared here gets its
+        ``Subscribe``s alone. (``_states`` changes only between two messages of the registry,
+        so both ends of an edge are given one state.)"""
         inboxes, states = self._inboxes, self._states
         for unit, _ in units:
             if unit not in inboxes:
                 self._spawn(unit)
+        given: list[tuple[tuple[str, Status, Published], ...]] = []
         dependents: dict[str, list[Subscribe]] = {}
         for unit, requirements in units:
             dependent = inboxes[unit]
-            for dependency, _ in requirements:
-                dependents.setdefault(dependency, []).append(
-                    Subscribe(unit, dependent, states.get(dependency, NOT_REGISTERED)))
-        for unit, requirements in units:
+            requires = tuple((d, req, states.get(d, NOT_REGISTERED)) for d, req in requirements)
+            given.append(requires)
+            for dependency, _, state in requires:
+                dependents.setdefault(dependency, []).append(Subscribe(unit, dependent, state))
+        for (unit, _), requires in zip(units, given):
             await inboxes[unit].hand(AddRequirements(
-                tuple((d, req, states.get(d, NOT_REGISTERED)) for d, req in requirements),
-                Reply(answer), tuple(dependents.pop(unit, ())),
+                requires, Reply(answer), tuple(dependents.pop(unit, ())),
             ))
         for dependency, subscribes in dependents.items():  # required, not declared
             inbox = inboxes.get(dependency) or self._spawn(dependency)
