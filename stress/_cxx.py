@@ -2,6 +2,7 @@
 and ``g++`` with ``pkg-config capnp-rpc``, as a client in another language would (Debian:
 ``apt-get install g++ capnproto libcapnp-dev pkg-config``). Used by ``stress wakeup``'s waiters
 (``stress/wakeup_client.c++``) and by the interop test's client (``tests/interop/client.c++``).
+:func:`cached` keeps what is built, per content, for any builder (``stress up``'s stamper too).
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["SCHEMA", "BuildError", "build", "build_cached", "missing_tools"]
+__all__ = ["SCHEMA", "BuildError", "build", "build_cached", "cached", "missing_tools"]
 
 SCHEMA = Path(__file__).resolve().parents[1] / "schema" / "unitsync.capnp"
 
@@ -61,10 +63,16 @@ def build(source: Path, directory: Path) -> Path:
 
 
 def build_cached(source: Path) -> Path:
-    """:func:`build` once per content of ``source`` and the schema, kept in the temp directory
-    (``unitsync-stress-UID/``, ours only) so that each run does not compile again (a few
-    seconds). BuildError if a step fails."""
-    digest = hashlib.sha256(source.read_bytes() + SCHEMA.read_bytes()).hexdigest()[:16]
+    """:func:`build`, :func:`cached` per content of ``source`` and the schema."""
+    return cached(source, build, SCHEMA)
+
+
+def cached(source: Path, make: Callable[[Path, Path], Path], *also: Path) -> Path:
+    """``make(source, directory)`` once per content of ``source`` (and of ``also``), kept in
+    the temp directory (``unitsync-stress-UID/``, ours only) so that each run does not compile
+    again (a few seconds); the program is named as ``source`` without its suffix. BuildError
+    if ``make`` fails."""
+    digest = hashlib.sha256(b"".join(f.read_bytes() for f in (source, *also))).hexdigest()[:16]
     cache = Path(tempfile.gettempdir()) / f"unitsync-stress-{os.getuid()}"
     cache.mkdir(mode=0o700, exist_ok=True)
     if cache.stat().st_uid != os.getuid() or cache.is_symlink():  # not ours: build afresh
@@ -73,7 +81,7 @@ def build_cached(source: Path) -> Path:
     program = directory / source.stem
     if not program.is_file():
         staging = Path(tempfile.mkdtemp(prefix="building-", dir=cache))
-        build(source, staging)
+        make(source, staging)
         try:
             staging.rename(directory)  # whole or not at all: another run may have won
         except OSError:

@@ -77,6 +77,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+from ._cxx import BuildError, cached
 from ._stats import percentile
 from .rpc import stop
 
@@ -138,19 +139,27 @@ def _topological(graph: Graph) -> list[str]:
 
 @functools.cache
 def stamper() -> Path | None:
-    """``stress/stamp.c`` compiled (static if the toolchain can) into a temporary directory,
-    once per process; None without a C compiler (the stamps then come from ``bash``)."""
+    """``stress/stamp.c`` compiled (static if the toolchain can; kept per content:
+    :func:`stress._cxx.cached`), once per process; None without a C compiler (the stamps then
+    come from ``bash``)."""
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         return None
-    source = Path(__file__).with_name("stamp.c")
-    binary = Path(tempfile.mkdtemp(prefix="us-stamp-")) / "stamp"
-    for static in (["-static"], []):
-        done = subprocess.run([cc, "-O2", *static, "-o", str(binary), str(source)],
-                              capture_output=True, check=False)
-        if done.returncode == 0:
-            return binary
-    return None
+
+    def compile_c(source: Path, directory: Path) -> Path:
+        binary = directory / source.stem
+        for static in (["-static"], []):
+            done = subprocess.run([cc, "-O2", *static, "-o", str(binary), str(source)],
+                                  capture_output=True, text=True, check=False)
+            if done.returncode == 0:
+                return binary
+        raise BuildError(f"{cc} {source} failed:\n{done.stderr}")
+
+    try:
+        return cached(Path(__file__).with_name("stamp.c"), compile_c)
+    except BuildError as error:
+        print(f"stress up: no stamper ({error}): the stamps come from bash", file=sys.stderr)
+        return None
 
 
 def write_workspace(
