@@ -14,6 +14,10 @@ Mutations, ours only, against the same baseline (the server runs ``--no-state``,
 the coordinator, not the disk; reads never touch the journal): ``want_*`` — one new edge per
 call (``want`` of a unit on a dependency not named before), ``complete_*`` — ``start`` and
 ``complete`` of one unit alternating (a re-run each time), each call counted.
+
+Our server runs as ``serve`` does by default, its threads kept on one CPU (``--cpu auto``, see
+``cli/_affinity.py``); ``--serve-cpu all`` measures it left to the scheduler. The baseline, one
+thread, is left to the scheduler either way (kept to one CPU it measured the same).
 """
 
 from __future__ import annotations
@@ -112,13 +116,17 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m stress rpc")
     parser.add_argument("--seconds", type=float, default=2.0, help="per measurement")
     parser.add_argument("--quick", action="store_true", help="0.2 s per measurement (smoke test)")
+    parser.add_argument("--serve-cpu", default="auto", metavar="CPU",
+                        help="our server's `serve --cpu` (auto, all or a number; default auto, "
+                             "serve's own): `all` measures it left to the scheduler")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     seconds = 0.2 if args.quick else args.seconds
     workdir = tempfile.mkdtemp(prefix="us-bench-", dir="/tmp")
     ours_path, base_path = os.path.join(workdir, "ours.sock"), os.path.join(workdir, "base.sock")
     env = {**os.environ, "UNITSYNC_SOCKET": ours_path}
-    ours = start([sys.executable, "-m", "cli", "serve", "--no-state"], env, "serving on")
+    ours = start([sys.executable, "-m", "cli", "serve", "--no-state", "--cpu", args.serve_cpu],
+                 env, "serving on")
     base = start([sys.executable, "-m", "stress.baseline_server", base_path], env, "ready")
     try:
         # alternate, so that drift in machine load hits both alike
@@ -153,6 +161,7 @@ def main(argv: list[str]) -> int:
         result[f"{key}_ratio"] = round(
             result[f"{key}_ours_calls_per_s"] / result["baseline_calls_per_s"], 3
         )
+    result["serve_cpu"] = args.serve_cpu
     result["ping_ratio"] = round(result["ping_ours_calls_per_s"] / result["ping_baseline_calls_per_s"], 3)
     if not args.json:
         for key, value in result.items():

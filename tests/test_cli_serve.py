@@ -3,6 +3,7 @@ SIGINT/SIGTERM stop it cleanly."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from coordinator import Status, connect
 from .cli_support import (
     UNITSYNC,
     UNREACHABLE,
+    USAGE,
     Served,
     background,
     env_for,
@@ -79,6 +81,60 @@ def test_serve_freezes_its_start_and_collects_young_objects_less_often() -> None
     before, frozen, thresholds = done.stdout.split()
     assert int(before) == 0 and int(frozen) > 10_000  # the imports' objects, out of sight
     assert thresholds == "True"
+
+
+def _cpus_of_each_thread(pid: int) -> set[str]:
+    """The Cpus_allowed_list of every thread of ``pid`` (the KJ thread, Trio's, the journal's)."""
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for line in (task / "status").read_text().splitlines():
+            if line.startswith("Cpus_allowed_list:"):
+                found.add(line.split(":", 1)[1].strip())
+    return found
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity here")
+async def test_serve_keeps_its_threads_on_one_cpu_unless_told_all(sock_dir: Path) -> None:
+    from cli._affinity import _ranges
+
+    path = sock_dir / "unitsync.sock"
+    env = env_for(path)
+    allowed = os.sched_getaffinity(0)
+    one = {str(cpu) for cpu in allowed}  # auto: the one it started on, whichever
+    for options, expected in (((), one), (("--cpu", str(min(allowed))), {str(min(allowed))}),
+                              (("--cpu", "all"), {_ranges(allowed)})):
+        with trio.fail_after(WAIT * 2):
+            process = await start_serve(path, env, "--no-state", *options)
+            try:
+                async with connect(path) as coord:  # the KJ thread and Trio's are running
+                    await coord.unit("a").want("b")
+                    threads = _cpus_of_each_thread(process.pid)
+                process.send_signal(signal.SIGTERM)
+                assert await process.wait() == 0
+            finally:
+                process.kill()
+        assert len(threads) == 1 and threads <= expected, (options, threads)
+    with trio.fail_after(WAIT):
+        refused = await trio.run_process(UNITSYNC + ["serve", "--no-state", "--cpu", "4096"],
+                                         env=env, capture_stderr=True, check=False)
+    assert refused.returncode == USAGE
+    assert f"--cpu 4096: this process may only run on CPU {_ranges(allowed)}" in refused.stderr.decode()
+    assert not path.exists()
+
+
+@pytest.mark.parametrize(("cpus", "said"), [({0}, "0"), ({0, 1, 2, 3, 6, 8, 9}, "0-3,6,8-9")])
+def test_cpu_sets_are_said_as_taskset_says_them(cpus: set[int], said: str) -> None:
+    from cli._affinity import _ranges
+
+    assert _ranges(cpus) == said
+
+
+@pytest.mark.parametrize("value", ["", "two", "-1.5"])
+def test_cpu_must_be_auto_all_or_a_number(value: str) -> None:
+    from cli._affinity import parse_cpu
+
+    with pytest.raises(ValueError, match="use auto, all or a CPU number"):
+        parse_cpu(value)
 
 
 async def test_sigterm_tells_waiting_scripts_the_coordinator_is_shutting_down(
