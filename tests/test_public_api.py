@@ -188,3 +188,19 @@ def test_console_script_answers_help_and_version() -> None:
         [sys.executable, "-m", "cli", "--help"], capture_output=True, text=True, check=True
     )
     assert "unitsync" in helptext.stdout
+
+
+def test_a_command_start_is_not_collected_over_and_over() -> None:
+    """``cli`` raises the collector's threshold before its imports (``COMMAND_GC_THRESHOLDS``):
+    what ``up`` imports — ~37,000 objects that live as long as the process — is made with at
+    most one young collection (Python's default threshold made ~40)."""
+    code = (
+        "import gc\n"
+        "before = gc.get_stats()[0]['collections']\n"
+        "import cli, cli._up, cli._check, cli._sync, cli._display, coordinator.rpc._client\n"
+        "print(gc.get_stats()[0]['collections'] - before, gc.get_threshold() == "
+        "cli.COMMAND_GC_THRESHOLDS)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    collections, thresholds = out.stdout.split()
+    assert int(collections) <= 1 and thresholds == "True"
