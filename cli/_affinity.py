@@ -7,7 +7,7 @@ machine an interprocessor interrupt and the halted CPU's way back, tens of µs. 
 the hand-over is a switch on the CPU that is already awake: sequential calls into Trio went
 from 0.54x to 0.73x a plain pycapnp server's rate on this 2-core VM, fan-outs of 1,000 and
 5,000 waiters were unchanged, and with both CPUs busy (no idle CPU to wake) both ways measured
-the same (stress/README.md, "2026-12-06 evening session").
+the same (stress/README.md, "2026-12-06 morning session").
 
 ``auto`` (the default) is the CPU the scheduler started ``serve`` on (so that the coordinators
 of several workspaces on one machine spread as the scheduler spreads them), else the last it
