@@ -11,8 +11,9 @@ the same (stress/README.md, "2026-12-06 morning session").
 
 ``auto`` (the default) is the CPU the scheduler started ``serve`` on (so that the coordinators
 of several workspaces on one machine spread as the scheduler spreads them), else the last it
-may run on; ``all`` leaves the choice to the scheduler; a number is that CPU. Only ``serve``: a program nesting the library, or ``up`` (whose commands would inherit
-it), keeps its own affinity.
+may run on; ``all`` leaves the choice to the scheduler; a number is that CPU. Only ``serve``:
+a program nesting the library, or ``up`` (whose commands would inherit it), keeps its own
+affinity.
 """
 
 from __future__ import annotations
