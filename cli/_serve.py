@@ -89,7 +89,8 @@ def serve(
         Keep the coordinator's threads on this CPU (a number), on one chosen by `auto` (the
         one it started on), or leave them to the scheduler: `all`. On one CPU its two
         threads hand each call over on the CPU already awake, not by waking another: a third
-        more calls per second into the coordinator. Default auto.
+        more calls per second into the coordinator. Give all where a busy process is kept on
+        that CPU (taskset, a cpuset). Default auto.
     """
     import functools
 
