@@ -3,11 +3,9 @@
 A call that enters Trio crosses two threads and back (the KJ thread hands it to Trio, Trio
 answers on the KJ thread), and the two share the GIL, so only one of them runs at a time. Left
 to the scheduler, each hand-over wakes the other thread on the other, idle, CPU — on a virtual
-machine an interprocessor interrupt and the halted CPU's way back, tens of µs. Kept on one CPU,
-the hand-over is a switch on the CPU that is already awake: sequential calls into Trio went
-from 0.54x to 0.73x a plain pycapnp server's rate on this 2-core VM, fan-outs of 1,000 and
-5,000 waiters were unchanged, and with both CPUs busy (no idle CPU to wake) both ways measured
-the same (stress/README.md, "2026-12-06 morning session").
+machine an interprocessor interrupt and the halted CPU's way back. Kept on one CPU, the
+hand-over is a switch on the CPU that is already awake. What it gains, and what a busy process
+kept on that same CPU costs it: stress/README.md, "2026-12-06 morning session".
 
 ``auto`` (the default) is the CPU the scheduler started ``serve`` on (so that the coordinators
 of several workspaces on one machine spread as the scheduler spreads them), else the last it
@@ -20,7 +18,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["keep_to_one_cpu", "parse_cpu"]
+__all__ = ["keep_to_cpu", "parse_cpu"]
 
 
 def parse_cpu(value: str) -> int | None:
@@ -46,7 +44,21 @@ def parse_cpu(value: str) -> int | None:
     return cpu
 
 
-def keep_to_one_cpu(cpu: int) -> None:
+def keep_to_cpu(value: str) -> None:
+    """Do what ``--cpu VALUE`` says (:func:`parse_cpu`). ValueError for a bad value, or a
+    CPU given by number that the system refuses; ``auto`` where it refuses (a sandbox) leaves
+    the threads to the scheduler."""
+    cpu = parse_cpu(value)
+    if cpu is None:
+        return
+    try:
+        _keep_to_one_cpu(cpu)
+    except OSError as error:
+        if value.strip().lower() != "auto":
+            raise ValueError(f"--cpu {cpu}: {error.strerror or error}") from None
+
+
+def _keep_to_one_cpu(cpu: int) -> None:
     """Keep every thread of this process on ``cpu`` (threads started later inherit it).
     Before any other thread starts, in practice; the threads listed are all set anyway."""
     try:

@@ -120,13 +120,8 @@ def serve(
             parse_store(store)
         except UnitsyncError as error:
             raise CommandError(str(error), USAGE) from None
-    from ._affinity import keep_to_one_cpu, parse_cpu
+    from ._affinity import keep_to_cpu
     from ._systemd import Notifier, activated_path, inherited_socket
-
-    try:
-        one_cpu = parse_cpu(cpu)
-    except ValueError as error:
-        raise CommandError(str(error), USAGE) from None
 
     activated = inherited_socket()  # systemd socket activation: fd 3, already listening
     notifier = Notifier.from_environment()
@@ -167,12 +162,10 @@ def serve(
                 nursery.cancel_scope.deadline = trio.current_time() + SHUTDOWN_GRACE
                 await coord.aclose()
 
-    if one_cpu is not None:
-        try:
-            keep_to_one_cpu(one_cpu)
-        except OSError as error:  # a sandbox that forbids it: only a chosen CPU is worth exit 2
-            if cpu.strip().lower() != "auto":
-                raise CommandError(f"--cpu {one_cpu}: {error.strerror or error}", USAGE) from None
+    try:
+        keep_to_cpu(cpu)  # before any thread starts: they inherit it
+    except ValueError as error:
+        raise CommandError(str(error), USAGE) from None
     code = 0
     try:
         before_the_journal()
