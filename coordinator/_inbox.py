@@ -56,6 +56,11 @@ class Sleeper(Protocol):
         :class:`CoordinatorClosed` if the coordinator has stopped."""
         ...
 
+    def moved_by(self, unit: str, state: Published) -> bool:
+        """Whether ``unit``'s newly posted ``state`` could change what the actor answers or
+        publishes; when not, :meth:`Inbox.post_state` keeps it without waking the actor."""
+        ...
+
 
 class Inbox(Generic[M]):
     """The address of an actor: a :class:`~._unit.UnitActor` or the
@@ -177,9 +182,15 @@ class Inbox(Generic[M]):
             self._send.close()
 
     def post_state(self, unit: str, state: Published) -> None:
-        """Record ``state`` as the latest of ``unit`` and wake the actor. Never blocks."""
+        """Record ``state`` as the latest of ``unit`` and wake the actor, unless the actor says
+        the state changes nothing it answers or publishes (:meth:`Sleeper.moved_by`): then it
+        reads the state before its next message, and until then no read skips it (``states``
+        is not empty: see ``_reads.py``). Never blocks."""
         self.states[unit] = state
-        if not self._poked:
+        if self._poked:
+            return
+        sleeper = self.sleeper
+        if sleeper is None or sleeper.moved_by(unit, state):
             try:
                 self._awake().send_nowait(POKE)
             except trio.WouldBlock:

@@ -128,6 +128,11 @@ class UnitActor:
         self._inbox.touched = True
         self._candidates.add(self._inbox)
 
+    def moved_by(self, unit: str, state: Published) -> bool:
+        """For the inbox: whether ``unit``'s new state could change this unit (see
+        :meth:`UnitState.moved_by`)."""
+        return self.state.moved_by(unit, state)
+
     async def run(self) -> None:
         """The actor loop. Ends when the inbox is closed (answering everyone on the way out), or
         asleep: when an :data:`IDLE_CHECK` finds it idle (no waiter, nothing queued)."""
@@ -151,6 +156,10 @@ class UnitActor:
                     break
                 self.snapshot = None  # before anything changes: see _reads.py
                 if request is IDLE_CHECK:
+                    if inbox.states:  # posted without waking us (see moved_by): read them, so
+                        # that we can sleep; whatever must be settled has its POKE queued
+                        for dependency, posted in inbox.take_states(request).items():
+                            state.dependency_changed(dependency, posted)
                     if not state.parked and inbox.sleep():
                         self._candidates.discard(inbox)
                         return

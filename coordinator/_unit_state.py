@@ -67,6 +67,21 @@ class Change(NamedTuple):
 REFUSALS: Final = (AlreadyInStatus, AlreadyRegistered, NotHeld, NotReady, UnitNotFound)
 
 
+_MET: Final = "met"
+_WAITS: Final = "waits"
+_BLOCKS: Final = "blocks"
+
+
+def _verdict(state: Published, required: Status) -> str:
+    """What a dependency in ``state`` means to a unit that requires ``required`` of it: met,
+    still awaited, or blocking the unit (as :meth:`UnitState._classify` files it)."""
+    if state.status.reaches(required):
+        return _MET
+    if required is Status.FINISHED or not (state.status in FAILURES or state.blocker is not None):
+        return _WAITS
+    return _BLOCKS
+
+
 class UnitState(Generic[W]):
     """One unit. ``status``, ``reason``, ``holder`` and ``published`` are for reading; every
     change goes through the methods. Waiters are opaque to it (the actor parks its replies;
@@ -231,6 +246,21 @@ class UnitState(Generic[W]):
         self._known[dependency] = state
         if dependency in self._requirements:
             self._classify(dependency)
+
+    def moved_by(self, dependency: str, state: Published) -> bool:
+        """Whether learning ``state`` of ``dependency`` could change what the unit answers or
+        publishes: whether the requirement is met, or whether (and by what) the dependency
+        blocks it. When not (a dependency starting under a ``completed`` requirement: the first
+        wave of every fan-out), the only change is that dependency's ``current`` in the unit's
+        info, and its actor need not be woken for it (``Inbox.post_state``)."""
+        required = self._requirements.get(dependency)
+        if required is None:
+            return False
+        known = self._known.get(dependency)
+        if known is None:
+            return True
+        verdict = _verdict(state, required)
+        return verdict is _BLOCKS or verdict is not _verdict(known, required)
 
     def _set(self, status: Status, reason: str = "", *, held: bool = False) -> Change:
         """Change status, ending any hold."""

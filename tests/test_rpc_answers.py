@@ -10,7 +10,7 @@ import pytest
 
 from coordinator._api import Dependency, UnitInfo
 from coordinator._status import Status
-from coordinator.rpc._bridge import Answer, answer_task_factory
+from coordinator.rpc._bridge import Answer, _Handoff, answer_task_factory
 from coordinator.rpc._convert import fill_info, read_info, set_info
 from coordinator.rpc._schema import schema
 
@@ -89,3 +89,25 @@ async def _plain() -> str:
     task = asyncio.create_task(work())
     assert isinstance(task, asyncio.Task)
     return await task
+
+
+def test_a_handoff_run_takes_only_what_it_found() -> None:
+    """What is put while a run goes on waits for the next run, which that put schedules: the
+    consumer's loop gets a turn in between (the KJ loop sends settled answers mid-fan-out)."""
+    wakes: list[object] = []
+    ran: list[str] = []
+    handoff = _Handoff(wakes.append)
+
+    def first() -> None:
+        ran.append("first")
+        handoff.put(lambda: ran.append("third"))  # the producer adds during the run
+
+    handoff.put(first)
+    handoff.put(lambda: ran.append("second"))
+    assert len(wakes) == 1  # one wake-up for the burst
+    wakes.pop()()
+    assert ran == ["first", "second"] and len(wakes) == 1  # the next run is scheduled
+    handoff.put(lambda: ran.append("fourth"))
+    assert len(wakes) == 1  # already pending: no second wake-up
+    wakes.pop()()
+    assert ran == ["first", "second", "third", "fourth"] and not wakes

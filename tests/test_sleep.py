@@ -36,6 +36,13 @@ async def asleep(coord: LocalCoordinator) -> int:
     return (await coord.statistics()).awake
 
 
+def awake_units(coord: LocalCoordinator) -> set[str]:
+    """The units whose actor runs, looked up without a message (``statistics()`` sends one to
+    each unit, which wakes any with a posted state unread)."""
+    inboxes = coord._registry._inboxes
+    return {name for name, inbox in inboxes.items() if not inbox.asleep}
+
+
 async def test_idle_units_sleep_and_answer_reads_without_waking(server: LocalCoordinator) -> None:
     with trio.fail_after(WAIT):
         await server.unit("claude").want("git", "setup")
@@ -68,6 +75,49 @@ async def test_a_state_change_wakes_sleeping_dependents(server: LocalCoordinator
         await server.unit("claude").start()
         await trio.testing.wait_all_tasks_blocked()
         assert (await server.unit("review").info()).ready
+
+
+async def test_a_change_that_moves_nothing_leaves_dependents_asleep(
+    server: LocalCoordinator,
+) -> None:
+    """A dependency starting changes nothing a ``completed`` requirement answers (the unit is
+    no readier, nothing blocks it): its dependents stay asleep, yet their info shows it, and
+    they still sleep at the next sweep. One that requires ``started`` is woken, and ready."""
+    with trio.fail_after(WAIT):
+        await server.unit("claude").want("git")
+        await server.unit("review").want("git", requires=Status.STARTED)
+        assert await asleep(server) == 0
+
+        await server.unit("git").start()
+        await trio.testing.wait_all_tasks_blocked()
+        assert awake_units(server) == {"git", "review"}  # review is ready now; claude slept on
+        claude = await server.unit("claude").info()  # goes through the actor: not quiet
+        assert not claude.ready and claude.dependencies[0].current is Status.STARTED
+        assert (await server.unit("review").info()).ready
+        assert await asleep(server) == 0
+
+        await server.unit("claude").want("setup")
+        await server.unit("git").complete()
+        await trio.testing.wait_all_tasks_blocked()
+        # nothing woke claude for git starting; now git's completion meets its requirement
+        claude = await server.unit("claude").info()
+        assert not claude.ready and [(d.depends_on, d.satisfied) for d in claude.dependencies] == [
+            ("git", True), ("setup", False),
+        ]
+
+
+async def test_an_idle_check_reads_states_that_woke_nobody(server: LocalCoordinator) -> None:
+    """An awake, idle unit whose dependency posted a state that moved nothing reads it at the
+    idle check and sleeps, instead of staying awake with it unread."""
+    with trio.fail_after(WAIT):
+        await server.unit("claude").want("git")  # claude's actor is awake after the want
+        await server.unit("git").start()
+        await trio.testing.wait_all_tasks_blocked()
+        assert awake_units(server) == {"git", "claude"}
+        assert server._registry._inboxes["claude"].states  # read at the idle check
+        assert await asleep(server) == 0
+        claude = await server.unit("claude").info()
+        assert claude.dependencies[0].current is Status.STARTED
 
 
 async def test_a_unit_with_a_waiter_stays_awake_and_is_answered(server: LocalCoordinator) -> None:
@@ -191,13 +241,18 @@ async def test_an_idle_unit_costs_under_4_kib() -> None:
 
 
 class _Sleeper:
-    """Stands in for the actor behind an inbox: counts wake-ups (its requests are no reads)."""
+    """Stands in for the actor behind an inbox: counts wake-ups (its requests are no reads);
+    ``moved`` is what it says of every posted state."""
 
     def __init__(self) -> None:
         self.woken = 0
+        self.moved = True
 
     def wake(self) -> None:
         self.woken += 1
+
+    def moved_by(self, unit: str, state: object) -> bool:
+        return self.moved
 
 
 async def test_an_inbox_sleeps_only_with_nothing_to_read() -> None:
@@ -219,6 +274,11 @@ async def test_an_inbox_sleeps_only_with_nothing_to_read() -> None:
     assert not inbox.sleep()  # the state slot is still unread
     assert inbox.take_states(POKE) == {"git": NOT_REGISTERED}
     assert inbox.sleep()
+
+    actor.moved = False  # a state the actor says changes nothing: kept, nobody woken
+    inbox.post_state("git", NOT_REGISTERED)
+    assert actor.woken == 2 and inbox.asleep and not inbox.quiet
+    assert inbox.states == {"git": NOT_REGISTERED}
 
     inbox.close()
     with pytest.raises(CoordinatorClosed):
@@ -273,6 +333,7 @@ async def test_published_info_is_withdrawn_before_a_change_is_answered(
     with trio.fail_after(WAIT):
         await server.unit("claude").want("git")
         await server.unit("git").start()
+        await server.unit("claude").info()  # reads git's start, which did not wake claude
         await server.unit("claude").info()
         await server.unit("git").info()
         assert server.published_info("claude") is not None  # primed by the quiet reads
