@@ -5,6 +5,7 @@ Scenarios: ``wakeup`` (pushed wake-up latency of N parked clients, against polli
 unit), ``churn`` (clients coming, going and being killed; the server returns to its baseline),
 ``crash`` (the churn against ``unitsync serve``, SIGKILLed and restarted on its journal; nothing
 acknowledged is lost), ``cli`` (whole-process time of the command line), ``chain`` (an N-unit chain in-process),
+``fanout`` (one dependency's start and completion told to N parked dependents, in-process),
 ``fsync`` (what the journal's flush policies cost on a filesystem), ``history`` (what keeping
 the coordinator's events costs: memory per event, ``want`` with and without, reading it), ``up`` (``unitsync up`` on a
 random DAG of sleeps: wall time against the critical path, scheduling delay), ``shared`` (several
@@ -29,6 +30,7 @@ SCENARIOS = {
     "crash": "stress.crash",
     "cli": "stress.cli",
     "chain": "stress.chain",
+    "fanout": "stress.fanout",
     "fsync": "stress.fsync",
     "history": "stress.history",
     "up": "stress.up",

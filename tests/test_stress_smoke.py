@@ -27,6 +27,15 @@ def test_chain_quick() -> None:
     assert result["build_s"] > 0 and result["propagate_s"] > 0
 
 
+def test_fanout_quick() -> None:
+    (result,) = run_stress("fanout", "--quick")["runs"]
+    assert result["waiters"] == 100 and result["rounds"] == 2
+    # a start changes nothing a dependent waiting for completion answers: no actor is woken
+    # for it (it was a third or more of a completion's cost while each was)
+    assert 0 < result["start_us_per_waiter"] < result["complete_us_per_waiter"] / 3
+    assert result["complete_cpu_us_per_waiter"] > 0
+
+
 def test_rpc_quick() -> None:
     result = run_stress("rpc", "--quick")
     for key in ("ours_calls_per_s", "baseline_calls_per_s", "ping_ours_calls_per_s",
