@@ -49,13 +49,7 @@ class Status(enum.Enum):
         compares for equality, so that a ``started`` requirement became unmet again when its
         dependency completed.
         """
-        if target is Status.FINISHED:
-            return self in _OUTCOMES
-        if self is Status.FINISHED:  # not a unit's status: reaches only itself
-            return False
-        if self in FAILURES or target in FAILURES:
-            return self is target
-        return _RANK[self] >= _RANK[target]
+        return target in _REACHED[self]  # a table: this runs for every dependent told of a change
 
     @classmethod
     def parse(cls, text: str) -> Status:
@@ -77,6 +71,21 @@ _RANK = {
 _OUTCOMES = frozenset({Status.COMPLETED, Status.FAILED, Status.SKIPPED})
 #: The outcomes that meet no requirement but ``FINISHED`` (and block the others).
 FAILURES = (Status.FAILED, Status.SKIPPED)
+
+
+def _reached_by(status: Status) -> frozenset[Status]:
+    """The targets ``status`` reaches, by the rules :meth:`Status.reaches` states."""
+    if status is Status.FINISHED:  # not a unit's status: reaches nothing
+        return frozenset()
+    reached = {Status.FINISHED} if status in _OUTCOMES else set()
+    if status in FAILURES:
+        return frozenset(reached | {status})
+    return frozenset(reached | {t for t in _RANK if _RANK[status] >= _RANK[t]})
+
+
+#: What each status reaches (:meth:`Status.reaches`, a lookup instead of four tests: ~0.4 µs
+#: a call otherwise, three calls for each dependent told of a change).
+_REACHED = {status: _reached_by(status) for status in Status}
 
 #: The statuses a dependency edge may require.
 REQUIREMENTS = (Status.STARTED, Status.COMPLETED, Status.FINISHED)

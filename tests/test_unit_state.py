@@ -139,6 +139,34 @@ def test_add_requirements_registers_and_keeps_the_fresher_known_state() -> None:
     assert info.dependencies[0].required is Status.STARTED  # re-declared: replaced
 
 
+def test_what_each_status_reaches() -> None:
+    """``Status.reaches``, every pair, against the rules its docstring states, written out."""
+    N, P, S, C, F, K, D = (Status.NOT_REGISTERED, Status.PENDING, Status.STARTED,
+                           Status.COMPLETED, Status.FAILED, Status.SKIPPED, Status.FINISHED)
+    reached = {
+        N: {N}, P: {N, P}, S: {N, P, S}, C: {N, P, S, C, D},  # pending < started < completed
+        F: {F, D}, K: {K, D},  # an outcome that meets no requirement but "finished"
+        D: set(),  # not a unit's status
+    }
+    for status in Status:
+        for target in Status:
+            assert status.reaches(target) is (target in reached[status]), (status, target)
+
+
+def test_a_change_that_moves_nothing_is_told_apart() -> None:
+    """``moved_by``: only a change of what the requirement makes of the dependency (met,
+    awaited, blocking), or any change of a blocking one, matters to the unit."""
+    state = unit("claude", "git")  # completed required; git not registered
+    assert not state.moved_by("git", PENDING) and not state.moved_by("git", STARTED)
+    assert state.moved_by("git", COMPLETED) and state.moved_by("git", failed("x"))
+    assert not state.moved_by("other", COMPLETED)  # not a requirement
+    state.dependency_changed("git", failed("x"))
+    assert state.moved_by("git", failed("y"))  # blocking still, by another reason
+    assert state.moved_by("git", PENDING)  # a re-run: no longer blocking
+    finished = unit("report", "git", requires=Status.FINISHED)
+    assert not finished.moved_by("git", STARTED) and finished.moved_by("git", failed("x"))
+
+
 def test_started_requirement_is_reached_by_started_and_completed_only() -> None:
     state = unit("claude", "git", requires=Status.STARTED)
     for posted, ready in [
