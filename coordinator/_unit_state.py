@@ -74,7 +74,8 @@ _BLOCKS: Final = "blocks"
 
 def _verdict(state: Published, required: Status) -> str:
     """What a dependency in ``state`` means to a unit that requires ``required`` of it: met,
-    still awaited, or blocking the unit (as :meth:`UnitState._classify` files it)."""
+    still awaited, or blocking the unit (a ``finished`` requirement waits for an outcome and
+    never blocks; a blocked unit still gets one, skipped)."""
     if state.status.reaches(required):
         return _MET
     if required is Status.FINISHED or not (state.status in FAILURES or state.blocker is not None):
@@ -271,21 +272,18 @@ class UnitState(Generic[W]):
         return change
 
     def _classify(self, dependency: str) -> None:
-        state = self._known[dependency]
-        blocking = self._blocking
-        if state.status.reaches(self._requirements[dependency]):
+        verdict = _verdict(self._known[dependency], self._requirements[dependency])
+        if verdict is _MET:
             self._unmet.discard(dependency)
         else:
             self._unmet.add(dependency)
-            if self._requirements[dependency] is Status.FINISHED:
-                pass  # any outcome meets it, and a blocked unit still gets one: it waits
-            elif state.status in FAILURES or state.blocker is not None:
-                if blocking is None:
-                    self._blocking = {dependency}
-                else:
-                    blocking.add(dependency)
-                return
-        if blocking is not None:
+        blocking = self._blocking
+        if verdict is _BLOCKS:
+            if blocking is None:
+                self._blocking = {dependency}
+            else:
+                blocking.add(dependency)
+        elif blocking is not None:
             blocking.discard(dependency)
 
     # --- waiters --------------------------------------------------------------------------------
