@@ -91,9 +91,10 @@ async def _plain() -> str:
     return await task
 
 
-def test_a_handoff_run_takes_only_what_it_found() -> None:
-    """What is put while a run goes on waits for the next run, which that put schedules: the
-    consumer's loop gets a turn in between (the KJ loop sends settled answers mid-fan-out)."""
+
+def test_a_handoff_wakes_once_per_burst_and_keeps_order() -> None:
+    """What is put while a run goes on is run by that run, in order: a burst costs one
+    wake-up; a put after the run schedules the next."""
     wakes: list[object] = []
     ran: list[str] = []
     handoff = _Handoff(wakes.append)
@@ -106,8 +107,10 @@ def test_a_handoff_run_takes_only_what_it_found() -> None:
     handoff.put(lambda: ran.append("second"))
     assert len(wakes) == 1  # one wake-up for the burst
     wakes.pop()()
-    assert ran == ["first", "second"] and len(wakes) == 1  # the next run is scheduled
+    assert ran == ["first", "second", "third"]
+    assert len(wakes) == 1  # the put during the run asked for a run: it finds nothing left
+    wakes.pop()()
     handoff.put(lambda: ran.append("fourth"))
-    assert len(wakes) == 1  # already pending: no second wake-up
+    assert len(wakes) == 1
     wakes.pop()()
     assert ran == ["first", "second", "third", "fourth"] and not wakes
