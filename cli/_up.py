@@ -192,6 +192,10 @@ class Up:
         self._dependencies: set[str] = set()  #: the units the file gives dependencies
         self._height: dict[str, int] = {}  #: how long a chain needs each unit (chain_heights)
         self._launches = DeepestFirst()
+        #: The units at the head of the longest chains whose first hold is not answered yet,
+        #: and the event set once none is (``run`` sends every other call after that).
+        self._unanswered: set[str] = set()
+        self._deepest_answered = asyncio.Event()
 
     async def run(self) -> int:
         graph = {u: r for u, r in self.workspace.requirements() if u in self.selected}
@@ -219,12 +223,25 @@ class Up:
                            key=lambda u: -self._height[u])
             starting = set(first)
             rest = [u for u in self.selected if u not in starting]
-            tasks = [asyncio.ensure_future(self._unit(u)) for u in first]
+            # those at the head of the longest chains alone: a small batch the coordinator
+            # answers in one round trip, so that the critical path starts before it takes the
+            # other calls (answered together, dozens of holds came back 5-9 ms later)
+            deepest = [u for u in first if self._height[u] == self._height[first[0]]]
+            self._unanswered = set(deepest)
+            tasks = [asyncio.ensure_future(self._unit(u)) for u in deepest]
+            for unit, task in zip(deepest, tasks):  # also if it ends before its hold (stopping)
+                task.add_done_callback(lambda _, unit=unit: self._answered(unit))
+            if deepest:
+                await self._deepest_answered.wait()
+            if self._stopping is None:
+                tasks += [asyncio.ensure_future(self._unit(u)) for u in first[len(deepest):]]
             # the others' calls (a parked hold and an info each) in slices, a turn of the loop
             # between them: the sources' answers and launches come in between instead of
             # after all of them
             for at in range(0, len(rest), PARK_SLICE):
                 await asyncio.sleep(0)
+                if self._stopping is not None:  # stopping: the rest stay "not started"
+                    break
                 tasks += [asyncio.ensure_future(self._unit(u)) for u in rest[at:at + PARK_SLICE]]
             await asyncio.gather(*tasks)
             if self._stopping is not None:
@@ -300,9 +317,15 @@ class Up:
             self.display.state(unit, "waiting", f"for {', '.join(unmet)}",
                                announce=f"{unit} waiting for {', '.join(unmet)}")
 
+        async def hold() -> int:
+            try:
+                return await core.hold(unit)
+            finally:
+                self._answered(unit)
+
         try:
             lease = await hold_when_ready(
-                core, unit, lambda: core.hold(unit), spec.timeout, waiting=waiting,
+                core, unit, hold, spec.timeout, waiting=waiting,
                 taken=lambda: core.hold(unit, resume=True), dependencies=unit in self._dependencies,
                 begin_when_ready=lambda: core.hold(unit, wait=True),
             )
@@ -346,6 +369,15 @@ class Up:
         if code and status == "completed":  # a service that ended badly after it was ready
             status, reason = "failed", f"exit code {code} after it was ready"
         self._ended(unit, status, reason)
+
+    def _answered(self, unit: str) -> None:
+        """``unit``'s first hold is answered (or refused, or its task ended before it): once
+        every one of the deepest is, ``run`` sends the other calls."""
+        unanswered = self._unanswered
+        if unit in unanswered:
+            unanswered.discard(unit)
+            if not unanswered:
+                self._deepest_answered.set()
 
     def _ended(self, unit: str, status: str, reason: str) -> None:
         outcome = self.outcomes[unit]

@@ -62,3 +62,67 @@ def test_launches_released_in_one_turn_go_deepest_first_then_in_arrival_order() 
         return went
 
     assert asyncio.run(main()) == ["y", "w", "x", "z"]
+
+
+def test_the_longest_chains_sources_are_held_before_any_other_call(
+    tmp_path: Path, sock_dir: Path
+) -> None:
+    """At the start, ``up`` sends the holds of the sources at the head of the longest chains
+    alone, and every other call (the other sources' holds, the parked holds and infos of the
+    units with dependencies) only once those are answered: the coordinator answers a batch of
+    holds together, so the critical path would otherwise wait for all of them. A real
+    coordinator on a real socket; the client's calls are recorded as they go and return."""
+    from cli._inprocess import InProcessCoordinator
+    from cli._up import Up
+    from coordinator.rpc import run_client
+
+    path = tmp_path / "unitsync.toml"
+    path.write_text(textwrap.dedent("""\
+        [units.deep]
+        run = ["true"]
+        [units.deep2]
+        run = ["true"]
+        [units.middle]
+        run = ["true"]
+        after = ["deep", "deep2"]
+        [units.leaf]
+        run = ["true"]
+        after = ["middle"]
+        [units.short]
+        run = ["true"]
+        [units.after-short]
+        run = ["true"]
+        after = ["short"]
+        [units.alone]
+        run = ["true"]
+    """))
+    workspace = load_workspace(path)
+    calls: list[tuple[str, ...]] = []
+
+    async def body(core: object) -> int:
+        for method in ("hold", "info"):
+            real = getattr(core, method)
+
+            async def recorded(name: str, *args: object, _real=real, _method=method,
+                               **kwargs: object) -> object:
+                calls.append((_method, name, "sent"))
+                result = await _real(name, *args, **kwargs)
+                calls.append((_method, name, "answered"))
+                return result
+
+            setattr(core, method, recorded)
+        return await Up(core, workspace, list(workspace.units), None, False, 1.0).run()  # type: ignore[arg-type]
+
+    local = InProcessCoordinator(sock_dir / "unitsync.sock")
+    local.start()
+    try:
+        assert run_client(local.path, body) == 0
+    finally:
+        local.stop()
+    sent = [name for method, name, what in calls if what == "sent"]
+    assert sorted(sent[:2]) == ["deep", "deep2"]  # the two sources of the longest chain
+    first_other = next(i for i, (_, name, what) in enumerate(calls)
+                       if what == "sent" and name not in ("deep", "deep2"))
+    answered = {name for _, name, what in calls[:first_other] if what == "answered"}
+    assert answered == {"deep", "deep2"}, calls[:first_other + 1]
+    assert {name for _, name, what in calls if what == "sent"} == set(workspace.units)
