@@ -9,6 +9,8 @@ from pathlib import Path
 from cli._check import load_workspace
 from cli._up import DeepestFirst, chain_heights
 
+from .waits import WAIT
+
 
 def test_chain_heights_count_the_longest_chain_of_units_that_need_each(tmp_path: Path) -> None:
     path = tmp_path / "unitsync.toml"
@@ -111,7 +113,8 @@ def test_the_longest_chains_sources_are_held_before_any_other_call(
                 return result
 
             setattr(core, method, recorded)
-        return await Up(core, workspace, list(workspace.units), None, False, 1.0).run()  # type: ignore[arg-type]
+        up = Up(core, workspace, list(workspace.units), None, False, 1.0)  # type: ignore[arg-type]
+        return await asyncio.wait_for(up.run(), WAIT)
 
     local = InProcessCoordinator(sock_dir / "unitsync.sock")
     local.start()
@@ -126,3 +129,51 @@ def test_the_longest_chains_sources_are_held_before_any_other_call(
     answered = {name for _, name, what in calls[:first_other] if what == "answered"}
     assert answered == {"deep", "deep2"}, calls[:first_other + 1]
     assert {name for _, name, what in calls if what == "sent"} == set(workspace.units)
+
+
+def test_a_stop_at_the_start_sends_no_more_calls(tmp_path: Path, sock_dir: Path) -> None:
+    """SIGTERM while the first holds are in flight: the units not asked for yet stay "not
+    started", no call goes out for them, and up ends (exit 1: not every unit completed)."""
+    import signal
+
+    from cli._inprocess import InProcessCoordinator
+    from cli._up import Up
+    from coordinator.rpc import run_client
+
+    path = tmp_path / "unitsync.toml"
+    path.write_text(textwrap.dedent("""\
+        [units.deep]
+        run = ["true"]
+        [units.middle]
+        run = ["true"]
+        after = ["deep"]
+        [units.short]
+        run = ["true"]
+        [units.after-short]
+        run = ["true"]
+    """))
+    workspace = load_workspace(path)
+    sent: list[str] = []
+    runs: list[Up] = []
+
+    async def body(core: object) -> int:
+        real = core.hold  # type: ignore[attr-defined]
+
+        async def hold(name: str, *args: object, **kwargs: object) -> object:
+            sent.append(name)
+            if len(sent) == 1:
+                runs[0]._signalled(signal.SIGTERM)  # as the handler would, mid-flight
+            return await real(name, *args, **kwargs)
+
+        core.hold = hold  # type: ignore[attr-defined]
+        runs.append(Up(core, workspace, list(workspace.units), None, False, 1.0))  # type: ignore[arg-type]
+        return await asyncio.wait_for(runs[0].run(), WAIT)
+
+    local = InProcessCoordinator(sock_dir / "unitsync.sock")
+    local.start()
+    try:
+        assert run_client(local.path, body) == 1
+    finally:
+        local.stop()
+    assert sent == ["deep"]
+    assert {u: o.status for u, o in runs[0].outcomes.items()}["short"] == "not started"
