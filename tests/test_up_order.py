@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from cli._check import load_workspace
-from cli._up import DeepestFirst, chain_heights
+from cli._inprocess import InProcessCoordinator
+from cli._up import DeepestFirst, Up, chain_heights
+from cli._workspace import Workspace
+from coordinator.rpc import run_client
 
 from .waits import WAIT
 
@@ -66,18 +72,48 @@ def test_launches_released_in_one_turn_go_deepest_first_then_in_arrival_order() 
     assert asyncio.run(main()) == ["y", "w", "x", "z"]
 
 
+
+def run_up(
+    sock_dir: Path, workspace: Workspace,
+    calling: Callable[[Up, str, str, str], None] = lambda up, method, unit, what: None,
+) -> tuple[int, Up]:
+    """A real ``up`` (in this process, on asyncio) of every unit of ``workspace`` against a
+    real coordinator on a real socket (the library in a thread, as ``up``'s own), its client's
+    ``hold`` and ``info`` calls told to ``calling(up, method, unit, "sent" / "answered")`` as
+    they go and come back; its exit code and the ``Up``."""
+    runs: list[Up] = []
+
+    async def body(core: Any) -> int:
+        for method in ("hold", "info"):
+            real = getattr(core, method)
+
+            async def recorded(unit: str, *args: object, _real: Any = real,
+                               _method: str = method, **kwargs: object) -> object:
+                calling(runs[0], _method, unit, "sent")
+                result = await _real(unit, *args, **kwargs)
+                calling(runs[0], _method, unit, "answered")
+                return result
+
+            setattr(core, method, recorded)
+        runs.append(Up(core, workspace, list(workspace.units), None, False, 1.0))
+        return await asyncio.wait_for(runs[0].run(), WAIT)
+
+    local = InProcessCoordinator(sock_dir / "unitsync.sock")
+    local.start()
+    try:
+        code = run_client(local.path, body)
+    finally:
+        local.stop()
+    return code, runs[0]
+
+
 def test_the_longest_chains_sources_are_held_before_any_other_call(
     tmp_path: Path, sock_dir: Path
 ) -> None:
     """At the start, ``up`` sends the holds of the sources at the head of the longest chains
     alone, and every other call (the other sources' holds, the parked holds and infos of the
     units with dependencies) only once those are answered: the coordinator answers a batch of
-    holds together, so the critical path would otherwise wait for all of them. A real
-    coordinator on a real socket; the client's calls are recorded as they go and return."""
-    from cli._inprocess import InProcessCoordinator
-    from cli._up import Up
-    from coordinator.rpc import run_client
-
+    holds together, so the critical path would otherwise wait for all of them."""
     path = tmp_path / "unitsync.toml"
     path.write_text(textwrap.dedent("""\
         [units.deep]
@@ -99,47 +135,21 @@ def test_the_longest_chains_sources_are_held_before_any_other_call(
         run = ["true"]
     """))
     workspace = load_workspace(path)
-    calls: list[tuple[str, ...]] = []
-
-    async def body(core: object) -> int:
-        for method in ("hold", "info"):
-            real = getattr(core, method)
-
-            async def recorded(name: str, *args: object, _real=real, _method=method,
-                               **kwargs: object) -> object:
-                calls.append((_method, name, "sent"))
-                result = await _real(name, *args, **kwargs)
-                calls.append((_method, name, "answered"))
-                return result
-
-            setattr(core, method, recorded)
-        up = Up(core, workspace, list(workspace.units), None, False, 1.0)  # type: ignore[arg-type]
-        return await asyncio.wait_for(up.run(), WAIT)
-
-    local = InProcessCoordinator(sock_dir / "unitsync.sock")
-    local.start()
-    try:
-        assert run_client(local.path, body) == 0
-    finally:
-        local.stop()
-    sent = [name for method, name, what in calls if what == "sent"]
+    calls: list[tuple[str, str, str]] = []
+    code, _ = run_up(sock_dir, workspace, lambda up, *call: calls.append(call))
+    assert code == 0
+    sent = [unit for _, unit, what in calls if what == "sent"]
     assert sorted(sent[:2]) == ["deep", "deep2"]  # the two sources of the longest chain
-    first_other = next(i for i, (_, name, what) in enumerate(calls)
-                       if what == "sent" and name not in ("deep", "deep2"))
-    answered = {name for _, name, what in calls[:first_other] if what == "answered"}
+    first_other = next(i for i, (_, unit, what) in enumerate(calls)
+                       if what == "sent" and unit not in ("deep", "deep2"))
+    answered = {unit for _, unit, what in calls[:first_other] if what == "answered"}
     assert answered == {"deep", "deep2"}, calls[:first_other + 1]
-    assert {name for _, name, what in calls if what == "sent"} == set(workspace.units)
+    assert set(sent) == set(workspace.units)
 
 
 def test_a_stop_at_the_start_sends_no_more_calls(tmp_path: Path, sock_dir: Path) -> None:
     """SIGTERM while the first holds are in flight: the units not asked for yet stay "not
     started", no call goes out for them, and up ends (exit 1: not every unit completed)."""
-    import signal
-
-    from cli._inprocess import InProcessCoordinator
-    from cli._up import Up
-    from coordinator.rpc import run_client
-
     path = tmp_path / "unitsync.toml"
     path.write_text(textwrap.dedent("""\
         [units.deep]
@@ -149,31 +159,19 @@ def test_a_stop_at_the_start_sends_no_more_calls(tmp_path: Path, sock_dir: Path)
         after = ["deep"]
         [units.short]
         run = ["true"]
-        [units.after-short]
+        [units.another]
         run = ["true"]
     """))
     workspace = load_workspace(path)
     sent: list[str] = []
-    runs: list[Up] = []
 
-    async def body(core: object) -> int:
-        real = core.hold  # type: ignore[attr-defined]
+    def calling(up: Up, method: str, unit: str, what: str) -> None:
+        if what == "sent":
+            sent.append(unit)
+            if len(sent) == 1:  # as the signal handler would, mid-flight
+                up._signalled(signal.SIGTERM)
 
-        async def hold(name: str, *args: object, **kwargs: object) -> object:
-            sent.append(name)
-            if len(sent) == 1:
-                runs[0]._signalled(signal.SIGTERM)  # as the handler would, mid-flight
-            return await real(name, *args, **kwargs)
-
-        core.hold = hold  # type: ignore[attr-defined]
-        runs.append(Up(core, workspace, list(workspace.units), None, False, 1.0))  # type: ignore[arg-type]
-        return await asyncio.wait_for(runs[0].run(), WAIT)
-
-    local = InProcessCoordinator(sock_dir / "unitsync.sock")
-    local.start()
-    try:
-        assert run_client(local.path, body) == 1
-    finally:
-        local.stop()
+    code, up = run_up(sock_dir, workspace, calling)
+    assert code == 1
     assert sent == ["deep"]
-    assert {u: o.status for u, o in runs[0].outcomes.items()}["short"] == "not started"
+    assert up.outcomes["short"].status == "not started"
