@@ -91,7 +91,6 @@ async def _plain() -> str:
     return await task
 
 
-
 def test_a_handoff_wakes_once_per_burst_and_keeps_order() -> None:
     """What is put while a run goes on is run by that run, in order: a burst costs one
     wake-up; a put after the run schedules the next."""

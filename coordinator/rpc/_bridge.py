@@ -131,9 +131,8 @@ class _Handoff:
     ``run`` (consumer thread, scheduled by that wake-up) clears the flag, then runs everything
     queued. Append-then-check against clear-then-drain means no callback is ever stranded, and
     a burst of N callbacks costs one wake-up (one syscall and one thread switch) instead of N.
-    Under the GIL, deque appends/pops and the flag are atomic; order is kept. (A run that took
-    only what it found, so that the KJ loop would send answers between runs, cost the server
-    ~3 µs more per woken waiter at 1,000 for no gain in latency: stress/README.md.)
+    Under the GIL, deque appends/pops and the flag are atomic; order is kept. (Why a run drains
+    what is added meanwhile too: stress/README.md, "a hand-over that takes turns".)
     """
 
     __slots__ = ("_queue", "_pending", "_wake")
