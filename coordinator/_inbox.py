@@ -61,6 +61,12 @@ class Sleeper(Protocol):
         publishes; when not, :meth:`Inbox.post_state` keeps it without waking the actor."""
         ...
 
+    def settles_now(self) -> bool:
+        """Whether the actor, between messages (its task waiting to receive, or asleep), takes
+        posted states in the poster's turn (``_settling.py``): True if it has queued itself to;
+        False to be woken with a :data:`POKE` as usual."""
+        ...
+
 
 class Inbox(Generic[M]):
     """The address of an actor: a :class:`~._unit.UnitActor` or the
@@ -73,7 +79,9 @@ class Inbox(Generic[M]):
       dependency has one slot that keeps only the latest value (coalescing); posting never
       blocks and never fails, which is what lets a unit notify any number of dependents without
       ever awaiting another actor. The actor is woken by a single queued :data:`POKE`; if the
-      channel is full the poke is skipped — the actor reads the slots before every message.
+      channel is full the poke is skipped — the actor reads the slots before every message. An
+      actor between messages settles the state in the poster's turn instead
+      (:meth:`Sleeper.settles_now`).
 
     Asleep (unit actors only, see :meth:`sleep`): the actor has no task and no channel;
     anything sent or posted wakes it first. Nobody else can tell it slept.
@@ -182,22 +190,32 @@ class Inbox(Generic[M]):
             self._send.close()
 
     def post_state(self, unit: str, state: Published) -> None:
-        """Record ``state`` as the latest of ``unit`` and wake the actor, unless the actor says
-        the state changes nothing it answers or publishes (:meth:`Sleeper.moved_by`): then it
-        reads the state before its next message, and until then no read skips it (``states``
-        is not empty: see ``_reads.py``). Never blocks."""
+        """Record ``state`` as the latest of ``unit`` and wake the actor — or let it settle the
+        state in the poster's turn if it is between messages (:meth:`Sleeper.settles_now`) —,
+        unless the actor says the state changes nothing it answers or publishes
+        (:meth:`Sleeper.moved_by`): then it reads the state before its next message, and until
+        then no read skips it (``states`` is not empty: see ``_reads.py``). Never blocks."""
         self.states[unit] = state
         if self._poked:
             return
         sleeper = self.sleeper
-        if sleeper is None or sleeper.moved_by(unit, state):
-            try:
-                self._awake().send_nowait(POKE)
-            except trio.WouldBlock:
-                return  # the actor is busy with a full inbox and reads the slots before each message
-            except (trio.BrokenResourceError, trio.ClosedResourceError, CoordinatorClosed):
-                return  # the actor has stopped (or is stopping); nothing to tell
-            self._poked = True
+        if sleeper is None:
+            self.poke()
+        elif sleeper.moved_by(unit, state):
+            if sleeper.settles_now():
+                self._poked = True  # (until it takes the states: as for a POKE)
+            else:
+                self.poke()
+
+    def poke(self) -> None:
+        """Wake the actor to read its posted states (once: until it takes them)."""
+        try:
+            self._awake().send_nowait(POKE)
+        except trio.WouldBlock:
+            return  # the actor is busy with a full inbox and reads the slots before each message
+        except (trio.BrokenResourceError, trio.ClosedResourceError, CoordinatorClosed):
+            return  # the actor has stopped (or is stopping); nothing to tell
+        self._poked = True
 
     def check_idle(self) -> None:
         """For the registry's sweep: ask the actor to sleep if it is idle (skipped if full)."""

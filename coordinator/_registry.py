@@ -40,6 +40,7 @@ from ._journal import UnitRecord
 from ._lease import HOLD_GRACE, HOLDER_GONE
 from ._reply import Reply
 from ._reads import answer_absent
+from ._settling import Settling
 from ._shared import Numbering, SharedStore, StoreConflict, record_events
 from ._status import Status
 from ._unit import IDLE_SECONDS, UnitActor
@@ -74,7 +75,7 @@ class RegistryActor:
 
     __slots__ = (
         "_inbox", "_events", "_graph", "_inboxes", "_states", "_nursery", "_candidates",
-        "_max_units", "finished", "_writer", "_restored", "_hold_grace", "_store", "_records",
+        "_settling", "_max_units", "finished", "_writer", "_restored", "_hold_grace", "_store", "_records",
         "_graph_revision", "_committing", "_deferred", "_remote_holds", "_seen", "_numbering",
     )
 
@@ -110,6 +111,8 @@ class RegistryActor:
         #: Inboxes of awake unit actors without a waiter: what the idle sweep looks at (see
         #: ``_unit.IDLE_SECONDS``). Actors add and remove themselves.
         self._candidates: set[Inbox[UnitRequest]] = set()
+        #: Posted states settled in the poster's turn (``_settling.py``): one queue for all units.
+        self._settling = Settling()
         #: A store shared with other coordinators (``_shared.py``), or None. With one, the
         #: registry commits edges itself (one commit at a time: the others wait in
         #: ``_deferred``), deciding on ``_records`` — each unit's record and revision as the
@@ -455,7 +458,7 @@ class RegistryActor:
         assert self._nursery is not None
         actor = UnitActor(
             unit, self._inbox, self._events, self._nursery, self._candidates,  # type: ignore[arg-type]
-            self._writer, self._store,
+            self._settling, self._writer, self._store,
         )
         self._inboxes[unit] = actor.inbox
         self._graph.add_node(unit)

@@ -42,6 +42,7 @@ from ._messages import (
 )
 from ._errors import NotReady, StoreUnavailable
 from ._reply import Reply
+from ._settling import Settling
 from ._shared import CONFLICT_RETRIES, SharedStore, StoreConflict
 from ._status import Status
 from ._unit_state import REFUSALS, Change, UnitState
@@ -76,6 +77,7 @@ class UnitActor:
     __slots__ = (
         "name", "state", "_inbox", "_events", "_registry", "_subscribers", "_nursery",
         "_candidates", "snapshot", "_writer", "_ack", "_store", "stored", "revision",
+        "_settling", "_receiving",
     )
 
     def __init__(
@@ -85,6 +87,7 @@ class UnitActor:
         events: EventHub,
         nursery: trio.Nursery,
         candidates: set[Inbox[UnitRequest]],
+        settling: Settling,
         writer: JournalWriter | None = None,
         store: SharedStore | None = None,
     ) -> None:
@@ -114,6 +117,11 @@ class UnitActor:
         self._store = store
         self.stored: UnitRecord | None = None
         self.revision = 0
+        #: Where posted states are settled in the poster's turn (``_settling.py``: one queue
+        #: for all the coordinator's units); and whether the task waits for its next message
+        #: (then it is between messages).
+        self._settling = settling
+        self._receiving = False
 
     @property
     def inbox(self) -> Inbox[UnitRequest]:
@@ -133,6 +141,26 @@ class UnitActor:
         :meth:`UnitState.moved_by`)."""
         return self.state.moved_by(unit, state)
 
+    def settles_now(self) -> bool:
+        """For the inbox: between messages (waiting to receive, or asleep), queue this actor to
+        settle its posted states in the poster's turn (``_settling.py``)."""
+        if self._receiving or self._inbox.asleep:
+            self._settling.add(self)
+            return True
+        return False
+
+    def settle_posted(self) -> None:
+        """What the task does with a POKE, done by :class:`Settling` while it is between
+        messages: read the posted states and settle them."""
+        self.snapshot = None  # before anything changes: see _reads.py
+        self._inbox.touched = True
+        self._take_posted(POKE)
+        self._settle()
+
+    def poke(self) -> None:
+        """For :class:`Settling`, if it cannot settle this actor: wake its task instead."""
+        self._inbox.poke()
+
     async def run(self) -> None:
         """The actor loop. Ends when the inbox is closed (answering everyone on the way out), or
         asleep: when an :data:`IDLE_CHECK` finds it idle (no waiter, nothing queued)."""
@@ -148,32 +176,32 @@ class UnitActor:
                 try:
                     request = receiver.receive_nowait()
                 except trio.WouldBlock:
+                    self._receiving = True
                     try:
                         request = await receiver.receive()
                     except trio.EndOfChannel:
                         break
+                    finally:
+                        self._receiving = False
                 except trio.EndOfChannel:
                     break
                 self.snapshot = None  # before anything changes: see _reads.py
                 if request is IDLE_CHECK:
                     if inbox.states:  # posted without waking us (see moved_by): read them, so
                         # that we can sleep; whatever must be settled has its POKE queued
-                        for dependency, posted in inbox.take_states(request).items():
-                            state.dependency_changed(dependency, posted)
+                        self._take_posted(request)
                     if not state.parked and inbox.sleep():
                         self._candidates.discard(inbox)
                         return
                     continue
                 inbox.touched = True
-                for dependency, posted in inbox.take_states(request).items():
-                    state.dependency_changed(dependency, posted)
+                self._take_posted(request)
                 if request is not POKE:
                     if self._store is not None and isinstance(request, MUTATIONS):
                         await self._commit(request)
                     else:
                         self._handle(request)  # type: ignore[arg-type]
-                if state.settle(self._publish, Reply.ok, Reply.error):  # the last waiter went
-                    self._candidates.add(inbox)
+                self._settle()
                 if self._ack is not None:  # after settling: dependents hear before the caller
                     (reply, value), self._ack = self._ack, None
                     self._acknowledge(reply, value)
@@ -181,6 +209,17 @@ class UnitActor:
             if not inbox.asleep:
                 self._candidates.discard(inbox)
                 self._close()
+
+    def _take_posted(self, request: object) -> None:
+        """Read the states the dependencies posted since the last message."""
+        state = self.state
+        for dependency, posted in self._inbox.take_states(request).items():
+            state.dependency_changed(dependency, posted)
+
+    def _settle(self) -> None:
+        """After each message: publish the new state, answer the waiters it lets go."""
+        if self.state.settle(self._publish, Reply.ok, Reply.error):  # the last waiter went
+            self._candidates.add(self._inbox)
 
     # --- messages -----------------------------------------------------------------------------
 
@@ -378,10 +417,17 @@ class UnitActor:
             self._writer.then(functools.partial(reply.ok, value))
 
     def _publish(self, published: Published) -> None:
-        """Push the unit's new state to its dependents and the registry (never blocks)."""
-        self._registry.post_state(self.name, published)
-        for inbox in self._subscribers.values():
-            inbox.post_state(self.name, published)
+        """Push the unit's new state to its dependents and the registry (never blocks); those
+        between messages settle it once it has reached them all (``_settling.py``)."""
+        settling = self._settling
+        outermost = settling.posting()
+        try:
+            self._registry.post_state(self.name, published)
+            for inbox in self._subscribers.values():
+                inbox.post_state(self.name, published)
+        finally:
+            if outermost:
+                settling.drain()
 
     # --- restoring from the journal -----------------------------------------------------------
 

@@ -59,13 +59,13 @@ async def test_idle_units_sleep_and_answer_reads_without_waking(server: LocalCoo
         assert (await server.statistics()).awake == 0
 
 
-async def test_a_state_change_wakes_sleeping_dependents(server: LocalCoordinator) -> None:
+async def test_a_state_change_reaches_sleeping_dependents(server: LocalCoordinator) -> None:
     with trio.fail_after(WAIT):
         await server.unit("claude").want("git")
         await server.unit("review").want("claude", requires=Status.STARTED)
         assert await asleep(server) == 0
 
-        await server.unit("git").start()  # wakes git, whose post wakes claude
+        await server.unit("git").start()  # wakes git; claude, not moved by it, sleeps on
         await server.unit("git").complete()
         await trio.testing.wait_all_tasks_blocked()
         claude = await server.unit("claude").info()
@@ -90,7 +90,10 @@ async def test_a_change_that_moves_nothing_leaves_dependents_asleep(
 
         await server.unit("git").start()
         await trio.testing.wait_all_tasks_blocked()
-        assert awake_units(server) == {"git", "review"}  # review is ready now; claude slept on
+        # review is ready now, settled in git's turn without a task (_settling.py); claude,
+        # not moved, holds the state unread
+        assert awake_units(server) == {"git"}
+        assert server._registry._inboxes["claude"].states
         claude = await server.unit("claude").info()  # goes through the actor: not quiet
         assert not claude.ready and claude.dependencies[0].current is Status.STARTED
         assert (await server.unit("review").info()).ready
@@ -242,17 +245,24 @@ async def test_an_idle_unit_costs_under_4_kib() -> None:
 
 class _Sleeper:
     """Stands in for the actor behind an inbox: counts wake-ups (its requests are no reads);
-    ``moved`` is what it says of every posted state."""
+    ``moved`` is what it says of every posted state, ``now`` whether it settles them in the
+    poster's turn (counted in ``asked``)."""
 
     def __init__(self) -> None:
         self.woken = 0
         self.moved = True
+        self.now = False
+        self.asked = 0
 
     def wake(self) -> None:
         self.woken += 1
 
     def moved_by(self, unit: str, state: object) -> bool:
         return self.moved
+
+    def settles_now(self) -> bool:
+        self.asked += 1
+        return self.now
 
 
 async def test_an_inbox_sleeps_only_with_nothing_to_read() -> None:
@@ -279,6 +289,15 @@ async def test_an_inbox_sleeps_only_with_nothing_to_read() -> None:
     inbox.post_state("git", NOT_REGISTERED)
     assert actor.woken == 2 and inbox.asleep and not inbox.quiet
     assert inbox.states == {"git": NOT_REGISTERED}
+    assert actor.asked == 1  # (only the first post, which moved it, asked: it said no)
+
+    actor.moved = actor.now = True  # it settles them in the poster's turn: nobody woken,
+    inbox.post_state("setup", NOT_REGISTERED)  # and asked once until it takes them
+    inbox.post_state("dotfiles", NOT_REGISTERED)
+    assert actor.woken == 2 and inbox.asleep and actor.asked == 2
+    assert inbox.take_states(POKE) == {n: NOT_REGISTERED for n in ("git", "setup", "dotfiles")}
+    inbox.post_state("git", NOT_REGISTERED)
+    assert actor.asked == 3 and actor.woken == 2
 
     inbox.close()
     with pytest.raises(CoordinatorClosed):
