@@ -37,7 +37,7 @@ class Settling:
     """The coordinator's queue of actors to settle in the current turn (one per coordinator;
     Trio thread only)."""
 
-    __slots__ = ("_queue", "_busy")
+    __slots__ = ("_busy", "_queue")
 
     def __init__(self) -> None:
         self._queue: collections.deque[_Settles] = collections.deque()

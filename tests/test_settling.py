@@ -5,6 +5,7 @@ failing settle leaves nobody's posted state stranded."""
 
 from __future__ import annotations
 
+import itertools
 import sys
 
 import pytest
@@ -55,7 +56,7 @@ async def test_a_chain_deeper_than_the_recursion_limit_settles(
     depth = sys.getrecursionlimit() + 200
     names = [f"u{i}" for i in range(depth)]
     await server.apply({names[0]: {}, **{
-        name: {before: Status.COMPLETED} for before, name in zip(names, names[1:])
+        name: {before: Status.COMPLETED} for before, name in itertools.pairwise(names)
     }})
     failures: list[BaseException] = []
 
