@@ -61,6 +61,12 @@ class Sleeper(Protocol):
         publishes; when not, :meth:`Inbox.post_state` keeps it without waking the actor."""
         ...
 
+    def takes_now(self, request: object) -> bool:
+        """Asleep (nothing queued, no task), handle ``request`` at once in the sender's turn,
+        as the task would first thing, and stay asleep: True if it did; False to be woken
+        with it as usual."""
+        ...
+
     def settles_now(self) -> bool:
         """Whether the actor, between messages (its task waiting to receive, or asleep), takes
         posted states in the poster's turn (``_settling.py``): True if it has queued itself to;
@@ -166,7 +172,13 @@ class Inbox(Generic[M]):
         """:meth:`send` for an actor handing on several messages in one step (the registry
         linking a want's or an apply's units): queued at once while there is room, no checkpoint
         between one and the next (a send is one, which lets every other task run in between
-        and wake the actors one message at a time); waits, as :meth:`send`, only when full."""
+        and wake the actors one message at a time); waits, as :meth:`send`, only when full.
+        An actor asleep takes it at once instead, in the sender's turn, without waking
+        (:meth:`Sleeper.takes_now`)."""
+        sleeper = self.sleeper
+        if self._send is None and not self._closed and sleeper is not None:
+            if sleeper.takes_now(request):
+                return
         try:
             self.send_nowait(request)
         except trio.WouldBlock:
@@ -201,11 +213,14 @@ class Inbox(Generic[M]):
         sleeper = self.sleeper
         if sleeper is None:
             self.poke()
-        elif sleeper.moved_by(unit, state):
-            if sleeper.settles_now():
-                self._poked = True  # (until it takes the states: as for a POKE)
-            else:
-                self.poke()
+            return
+        moved = sleeper.moved_by(unit, state)
+        # asleep, it reads even a state that moves nothing at once (it has no idle check to
+        # read it at, and an unread state would send every read of it through a new task)
+        if (moved or self.asleep) and sleeper.settles_now():
+            self._poked = True  # (until it takes the states: as for a POKE)
+        elif moved:
+            self.poke()
 
     def poke(self) -> None:
         """Wake the actor to read its posted states (once: until it takes them)."""

@@ -63,6 +63,9 @@ SHUTTING_DOWN: Final = "the coordinator is shutting down"
 #: "Measured history".
 IDLE_SECONDS: Final = 5.0
 
+#: What an asleep actor handles in the sender's turn (:meth:`UnitActor.takes_now`).
+_TAKEN_ASLEEP: Final = frozenset({AddRequirements, Subscribe})
+
 
 class UnitActor:
     """Runs one unit's :class:`UnitState`; owns its subscribers (the dependents' inboxes).
@@ -149,13 +152,23 @@ class UnitActor:
             return True
         return False
 
+    def takes_now(self, request: object) -> bool:
+        """For the inbox, asleep: the registry's link messages (``AddRequirements``,
+        ``Subscribe``: they never park a waiter nor await) are handled in its turn, exactly as
+        the task would handle them first thing, and the actor sleeps on — an apply of N new
+        units makes no task for them (ARCHITECTURE §2)."""
+        if type(request) not in _TAKEN_ASLEEP:
+            return False
+        self.snapshot = None  # before anything changes: see _reads.py
+        self._take(request)
+        return True
+
     def settle_posted(self) -> None:
         """What the task does with a POKE, done by :class:`Settling` while it is between
         messages: read the posted states and settle them."""
         self.snapshot = None  # before anything changes: see _reads.py
         self._inbox.touched = True
-        self._take_posted(POKE)
-        self._settle()
+        self._take(POKE)
 
     def poke(self) -> None:
         """For :class:`Settling`, if it cannot settle this actor: wake its task instead."""
@@ -195,20 +208,26 @@ class UnitActor:
                         return
                     continue
                 inbox.touched = True
-                self._take_posted(request)
-                if request is not POKE:
-                    if self._store is not None and isinstance(request, MUTATIONS):
-                        await self._commit(request)
-                    else:
-                        self._handle(request)  # type: ignore[arg-type]
-                self._settle()
-                if self._ack is not None:  # after settling: dependents hear before the caller
-                    (reply, value), self._ack = self._ack, None
-                    self._acknowledge(reply, value)
+                if self._store is not None and isinstance(request, MUTATIONS):
+                    self._take_posted(request)
+                    await self._commit(request)
+                    self._settle()
+                    self._answer_caller()
+                else:
+                    self._take(request)
         finally:
             if not inbox.asleep:
                 self._candidates.discard(inbox)
                 self._close()
+
+    def _take(self, request: object) -> None:
+        """One message, synchronously: the states posted before it, the message (a
+        :data:`POKE` carries none), the settle, then the caller's answer."""
+        self._take_posted(request)
+        if request is not POKE:
+            self._handle(request)  # type: ignore[arg-type]
+        self._settle()
+        self._answer_caller()
 
     def _take_posted(self, request: object) -> None:
         """Read the states the dependencies posted since the last message."""
@@ -220,6 +239,12 @@ class UnitActor:
         """After each message: publish the new state, answer the waiters it lets go."""
         if self.state.settle(self._publish, Reply.ok, Reply.error):  # the last waiter went
             self._candidates.add(self._inbox)
+
+    def _answer_caller(self) -> None:
+        """After settling (dependents hear before the caller): the mutation's answer."""
+        if self._ack is not None:
+            (reply, value), self._ack = self._ack, None
+            self._acknowledge(reply, value)
 
     # --- messages -----------------------------------------------------------------------------
 

@@ -47,7 +47,9 @@ async def test_idle_units_sleep_and_answer_reads_without_waking(server: LocalCoo
     with trio.fail_after(WAIT):
         await server.unit("claude").want("git", "setup")
         await server.unit("setup").start()
-        assert (await server.statistics()).awake == 3
+        # claude and git, made by the want, took its messages asleep (takes_now); setup's
+        # start woke setup
+        assert awake_units(server) == {"setup"}
         assert await asleep(server) == 0
 
         info = await server.unit("claude").info()  # answered by the sleeping actor
@@ -57,6 +59,27 @@ async def test_idle_units_sleep_and_answer_reads_without_waking(server: LocalCoo
         ]
         assert [u.name for u in await server.list()] == ["claude", "setup"]
         assert (await server.statistics()).awake == 0
+
+
+async def test_an_apply_makes_no_task_for_its_new_units(server: LocalCoordinator) -> None:
+    """The registry's link messages reach new (asleep) units in its own turn: an apply of a
+    graph answers with every unit registered and linked and none of them awake; reads stay
+    quiet; the first message that needs the unit's task (a start) wakes that unit alone."""
+    with trio.fail_after(WAIT):
+        graph = {f"u{i}": ({f"u{i - 1}": Status.COMPLETED} if i else {}) for i in range(50)}
+        await server.apply(graph)
+        await trio.testing.wait_all_tasks_blocked()
+        assert awake_units(server) == set()
+        infos = [await server.unit(f"u{i}").info() for i in range(50)]
+        assert [i.status for i in infos] == [Status.PENDING] * 50
+        assert [i.ready for i in infos] == [True] + [False] * 49
+        assert [d.depends_on for i in infos for d in i.dependencies] == [f"u{i}" for i in range(49)]
+        assert awake_units(server) == set()
+        await server.unit("u0").start()
+        await server.unit("u0").complete()
+        await trio.testing.wait_all_tasks_blocked()
+        assert awake_units(server) == {"u0"}  # u1 learnt it asleep, in u0's turn
+        assert (await server.unit("u1").info()).ready
 
 
 async def test_a_state_change_reaches_sleeping_dependents(server: LocalCoordinator) -> None:
@@ -82,7 +105,8 @@ async def test_a_change_that_moves_nothing_leaves_dependents_asleep(
 ) -> None:
     """A dependency starting changes nothing a ``completed`` requirement answers (the unit is
     no readier, nothing blocks it): its dependents stay asleep, yet their info shows it, and
-    they still sleep at the next sweep. One that requires ``started`` is woken, and ready."""
+    they still sleep at the next sweep. One that requires ``started`` is ready — both settled
+    in git's turn, asleep, without a task (``_settling.py``)."""
     with trio.fail_after(WAIT):
         await server.unit("claude").want("git")
         await server.unit("review").want("git", requires=Status.STARTED)
@@ -90,11 +114,12 @@ async def test_a_change_that_moves_nothing_leaves_dependents_asleep(
 
         await server.unit("git").start()
         await trio.testing.wait_all_tasks_blocked()
-        # review is ready now, settled in git's turn without a task (_settling.py); claude,
-        # not moved, holds the state unread
+        # review is ready now; claude, not moved, read the state too: asleep, it has no idle
+        # check to read it at, and an unread state would send its reads through a new task
         assert awake_units(server) == {"git"}
-        assert server._registry._inboxes["claude"].states
-        claude = await server.unit("claude").info()  # goes through the actor: not quiet
+        assert not server._registry._inboxes["claude"].states
+        claude = await server.unit("claude").info()  # a quiet read: it stays asleep
+        assert awake_units(server) == {"git"}
         assert not claude.ready and claude.dependencies[0].current is Status.STARTED
         assert (await server.unit("review").info()).ready
         assert await asleep(server) == 0
@@ -113,7 +138,8 @@ async def test_an_idle_check_reads_states_that_woke_nobody(server: LocalCoordina
     """An awake, idle unit whose dependency posted a state that moved nothing reads it at the
     idle check and sleeps, instead of staying awake with it unread."""
     with trio.fail_after(WAIT):
-        await server.unit("claude").want("git")  # claude's actor is awake after the want
+        await server.unit("claude").register()  # a message that wakes claude's actor
+        await server.unit("claude").want("git")
         await server.unit("git").start()
         await trio.testing.wait_all_tasks_blocked()
         assert awake_units(server) == {"git", "claude"}
@@ -209,6 +235,7 @@ async def test_sleeping_units_refuse_after_shutdown() -> None:
 async def test_the_sweep_puts_idle_units_to_sleep(autojump_clock: trio.testing.MockClock) -> None:
     async with open_coordinator() as coord:
         await coord.unit("git").start()
+        await coord.unit("claude").register()
         await coord.unit("claude").want("git")
         assert (await coord.statistics()).awake == 2
         await trio.sleep(IDLE_SECONDS * 0.5)  # the autojump clock: virtual time
@@ -289,15 +316,15 @@ async def test_an_inbox_sleeps_only_with_nothing_to_read() -> None:
     inbox.post_state("git", NOT_REGISTERED)
     assert actor.woken == 2 and inbox.asleep and not inbox.quiet
     assert inbox.states == {"git": NOT_REGISTERED}
-    assert actor.asked == 1  # (only the first post, which moved it, asked: it said no)
+    assert actor.asked == 2  # (asleep, asked for a state that moves nothing too: it said no)
 
     actor.moved = actor.now = True  # it settles them in the poster's turn: nobody woken,
     inbox.post_state("setup", NOT_REGISTERED)  # and asked once until it takes them
     inbox.post_state("dotfiles", NOT_REGISTERED)
-    assert actor.woken == 2 and inbox.asleep and actor.asked == 2
+    assert actor.woken == 2 and inbox.asleep and actor.asked == 3
     assert inbox.take_states(POKE) == {n: NOT_REGISTERED for n in ("git", "setup", "dotfiles")}
     inbox.post_state("git", NOT_REGISTERED)
-    assert actor.asked == 3 and actor.woken == 2
+    assert actor.asked == 4 and actor.woken == 2
 
     inbox.close()
     with pytest.raises(CoordinatorClosed):
