@@ -4,9 +4,11 @@ A request normally goes caller → registry's inbox → registry → unit's inbo
 its answer comes back: two task switches. Two shortcuts skip them for requests that only read.
 Both rest on three facts:
 
-(a) a unit's state changes only in its actor, while it handles a message from its inbox (a
-    request, or the states its dependencies posted, read before each message) — one message at
-    a time, in order, with no checkpoint between taking a message and settling it;
+(a) a unit's state changes only in its actor, while it handles a message (a request, or the
+    states its dependencies posted, read before each message) — taken from its inbox by its
+    task or, while it is between messages, handed to it in the sender's turn (posted states:
+    ``_settling.py``; the registry's link messages to a sleeping actor: ``takes_now``) — one
+    message at a time, in order, with no checkpoint between taking a message and settling it;
 (b) a unit posts a new state to its dependents and the registry when it settles, before it
     answers the caller whose request changed it (with a journal, later still: once durable);
 (c) the actors and the callers of the coordinator all run in one Trio thread.

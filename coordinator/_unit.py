@@ -3,7 +3,10 @@
 What a unit is and decides lives in its :class:`~._unit_state.UnitState`; the actor runs it:
 it takes one message at a time from its inbox, applies it to the state, and does the I/O —
 journal records, events, the new state posted to dependents and the registry, the answers to
-callers and waiters. It also sleeps when idle and wakes on its next message.
+callers and waiters. It also sleeps when idle and wakes on its next message. Between messages
+(its task waiting, or asleep) it is handed some of them in the sender's turn instead: its
+dependencies' new states (``_settling.py``) and, asleep, the registry's link messages
+(:meth:`UnitActor.takes_now`) — handled exactly as its task would handle them.
 """
 
 from __future__ import annotations
