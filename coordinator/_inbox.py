@@ -176,9 +176,8 @@ class Inbox(Generic[M]):
         An actor asleep takes it at once instead, in the sender's turn, without waking
         (:meth:`Sleeper.takes_now`)."""
         sleeper = self.sleeper
-        if self._send is None and not self._closed and sleeper is not None:
-            if sleeper.takes_now(request):
-                return
+        if sleeper is not None and self.asleep and sleeper.takes_now(request):
+            return
         try:
             self.send_nowait(request)
         except trio.WouldBlock:

@@ -28,7 +28,6 @@ async def test_every_dependent_is_told_before_any_waiter_hears(server: LocalCoor
     turn), every other dependent already knows the dependency completed: the posts all come
     before the first settle."""
     names = [f"w{i}" for i in range(50)]
-    await server.apply({**{n: {"dep": Status.COMPLETED} for n in names}, "dep": {}})
     told: list[bool] = []
 
     def answered(result: object) -> None:
@@ -38,6 +37,7 @@ async def test_every_dependent_is_told_before_any_waiter_hears(server: LocalCoor
             told.append(Status.COMPLETED in (known, posted and posted.status))
 
     with trio.fail_after(WAIT):
+        await server.apply({**{n: {"dep": Status.COMPLETED} for n in names}, "dep": {}})
         for name in names:
             server.submit(operations.ready(name), answered)
         await trio.testing.wait_all_tasks_blocked()
@@ -55,9 +55,6 @@ async def test_a_chain_deeper_than_the_recursion_limit_settles(
     the turn of the one before (a worklist, not recursion); asleep, none of them is woken."""
     depth = sys.getrecursionlimit() + 200
     names = [f"u{i}" for i in range(depth)]
-    await server.apply({names[0]: {}, **{
-        name: {before: Status.COMPLETED} for before, name in itertools.pairwise(names)
-    }})
     failures: list[BaseException] = []
 
     async def wait(name: str) -> None:
@@ -67,6 +64,9 @@ async def test_a_chain_deeper_than_the_recursion_limit_settles(
             failures.append(error)
 
     with trio.fail_after(WAIT):
+        await server.apply({names[0]: {}, **{
+            name: {before: Status.COMPLETED} for before, name in itertools.pairwise(names)
+        }})
         async with trio.open_nursery() as nursery:
             if waiting:
                 for name in names[1:]:
@@ -87,8 +87,10 @@ async def test_a_chain_deeper_than_the_recursion_limit_settles(
 
 
 class _Actor:
-    def __init__(self, name: str, settling: Settling, log: list[str], fails: bool = False):
-        self.name, self._settling, self._log, self._fails = name, settling, log, fails
+    """Stands in for a unit actor: logs what :class:`Settling` asks of it."""
+
+    def __init__(self, name: str, log: list[str], fails: bool = False):
+        self.name, self._log, self._fails = name, log, fails
 
     def settle_posted(self) -> None:
         self._log.append(f"settle {self.name}")
@@ -101,7 +103,7 @@ class _Actor:
 
 def test_a_post_queues_until_the_outermost_post_ends() -> None:
     settling, log = Settling(), []
-    a, b = _Actor("a", settling, log), _Actor("b", settling, log)
+    a, b = _Actor("a", log), _Actor("b", log)
     assert settling.posting()  # the outermost post
     assert not settling.posting()  # one inside it
     settling.add(a)
@@ -117,9 +119,9 @@ def test_a_settle_that_raises_leaves_the_rest_to_their_tasks() -> None:
     settling, log = Settling(), []
     assert settling.posting()
     for name, fails in (("a", False), ("b", True), ("c", False), ("d", False)):
-        settling.add(_Actor(name, settling, log, fails))
+        settling.add(_Actor(name, log, fails))
     with pytest.raises(RuntimeError, match="b"):
         settling.drain()
     assert log == ["settle a", "settle b", "poke c", "poke d"]
-    settling.add(_Actor("e", settling, log))  # not left busy
+    settling.add(_Actor("e", log))  # not left busy
     assert log[-1] == "settle e"
