@@ -1,6 +1,7 @@
 """unitsync's command line (cyclopts). Thin: parse, call the client, print.
 
-Importing this package must stay cheap: ``unitsync --help`` imports neither Trio nor capnp.
+Importing this package must stay cheap: ``unitsync --help`` imports neither Trio nor capnp, and
+a plain ``unitsync up`` not cyclopts either (``_main.py``).
 """
 
 import gc as _gc
@@ -12,5 +13,14 @@ import gc as _gc
 COMMAND_GC_THRESHOLDS = (50_000, 10, 10)
 _gc.set_threshold(*COMMAND_GC_THRESHOLDS)
 
-from ._app import app as app  # noqa: E402
-from ._app import main as main
+from ._main import main as main
+
+
+def __getattr__(name: str) -> object:
+    """``cli.app``, the cyclopts application, imported when first asked for: a plain ``up``
+    runs without it (``_main.py``)."""
+    if name == "app":
+        from ._app import app
+
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

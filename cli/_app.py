@@ -1,23 +1,21 @@
 """The ``unitsync`` cyclopts application.
 
 Commands are registered lazily (``"cli._sync:start"``) so ``unitsync --help`` imports neither
-Trio nor capnp; each command module imports what it needs when it runs. ``main`` is the one
-place where errors become a diagnostic line and an exit code.
+Trio nor capnp; each command module imports what it needs when it runs. :func:`run` parses a
+command line with it (``_main.main``, the entry point, turns errors into exit codes).
 """
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Sequence
 
 from cyclopts import App, CycloptsError
 
-from coordinator import UnitsyncError, __version__
+from coordinator import __version__
 
-from ._connect import EXIT_CODES, USAGE, CommandError, report, say
+from ._connect import EXIT_CODES, USAGE, say
 
-__all__ = ["app", "main"]
+__all__ = ["app", "run"]
 
 app = App(
     name="unitsync",
@@ -71,40 +69,12 @@ app.register_install_completion_command(
 )
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Console-script entry point: run the command (``argv``, else ``sys.argv[1:]``), exit with
-    its code."""
-    tokens = list(sys.argv[1:] if argv is None else argv)
+def run(tokens: Sequence[str]) -> object:
+    """Run the command ``tokens`` name; its result. Bad arguments are one line, like every
+    other diagnostic, and exit 2."""
     try:
-        result = app(tokens, result_action="return_value", print_error=False, exit_on_error=False)
-    except CycloptsError as error:  # bad arguments: one line, like every other diagnostic
+        return app(list(tokens), result_action="return_value", print_error=False,
+                   exit_on_error=False)
+    except CycloptsError as error:
         say(str(error).strip().replace("\n", " "))
-        result = USAGE
-    except (UnitsyncError, CommandError) as error:
-        result = report(error)
-    except KeyboardInterrupt:
-        result = 130
-    except BrokenPipeError:  # `unitsync timeline | head`: the reader has what it wanted
-        result = 0
-    _quiet_stdout()
-    code = result if isinstance(result, int) else 0
-    if argv is None and tokens[:1] == [_END_AT_ONCE]:
-        sys.stderr.flush()
-        os._exit(code)
-    sys.exit(code)
-
-
-#: The command whose process ends without the interpreter's teardown once its output is
-#: flushed: ``up`` has closed what it opened (logs, connection, its own coordinator) and
-#: reaped its commands by then, and freeing every module and object of the run only delays
-#: its exit code (stress/README.md "up"). Only as the console script (``argv`` None): a test
-#: calling ``main(args)`` keeps its process.
-_END_AT_ONCE = "up"
-
-
-def _quiet_stdout() -> None:
-    """Flush stdout now, and if the reader has gone, keep Python's exit flush from complaining."""
-    try:
-        sys.stdout.flush()
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return USAGE

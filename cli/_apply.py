@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._check import File, load_workspace, summary
+from ._check import summary
 from ._connect import call
-from ._options import Common
+from ._options import Common, File
+from ._workspace import load_workspace
 
 if TYPE_CHECKING:
     from coordinator.rpc import AsyncioClient

@@ -22,10 +22,12 @@ from coordinator import (
     socket_path,
 )
 
-from ._options import Common, format_duration
+from ._duration import format_duration
 
 if TYPE_CHECKING:
     from coordinator.rpc import AsyncioClient
+
+    from ._options import Common
 
 __all__ = [
     "CYCLE",

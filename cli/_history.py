@@ -20,7 +20,8 @@ from cyclopts import Parameter
 from coordinator import validate_name
 
 from ._connect import ERROR, OK, USAGE, CommandError, call, say
-from ._options import Common, parse_duration
+from ._duration import parse_duration
+from ._options import Common
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -20,7 +20,7 @@ from ._options import Common, Duration, Requirement
 from ._probes import CommandProbe, HttpProbe, LogProbe, Probe, TcpProbe
 from ._probes import parse_address, parse_regex, parse_url
 from ._supervise import RECONNECT_SECONDS, Limits, launch, supervise
-from ._sync import start_when_ready
+from ._when_ready import start_when_ready
 
 if TYPE_CHECKING:
     from coordinator.rpc import AsyncioClient

@@ -13,7 +13,8 @@ from cyclopts import Parameter
 from coordinator import __version__, default_state_path, socket_path
 
 from ._connect import UNREACHABLE, USAGE, CommandError
-from ._options import Common, Duration, format_duration
+from ._duration import format_duration
+from ._options import Common, Duration
 
 if TYPE_CHECKING:
     from coordinator import LocalCoordinator

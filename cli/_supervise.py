@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from coordinator import CoordinatorClosed, UnitsyncError
 
 from ._connect import across_restarts, say
-from ._options import format_duration
+from ._duration import format_duration
 from ._probes import Copy, LogProbe, Probe, pass_through, poll_until_ready
 
 if TYPE_CHECKING:

@@ -13,7 +13,8 @@ from coordinator import validate_name
 
 from ._connect import call
 from ._history import last_changes
-from ._options import Common, format_duration
+from ._duration import format_duration
+from ._options import Common
 
 if TYPE_CHECKING:
     from coordinator import UnitInfo

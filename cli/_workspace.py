@@ -3,8 +3,10 @@
 ``load(path)`` reads and checks the file and returns a :class:`Workspace`, or raises
 :class:`WorkspaceError` listing every problem found (each as ``FILE:LINE: message``). Pure: no
 coordinator, no Trio, no capnp — ``check`` validates a file with it, and ``apply``/``up`` turn
-the model into ``want`` calls and ``run``s. The per-unit keys and their checks are in
-``_workspace_units.py``; where a key was written, in ``_toml_lines.py``.
+the model into ``want`` calls and ``run``s. For a command, ``load_workspace(-f FILE)`` finds
+the file and turns the problems into one CommandError with the exit code (2, or 5 for cycles).
+The per-unit keys and their checks are in ``_workspace_units.py``; where a key was written, in
+``_toml_lines.py``.
 
 Edges, resolved (:meth:`Workspace.edges`): a unit's ``after`` entries, in order, groups
 expanded (``@setup``) with the entry's ``requires`` or else the unit's own; then the units whose
@@ -27,6 +29,7 @@ from typing import Any, NamedTuple
 
 from coordinator import CycleError, Status
 
+from ._connect import CYCLE, USAGE, CommandError
 from ._toml_lines import KeyLines
 from ._workspace_units import (
     ReadySpec,
@@ -50,7 +53,9 @@ __all__ = [
     "WorkspaceError",
     "find_cycles",
     "load",
+    "load_workspace",
     "parse",
+    "workspace_path",
 ]
 
 #: The file ``check``, ``apply`` and ``up`` read in the current directory unless ``-f FILE``.
@@ -137,6 +142,28 @@ def load(path: str | os.PathLike[str]) -> Workspace:
     except UnicodeDecodeError as exc:
         raise WorkspaceError([Problem(str(path), None, f"not UTF-8 text: {exc}")]) from None
     return parse(text, path)
+
+
+def workspace_path(file: Path | None) -> Path:
+    """``file``, else ``unitsync.toml`` in the current directory: :class:`CommandError` (exit 2)
+    if that is missing, saying where it looked."""
+    if file is not None:
+        return file
+    path = Path(WORKSPACE_FILE)
+    if not path.exists():
+        raise CommandError(f"no {WORKSPACE_FILE} in {Path.cwd()} (use -f FILE)", USAGE)
+    return path
+
+
+def load_workspace(file: Path | None) -> Workspace:
+    """The checked workspace of ``-f FILE`` (see :func:`workspace_path`). A file with problems
+    is :class:`CommandError` naming each of them, one per line, with the exit code: 5 if all
+    are cycles, else 2."""
+    try:
+        return load(workspace_path(file))
+    except WorkspaceError as error:
+        code = CYCLE if error.only_cycles else USAGE
+        raise CommandError("\n".join(map(str, error.problems)), code) from None
 
 
 def parse(text: str, path: str | os.PathLike[str] = WORKSPACE_FILE) -> Workspace:

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from coordinator import InvalidName, Status, validate_name
 
-from ._options import parse_duration
+from ._duration import parse_duration
 from ._probes import (
     CommandProbe,
     HttpProbe,

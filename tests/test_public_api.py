@@ -197,7 +197,7 @@ def test_a_command_start_is_not_collected_over_and_over() -> None:
     code = (
         "import gc\n"
         "before = gc.get_stats()[0]['collections']\n"
-        "import cli, cli._up, cli._check, cli._sync, cli._display, coordinator.rpc._client\n"
+        "import cli, cli._up_run, cli._display, cli._autostart, cli._inprocess, coordinator.rpc._client\n"
         "print(gc.get_stats()[0]['collections'] - before, gc.get_threshold() == "
         "cli.COMMAND_GC_THRESHOLDS)"
     )

@@ -1,4 +1,4 @@
-"""The order of ``up``'s launches: critical path first (``cli/_up.py``, ``DeepestFirst``)."""
+"""The order of ``up``'s launches: critical path first (``cli/_up_run.py``, ``DeepestFirst``)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cli._check import load_workspace
+from cli._workspace import load_workspace
 from cli._inprocess import InProcessCoordinator
-from cli._up import DeepestFirst, Up, chain_heights
+from cli._up_run import DeepestFirst, Up, chain_heights
 from cli._workspace import Workspace
 from coordinator.rpc import run_client
 

@@ -1,4 +1,4 @@
-"""``cli/_sync.py``'s wait-then-begin across a coordinator's restart, on a scripted connection:
+"""``cli/_when_ready.py``'s wait-then-begin across a coordinator's restart, on a scripted connection:
 the one case a real restart hits only by chance (the begin answered, the ``info`` sent with
 it lost with the coordinator; ``test_cli_shared.py`` met it about one run in four)."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 
 from coordinator import AlreadyInStatus, CoordinatorClosed, Status
-from cli._sync import _when_ready
+from cli._when_ready import _when_ready
 
 
 class Restarting:
