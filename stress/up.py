@@ -581,10 +581,26 @@ UP_IMPORTS = ("import cli, cli._up_run, cli._display, cli._autostart, cli._inpro
               "coordinator.rpc._client, coordinator.rpc._socket")
 
 
+def up_imports(checkout: Path | None) -> str:
+    """:data:`UP_IMPORTS` as ``checkout``'s ``stress/up.py`` has it (None: this one's), so that
+    ``--compare`` measures each checkout's own floor."""
+    if checkout is None:
+        return UP_IMPORTS
+    import ast
+
+    tree = ast.parse((checkout / "stress" / "up.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == "UP_IMPORTS" for t in node.targets):
+            return str(ast.literal_eval(node.value))
+    raise RuntimeError(f"no UP_IMPORTS in {checkout}/stress/up.py")
+
+
 class Floor:
     """Spawn to exit (seen through a pidfd) of ``python -c pass`` (``python_ms``: the
     interpreter alone, with this venv's site), of a python that only imports what ``up``
-    imports (``imports_ms``: :data:`UP_IMPORTS`) and ends with ``os._exit`` as ``up`` does —
+    imports (``imports_ms``: the checkout's own :data:`UP_IMPORTS`, :func:`up_imports`) and
+    ends with ``os._exit`` as ``up`` does —
     what any ``up`` written on this stack pays before its first call, whatever it then does —,
     and of ``sleep T`` alone (``sleep_ms``: what each level of the critical path costs with no
     scheduling at all: the exec, the timer, the exit and its wake-up on this machine); per
@@ -593,28 +609,31 @@ class Floor:
 
     def __init__(self, *checkouts: Path | None, sleep: float = 0.1) -> None:
         self._checkouts = checkouts
-        self._programs = (
-            ("python_ms", [sys.executable, "-c", "pass"]),
-            ("imports_ms", [sys.executable, "-c", f"{UP_IMPORTS}; import os; os._exit(0)"]),
-            ("sleep_ms", ["sleep", f"{sleep:g}"]),
-        )
+        self._programs = [
+            (("python_ms", [sys.executable, "-c", "pass"]),
+             ("imports_ms",
+              [sys.executable, "-c", f"{up_imports(checkout)}; import os; os._exit(0)"]),
+             ("sleep_ms", ["sleep", f"{sleep:g}"]))
+            for checkout in checkouts
+        ]
         self._spent: list[dict[str, list[float]]] = [
-            {name: [] for name, _ in self._programs} for _ in checkouts
+            {name: [] for name, _ in programs} for programs in self._programs
         ]
 
     def sample(self, runs: int = 3) -> None:
         """``runs`` more of each program for each checkout, interleaved."""
         for _ in range(runs):
-            for checkout, spent in zip(self._checkouts, self._spent):
+            for checkout, programs, spent in zip(self._checkouts, self._programs, self._spent):
                 env = {**os.environ}
-                if checkout is not None:
-                    env["PYTHONPATH"] = str(checkout)
-                for name, argv in self._programs:
+                if checkout is not None:  # (safe path: not the current directory first)
+                    env.update(PYTHONPATH=str(checkout), PYTHONSAFEPATH="1")
+                for name, argv in programs:
                     t0 = time.monotonic()
                     process = subprocess.Popen(argv, env=env)
                     exited_within(process, 60.0)
                     spent[name].append(time.monotonic() - t0)
-                    process.wait()
+                    if process.wait() != 0:
+                        raise RuntimeError(f"floor: {argv} exited {process.returncode}")
 
     def medians(self) -> list[dict[str, float]]:
         """Per checkout, each program's median, ms (and how many samples: ``floor_samples``)."""
