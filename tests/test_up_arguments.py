@@ -31,7 +31,7 @@ def cyclopts_reading(tokens: list[str]) -> UpArgs | None:
 NAMES = st.sampled_from(["git", "claude", "u-1", "a.b", "x=y", ""])
 #: Up's options in their plain forms, each with values it may take.
 VALUED = {
-    ("-f", "--file"): ["w.toml", "", "dir/w.toml"], ("--log-dir",): ["logs", "/tmp/l"],
+    ("-f", "--file"): ["w.toml", "", "dir/w.toml", "-x"], ("--log-dir",): ["logs", "a=b"],
     ("--grace",): ["5s", "0", "1h30m", "250ms", "2.5"], ("--socket",): ["/tmp/s.sock"],
 }
 
@@ -39,12 +39,13 @@ VALUED = {
 @st.composite
 def plain_lines(draw: st.DrawFn) -> list[str]:
     """A line ``plain_arguments`` reads: names and each option at most once, in any order and
-    form (``--opt value``, ``--opt=value``), maybe ``--`` and more names."""
+    form (``--opt value``, ``--opt=value``, ``-f=value``; a value that starts with ``-`` only
+    joined), maybe ``--`` and more names."""
     items: list[list[str]] = [[name] for name in draw(st.lists(NAMES, max_size=3))]
     for names, values in VALUED.items():
         if draw(st.booleans()):
             name, value = draw(st.sampled_from(names)), draw(st.sampled_from(values))
-            joined = name.startswith("--") and draw(st.booleans())
+            joined = value.startswith("-") or draw(st.booleans())
             items.append([f"{name}={value}"] if joined else [name, value])
     if draw(st.booleans()):
         items.append(["--abort-on-failure"])
