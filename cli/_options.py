@@ -27,7 +27,8 @@ class Common:
     no_autostart: Annotated[bool, Parameter(name="--no-autostart", negative=())] = False
     """With no coordinator on the socket, exit 69 instead of starting one (as
     UNITSYNC_AUTOSTART=0 does). Only the commands that change or wait (want, start, complete,
-    fail, skip, run, wait, apply) ever start one."""
+    fail, skip, run, wait, apply) ever start one; for up, the option (not the variable) means
+    no coordinator of its own either."""
 
 
 def _duration(type_: Any, tokens: Sequence[Any]) -> float:

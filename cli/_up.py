@@ -23,7 +23,8 @@ def up(
     ready, as `unitsync run` would, with its output behind its name.
 
     Uses the coordinator on the socket, or, if none answers, runs one in this process (memory
-    only: it stops with `up`; scripts outside can still report to it meanwhile). Applies the
+    only: it stops with `up`; scripts outside can still report to it meanwhile) — unless
+    --no-autostart: then no coordinator is exit 69, nothing run. Applies the
     file first (as `apply`: a file `check` refuses runs nothing, exit 2 or 5). A unit whose
     dependency failed is skipped; the others go on. Ends when every unit has an outcome and
     every command has exited (services, with `ready`, keep running until interrupted): a
@@ -46,4 +47,5 @@ def up(
     grace
         How long a stopped command has to exit after SIGTERM before SIGKILL. Default 10s.
     """
-    return run_up(UpArgs(units, file, log_dir, abort_on_failure, grace, common.socket))
+    return run_up(UpArgs(units, file, log_dir, abort_on_failure, grace, common.socket,
+                         common.no_autostart))

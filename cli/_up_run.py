@@ -8,7 +8,8 @@ does — wait until ready, hold the unit, launch the command (detached: its own 
 its output behind its name, SIGTERM if ``up`` dies), readiness probes and limits — with
 ``run``'s own code (``hold_when_ready``: ``start_when_ready`` in fewer calls, the hold of a
 unit with dependencies parked in the coordinator until it is ready; ``launch``,
-``supervise``), concurrently, on one connection, the units without dependencies first. Units without ``run`` are waited for (another process reports them).
+``supervise``), concurrently, on one connection, the units without dependencies first. Units
+without ``run`` are waited for (another process reports them).
 
 Stopping (SIGINT/SIGTERM, or ``--abort-on-failure`` after a failure): units not started yet
 are left as they are; running commands are stopped in reverse dependency order — those nothing
@@ -65,6 +66,7 @@ class UpArgs:
     abort_on_failure: bool = False
     grace: float = 10.0
     socket: Path | None = None
+    no_autostart: bool = False  #: no coordinator on the socket: exit 69, run none in-process
 
 
 def run_up(args: UpArgs) -> int:
@@ -77,7 +79,7 @@ def run_up(args: UpArgs) -> int:
         raise CommandError(f"not in {workspace.path}: {', '.join(unknown)}", USAGE)
     selected = _needed(workspace, args.units or tuple(workspace.units))
     return _serve_and_run(args.socket, workspace, selected, args.log_dir, args.abort_on_failure,
-                          args.grace)
+                          args.grace, in_process=not args.no_autostart)
 
 
 #: The options :func:`plain_arguments` reads: the field of :class:`UpArgs` each sets, and what
@@ -86,15 +88,17 @@ _PLAIN_OPTIONS: dict[str, tuple[str, Callable[[str], object] | None]] = {
     "-f": ("file", Path), "--file": ("file", Path), "--log-dir": ("log_dir", Path),
     "--grace": ("grace", parse_duration), "--socket": ("socket", Path),
     "--abort-on-failure": ("abort_on_failure", None),
+    "--no-autostart": ("no_autostart", None),
 }
 
 
 def plain_arguments(tokens: Sequence[str]) -> UpArgs | None:
     """``up``'s arguments (after ``up``) read without the parser library, when they are in the
     plain forms: unit names, ``-f FILE``, ``--file[=]FILE``, ``--log-dir[=]DIR``,
-    ``--grace[=]D``, ``--socket[=]PATH``, ``--abort-on-failure``, ``--``, each option at most
-    once. Anything else — ``--help``, an unknown option, a bad duration, a value that starts
-    with ``-`` — is None: cyclopts reads the line (and says what is wrong with it). Saves
+    ``--grace[=]D``, ``--socket[=]PATH``, ``--abort-on-failure``, ``--no-autostart``, ``--``,
+    each option at most once. Anything else — ``--help``, an unknown option, a bad duration, a
+    value that starts with ``-`` given apart — is None: cyclopts reads the line (and says what
+    is wrong with it). Saves
     ``up`` the ~30 ms of importing cyclopts and ~6 ms of its parse (stress/README.md);
     tests/test_up_arguments.py holds both readings equal."""
     values: dict[str, object] = {}
@@ -144,9 +148,11 @@ def _needed(workspace: Workspace, wanted: Sequence[str]) -> list[str]:
 
 def _serve_and_run(
     socket: Path | None, workspace: Workspace, selected: list[str], log_dir: Path | None,
-    abort_on_failure: bool, grace: float,
+    abort_on_failure: bool, grace: float, *, in_process: bool,
 ) -> int:
-    """Connect — starting a coordinator in this process if none answers — and run."""
+    """Connect — starting a coordinator in this process if none answers, when ``in_process``
+    (not ``--no-autostart``; the environment's UNITSYNC_AUTOSTART=0 is about coordinators left
+    running in the background, and this one stops with ``up``) — and run."""
     import logging
 
     from coordinator.rpc import prepare_socket, run_client
@@ -167,7 +173,7 @@ def _serve_and_run(
     try:
         return run_client(path, body)
     except CoordinatorUnreachable:
-        if began:  # lost while running: not a missing coordinator
+        if began or not in_process:  # lost while running: not a missing coordinator
             raise
     local = InProcessCoordinator(path)
     raced = None

@@ -16,8 +16,19 @@ import trio
 
 from coordinator import Status
 
-from .cli_support import ERROR, OK, UNITSYNC, USAGE, Served, env_for, read_all, read_line, reap
-from .cli_support import table
+from .cli_support import (
+    ERROR,
+    OK,
+    UNITSYNC,
+    UNREACHABLE,
+    USAGE,
+    Served,
+    env_for,
+    read_all,
+    read_line,
+    reap,
+    table,
+)
 from .waits import WAIT
 
 WORKSPACE = """\
@@ -102,7 +113,8 @@ async def test_up_of_some_units_runs_what_they_need_and_uses_the_running_coordin
             result: list[tuple[int, str, str]] = []
 
             async def run_up() -> None:
-                result.append(await up(served, tmp_path, "upa-claude"))
+                # --no-autostart: a running coordinator is used all the same
+                result.append(await up(served, tmp_path, "upa-claude", "--no-autostart"))
 
             nursery.start_soon(run_up)
             async with served.client() as client:  # an outside script reports dotfiles
@@ -118,6 +130,22 @@ async def test_up_of_some_units_runs_what_they_need_and_uses_the_running_coordin
         ["upa-claude", "completed"],
     ]
     assert "other" not in out
+
+
+async def test_up_no_autostart_without_a_coordinator_exits_69_and_runs_nothing(
+    sock_dir: Path, tmp_path: Path
+) -> None:
+    workspace(tmp_path, """\
+        [units.made]
+        run = "touch made"
+    """)
+    served = Served(sock_dir / "unitsync.sock", env_for(sock_dir / "unitsync.sock"))
+    with trio.fail_after(WAIT * 2):
+        code, out, err = await up(served, tmp_path, "--no-autostart")
+    assert code == UNREACHABLE, (out, err)
+    assert f"no unitsync coordinator at {served.path}" in err
+    assert "running one in this process" not in err
+    assert not (tmp_path / "made").exists() and not served.path.exists()
 
 
 async def test_a_unit_the_file_starts_at_once_still_waits_for_an_edge_declared_outside(

@@ -47,8 +47,9 @@ def plain_lines(draw: st.DrawFn) -> list[str]:
             name, value = draw(st.sampled_from(names)), draw(st.sampled_from(values))
             joined = value.startswith("-") or draw(st.booleans())
             items.append([f"{name}={value}"] if joined else [name, value])
-    if draw(st.booleans()):
-        items.append(["--abort-on-failure"])
+    for flag in ("--abort-on-failure", "--no-autostart"):
+        if draw(st.booleans()):
+            items.append([flag])
     line = [token for item in draw(st.permutations(items)) for token in item]
     if draw(st.booleans()):
         line += ["--", *draw(st.lists(st.sampled_from(["-odd", "git", "--help"]), max_size=2))]
@@ -60,6 +61,7 @@ def plain_lines(draw: st.DrawFn) -> list[str]:
 TOKENS = st.sampled_from([
     "git", "-f", "--file", "w.toml", "--grace", "5s", "soon", "--grace=soon", "--socket",
     "--abort-on-failure", "--abort-on-failure=true", "--no-abort-on-failure", "--no-autostart",
+    "--no-autostart=1",
     "--", "-x", "--help", "-h", "--version", "--timeout", "-fw.toml",
 ])
 
@@ -86,8 +88,9 @@ def test_the_usual_lines_are_plain() -> None:
         ("git", "claude"): UpArgs(units=("git", "claude")),
         ("-f", "w.toml", "--socket", "/tmp/s.sock"):
             UpArgs(file=Path("w.toml"), socket=Path("/tmp/s.sock")),
-        ("--log-dir", "logs", "--abort-on-failure", "--grace", "1m30s", "git"):
-            UpArgs(units=("git",), log_dir=Path("logs"), abort_on_failure=True, grace=90.0),
+        ("--log-dir", "logs", "--abort-on-failure", "--grace", "1m30s", "git", "--no-autostart"):
+            UpArgs(units=("git",), log_dir=Path("logs"), abort_on_failure=True, grace=90.0,
+                   no_autostart=True),
         ("--file=w.toml", "--grace=0", "--", "-odd"):
             UpArgs(units=("-odd",), file=Path("w.toml"), grace=0.0),
     }
@@ -97,7 +100,7 @@ def test_the_usual_lines_are_plain() -> None:
 
 
 def test_anything_else_is_left_to_cyclopts_and_its_messages() -> None:
-    for tokens in (["--help"], ["--no-autostart"], ["--grace", "soon"], ["-f"], ["-f", "-x"],
+    for tokens in (["--help"], ["--no-abort-on-failure"], ["--grace", "soon"], ["-f"], ["-f", "-x"],
                    ["--file", "a", "--file", "b"], ["--abort-on-failure=yes"], ["-x"]):
         assert plain_arguments(tokens) is None, tokens
     refused = usage("up", "--grace", "soon")
@@ -109,15 +112,15 @@ def test_anything_else_is_left_to_cyclopts_and_its_messages() -> None:
 
 def test_a_plain_up_runs_without_importing_cyclopts(sock_dir: Path, tmp_path: Path) -> None:
     """Real ``unitsync up`` processes, with Python's import log on: the plain line runs its unit
-    and imports no cyclopts; the same run with ``--no-autostart`` (not plain) goes through
-    cyclopts, which shows the log would have named it."""
+    and imports no cyclopts; the same run with ``--no-abort-on-failure`` (not plain) goes
+    through cyclopts, which shows the log would have named it."""
     (tmp_path / "w.toml").write_text(textwrap.dedent("""\
         [units.hello]
         run = "echo hi"
     """))
     env = {**env_for(sock_dir / "unitsync.sock"), "PYTHONPROFILEIMPORTTIME": "1"}
     imported: dict[str, bool] = {}
-    for extra in ((), ("--no-autostart",)):
+    for extra in ((), ("--no-abort-on-failure",)):
         done = subprocess.run([*UNITSYNC, "up", "-f", "w.toml", *extra], cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=60, check=False)
         assert done.returncode == OK, (extra, done.stdout, done.stderr[-2000:])
@@ -125,4 +128,4 @@ def test_a_plain_up_runs_without_importing_cyclopts(sock_dir: Path, tmp_path: Pa
         assert ["hello", "completed"] in [row[:2] for row in table(
             done.stdout[done.stdout.index("UNIT"):])]
         imported[" ".join(extra)] = " cyclopts\n" in done.stderr
-    assert imported == {"": False, "--no-autostart": True}
+    assert imported == {"": False, "--no-abort-on-failure": True}
