@@ -1,7 +1,7 @@
 """A clean install: the wheel built from this repository, installed into a fresh virtualenv
 (its dependencies from the package index, nothing of the source tree on the path), runs
-``unitsync serve`` and the README's git -> claude flow, with the schema loaded from inside the
-installed package. Marked slow: building the wheel and the virtualenv takes tens of seconds."""
+``unitsync serve``, the README's git -> claude flow and a workspace file's ``up``, with the
+schema loaded from inside the installed package. Marked slow: building the wheel and the virtualenv takes tens of seconds."""
 
 from __future__ import annotations
 
@@ -98,6 +98,10 @@ async def test_the_wheel_installs_into_a_clean_venv_and_runs_the_git_claude_flow
             with trio.CancelScope(shield=True):
                 await claude.wait()
         assert '"status": "started"' in await unitsync_("status", "claude", "-o", "json")
+        # a plain `up` line (read without cyclopts) runs the workspace file on the same server
+        (tmp_path / "unitsync.toml").write_text('[units.hello]\nrun = "echo hi"\n')
+        out = await unitsync_("up")
+        assert "hello | hi" in out and "completed" in out, out
         server.terminate()
         with trio.fail_after(WAIT * 2):
             assert await server.wait() == 0
