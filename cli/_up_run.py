@@ -99,7 +99,7 @@ def plain_arguments(tokens: Sequence[str]) -> UpArgs | None:
     each option at most once. Anything else — ``--help``, an unknown option, a bad duration, a
     value that starts with ``-`` given apart — is None: cyclopts reads the line (and says what
     is wrong with it). Saves
-    ``up`` the ~30 ms of importing cyclopts and ~6 ms of its parse (stress/README.md);
+    ``up`` the ~30 ms of importing cyclopts and a few ms of its parse (stress/README.md);
     tests/test_up_arguments.py holds both readings equal."""
     values: dict[str, object] = {}
     units: list[str] = []
