@@ -47,5 +47,7 @@ def up(
     grace
         How long a stopped command has to exit after SIGTERM before SIGKILL. Default 10s.
     """
-    return run_up(UpArgs(units, file, log_dir, abort_on_failure, grace, common.socket,
-                         common.no_autostart))
+    return run_up(UpArgs(
+        units=units, file=file, log_dir=log_dir, abort_on_failure=abort_on_failure, grace=grace,
+        socket=common.socket, no_autostart=common.no_autostart,
+    ))

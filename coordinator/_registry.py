@@ -75,7 +75,8 @@ class RegistryActor:
 
     __slots__ = (
         "_inbox", "_events", "_graph", "_inboxes", "_states", "_nursery", "_candidates",
-        "_settling", "_max_units", "finished", "_writer", "_restored", "_hold_grace", "_store", "_records",
+        "_settling", "_max_units", "finished", "_writer", "_restored", "_hold_grace", "_store",
+        "_records",
         "_graph_revision", "_committing", "_deferred", "_remote_holds", "_seen", "_numbering",
     )
 
